@@ -1,0 +1,244 @@
+/**
+ * Entries and IDs: canonical building, DAG-CBOR encoding, CIDv1 (dag-cbor, BLAKE3-256) IDs,
+ * signing bytes and the reference's structural validation rules. Pure functions.
+ */
+import * as dagCbor from "@ipld/dag-cbor"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import { CID } from "multiformats/cid"
+import * as Digest from "multiformats/hashes/digest"
+import type { SigKey } from "../schema/Auth.js"
+import type { Entry, EntryMetadata, SubTreeNode } from "../schema/Entry.js"
+import { decodeEntryEither } from "../schema/Entry.js"
+import { compareIds } from "../schema/Ids.js"
+import { blake3 } from "./internal/blake3.js"
+
+/** The multicodec of DAG-CBOR. */
+export const DAG_CBOR = 0x71
+/** The multihash code of BLAKE3-256. */
+export const BLAKE3 = 0x1e
+/** Reserved store names. */
+export const SETTINGS = "_settings"
+export const INDEX = "_index"
+export const ROOT = "_root"
+
+/** An entry that passed decoding and validation, with everything derived from it computed once. */
+export interface StoredEntry {
+  readonly id: string
+  readonly entry: Entry
+  /** The DAG-CBOR bytes the ID was computed over. */
+  readonly bytes: Uint8Array
+  /** The database (tree) this entry belongs to: `tree.root`, or its own ID for a root. */
+  readonly treeId: string
+  /** The main-tree height. */
+  readonly height: number
+}
+
+/** What a caller supplies to build an entry; the builder makes it canonical. */
+export interface EntryInput {
+  readonly root?: string | undefined
+  readonly parents: ReadonlyArray<string>
+  readonly metadata?: Uint8Array | undefined
+  readonly height: number
+  readonly subtrees: ReadonlyArray<{
+    readonly name: string
+    readonly parents: ReadonlyArray<string>
+    readonly data?: Uint8Array | undefined
+    readonly h?: number | undefined
+  }>
+  readonly key: SigKey
+}
+
+/** Build a canonical, unsigned entry: parents sorted and de-duplicated, subtrees sorted by name, defaults omitted. */
+export const make = (input: EntryInput): Entry => ({
+  tree: {
+    ...(input.root !== undefined ? { root: input.root } : {}),
+    parents: sortedUnique(input.parents),
+    ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+    ...(input.height !== 0 ? { h: input.height } : {})
+  },
+  subtrees: [...input.subtrees]
+    .sort((a, b) => compareIds(a.name, b.name))
+    .map((s): SubTreeNode => ({
+      name: s.name,
+      parents: sortedUnique(s.parents),
+      ...(s.data !== undefined ? { data: s.data } : {}),
+      ...(s.h !== undefined ? { h: s.h } : {})
+    })),
+  sig: { key: input.key }
+})
+
+/** The same entry carrying a signature (standard padded base64). */
+export const withSignature = (entry: Entry, sig: string): Entry => ({ ...entry, sig: { ...entry.sig, sig } })
+
+/** The DAG-CBOR encoding of the whole entry, signature included; the ID is computed over these bytes. */
+export const encode = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(entry, true))
+
+/** The bytes a signature covers: the entry without `sig.sig` (the key hint stays in). */
+export const signingBytes = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(entry, false))
+
+/** The CIDv1 string of encoded entry bytes. */
+export const idOfBytes = (bytes: Uint8Array): string =>
+  CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes))).toString()
+
+/** The ID of an entry. */
+export const id = (entry: Entry): string => idOfBytes(encode(entry))
+
+/** Whether the entry is a database root: a `_root` store, no parents and no `tree.root`. */
+export const isRoot = (entry: Entry): boolean =>
+  entry.tree.root === undefined && entry.tree.parents.length === 0 && entry.subtrees.some((s) => s.name === ROOT)
+
+/** The main-tree height (0 when omitted). */
+export const height = (entry: Entry): number => entry.tree.h ?? 0
+
+/** The height of a store in an entry: its own `h`, or the tree height it inherits. */
+export const storeHeight = (entry: Entry, store: string): number => {
+  const s = entry.subtrees.find((t) => t.name === store)
+  return s?.h ?? height(entry)
+}
+
+/** The subtree node of a store, if the entry touches it. */
+export const subtree = (entry: Entry, store: string): SubTreeNode | undefined =>
+  entry.subtrees.find((s) => s.name === store)
+
+/** Decode DAG-CBOR bytes into a validated StoredEntry, computing its ID over exactly these bytes. */
+export const decode = (bytes: Uint8Array): Either.Either<StoredEntry, string> => {
+  let raw: unknown
+  try {
+    raw = dagCbor.decode(bytes)
+  } catch (e) {
+    return Either.left(`not canonical DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  const plain = fromCbor(raw)
+  if (typeof plain === "string") return Either.left(plain)
+  const decoded = decodeEntryEither(plain)
+  if (Either.isLeft(decoded)) return Either.left(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+  const entry = decoded.right
+  const reason = validate(entry)
+  if (reason !== undefined) return Either.left(reason)
+  return Either.right(stored(entry, bytes))
+}
+
+/** Wrap an entry (already valid) with its bytes, ID, tree and height. */
+export const stored = (entry: Entry, bytes: Uint8Array = encode(entry)): StoredEntry => {
+  const entryId = idOfBytes(bytes)
+  return { id: entryId, entry, bytes, treeId: entry.tree.root ?? entryId, height: height(entry) }
+}
+
+/**
+ * The reference's structural rules plus canonical form. Returns the reason the entry is invalid,
+ * or undefined when it is well formed. Parents' existence, heights and signatures are checked elsewhere.
+ */
+export const validate = (entry: Entry): string | undefined => {
+  const hasRootStore = entry.subtrees.some((s) => s.name === ROOT)
+  if (hasRootStore && entry.tree.parents.length > 0) return "a _root entry must not have parents"
+  if (hasRootStore && entry.tree.root !== undefined) return "a _root entry must not name a root"
+  if (!hasRootStore) {
+    if (entry.tree.root === undefined) return "a non-root entry must name its root"
+    if (entry.tree.parents.length === 0) return "a non-root entry needs at least one parent"
+  }
+  if (hasRootStore && height(entry) !== 0) return "a root entry has height 0"
+  if (!isCanonicalIdList(entry.tree.parents)) return "tree parents must be sorted and without duplicates"
+  for (let i = 0; i < entry.subtrees.length; i++) {
+    const s = entry.subtrees[i]!
+    if (s.name.length === 0) return "a subtree name must not be empty"
+    if (i > 0 && compareIds(entry.subtrees[i - 1]!.name, s.name) >= 0)
+      return "subtrees must be sorted by name and unique"
+    if (!isCanonicalIdList(s.parents)) return `parents of subtree ${s.name} must be sorted and without duplicates`
+  }
+  return undefined
+}
+
+/** Encode entry metadata as the JSON bytes carried in `tree.metadata`. */
+export const encodeMetadata = (meta: EntryMetadata): Uint8Array =>
+  textEncoder.encode(JSON.stringify({ settings_tips: sortedUnique(meta.settings_tips), entropy: meta.entropy }))
+
+/** Read an entry's metadata; an entry without metadata pins no settings. */
+export const metadata = (entry: Entry): EntryMetadata | undefined => {
+  if (entry.tree.metadata === undefined) return undefined
+  try {
+    const parsed = JSON.parse(textDecoder.decode(entry.tree.metadata)) as { settings_tips?: unknown; entropy?: unknown }
+    const tips = Array.isArray(parsed.settings_tips) ? parsed.settings_tips.filter((t) => typeof t === "string") : []
+    return { settings_tips: tips, entropy: typeof parsed.entropy === "number" ? parsed.entropy : null }
+  } catch {
+    return undefined
+  }
+}
+
+/** Sort and de-duplicate a list of IDs. */
+export const sortedUnique = (ids: ReadonlyArray<string>): Array<string> => {
+  const out = [...new Set(ids)]
+  out.sort(compareIds)
+  return out
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i]!.length === 0) return false
+    if (i > 0 && compareIds(ids[i - 1]!, ids[i]!) >= 0) return false
+  }
+  return true
+}
+
+const cidCache = new Map<string, CID>()
+const toCid = (s: string): CID => {
+  let c = cidCache.get(s)
+  if (c === undefined) {
+    c = CID.parse(s)
+    if (cidCache.size > 100_000) cidCache.clear()
+    cidCache.set(s, c)
+  }
+  return c
+}
+
+const toCbor = (entry: Entry, withSig: boolean): Record<string, unknown> => {
+  const tree: Record<string, unknown> = { parents: entry.tree.parents.map(toCid) }
+  if (entry.tree.root !== undefined) tree.root = toCid(entry.tree.root)
+  if (entry.tree.metadata !== undefined) tree.metadata = entry.tree.metadata
+  if (entry.tree.h !== undefined && entry.tree.h !== 0) tree.h = entry.tree.h
+  const subtrees = entry.subtrees.map((s) => {
+    const node: Record<string, unknown> = { name: s.name, parents: s.parents.map(toCid) }
+    if (s.data !== undefined) node.data = s.data
+    if (s.h !== undefined) node.h = s.h
+    return node
+  })
+  const sig: Record<string, unknown> = { key: stripUndefined(entry.sig.key) }
+  if (withSig && entry.sig.sig !== undefined) sig.sig = entry.sig.sig
+  return { tree, subtrees, sig }
+}
+
+const stripUndefined = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(stripUndefined)
+  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = stripUndefined(v)
+    return out
+  }
+  return value
+}
+
+/** Turn decoded CBOR into the string-ID shape the schema checks; a string result is the reason it fails. */
+const fromCbor = (raw: unknown): unknown => {
+  const convert = (v: unknown, path: string): unknown => {
+    const cid = CID.asCID(v)
+    if (cid !== null) {
+      if (cid.version !== 1 || cid.code !== DAG_CBOR) throw new Error(`${path}: an ID must be a CIDv1 dag-cbor link`)
+      return cid.toString()
+    }
+    if (Array.isArray(v)) return v.map((x, i) => convert(x, `${path}[${i}]`))
+    if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
+      const out: Record<string, unknown> = {}
+      for (const [k, x] of Object.entries(v)) out[k] = convert(x, path ? `${path}.${k}` : k)
+      return out
+    }
+    return v
+  }
+  try {
+    return convert(raw, "")
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e)
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The Auth port: ed25519 keys, signatures and secure randomness. Layers: `layerNode` (node:crypto,
+ * the default), `layerNoble` (@noble/ed25519, portable) and `layerSeeded` (keys and randomness from
+ * Effect's Random, for deterministic simulation only). All pass one contract suite.
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type { CryptoError } from "../schema/Errors.js"
+
+/** A key pair as strings: `ed25519:<base64 public key>` and `ed25519:<base64 32-byte seed>`. */
+export interface KeyPair {
+  readonly publicKey: string
+  readonly secretKey: string
+}
+
+/** One item of a batch verification. */
+export interface VerifyItem {
+  readonly publicKey: string
+  /** The signature as standard padded base64. */
+  readonly signature: string
+  readonly message: Uint8Array
+}
+
+/** The Auth service interface. */
+export interface AuthShape {
+  /** A fresh key pair. */
+  readonly generateKey: Effect.Effect<KeyPair>
+  /** The public key of a secret key. */
+  readonly publicKeyOf: (secretKey: string) => Effect.Effect<string, CryptoError>
+  /** Sign bytes; the signature as standard padded base64. */
+  readonly sign: (secretKey: string, message: Uint8Array) => Effect.Effect<string, CryptoError>
+  /** Verify a signature; false for a bad signature or a malformed key or signature (never fails). */
+  readonly verify: (publicKey: string, signature: string, message: Uint8Array) => Effect.Effect<boolean>
+  /** Verify many; one boolean per item, in order. */
+  readonly verifyBatch: (items: ReadonlyArray<VerifyItem>) => Effect.Effect<ReadonlyArray<boolean>>
+  /** Secure random bytes (entropy, nonces, challenges, salts). */
+  readonly randomBytes: (n: number) => Effect.Effect<Uint8Array>
+}
+
+/** The Auth service tag. */
+export class Auth extends Context.Tag("eidetica-ts/Auth")<Auth, AuthShape>() {}
