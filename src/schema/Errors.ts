@@ -80,3 +80,165 @@ export class CryptoError extends Schema.TaggedError<CryptoError>()("CryptoError"
     return `Crypto failure: ${this.detail}`
   }
 }
+
+/** Sealed data did not open: the password (key) is wrong or the ciphertext, tag or nonce was altered. */
+export class DecryptionFailed extends Schema.TaggedError<DecryptionFailed>()("DecryptionFailed", {
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return `Decryption failed: wrong password or corrupted data${this.detail ? ` (${this.detail})` : ""}`
+  }
+}
+
+/** A sync message (request or response) did not have the protocol's shape; `detail` names the bad field. */
+export class MalformedMessage extends Schema.TaggedError<MalformedMessage>()("MalformedMessage", {
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Malformed message: ${this.detail}`
+  }
+}
+
+/** A sync operation needs a transport and none is enabled. */
+export class NoTransportEnabled extends Schema.TaggedError<NoTransportEnabled>()("NoTransportEnabled", {}) {
+  override get message() {
+    return "No transport enabled. Call enable_http_transport() first"
+  }
+}
+
+/** A sync operation was attempted on an Instance without sync. */
+export class SyncNotEnabled extends Schema.TaggedError<SyncNotEnabled>()("SyncNotEnabled", {}) {
+  override get message() {
+    return "Sync is not enabled on this Instance. Call Instance::enable_sync() first"
+  }
+}
+
+/** A transport was asked to serve while its server is already running. */
+export class ServerAlreadyRunning extends Schema.TaggedError<ServerAlreadyRunning>()("ServerAlreadyRunning", {
+  address: Schema.String
+}) {
+  override get message() {
+    return `Server already running on ${this.address}`
+  }
+}
+
+/** A server operation needs a running server and there is none. */
+export class ServerNotRunning extends Schema.TaggedError<ServerNotRunning>()("ServerNotRunning", {}) {
+  override get message() {
+    return "Server not running"
+  }
+}
+
+/** A transport could not reach, bind or talk to an address (refused, timed out, non-2xx, bad bind string). */
+export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
+  address: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `Failed to connect to ${this.address}: ${this.reason}`
+  }
+}
+
+/** No enabled transport handles the address's `transport_type`. */
+export class NoTransportForAddress extends Schema.TaggedError<NoTransportForAddress>()("NoTransportForAddress", {
+  address: Schema.String
+}) {
+  override get message() {
+    return `No transport can handle address: ${this.address}`
+  }
+}
+
+/** The peer speaks another protocol version. */
+export class ProtocolVersionMismatch extends Schema.TaggedError<ProtocolVersionMismatch>()(
+  "ProtocolVersionMismatch",
+  { expected: Schema.Number, received: Schema.Number }
+) {
+  override get message() {
+    return `Protocol version mismatch: expected ${this.expected}, received ${this.received}`
+  }
+}
+
+/** The handshake failed (bad challenge response, unexpected answer). */
+export class HandshakeFailed extends Schema.TaggedError<HandshakeFailed>()("HandshakeFailed", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Handshake failed: ${this.reason}`
+  }
+}
+
+/** A message is larger than the transport accepts. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `Payload too large: a message may be at most ${this.limit} bytes`
+  }
+}
+
+/** The peer holds the bootstrap request for an administrator's approval. */
+export class BootstrapPending extends Schema.TaggedError<BootstrapPending>()("BootstrapPending", {
+  requestId: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Bootstrap request pending approval (request_id: ${this.requestId}): ${this.detail}`
+  }
+}
+
+/** The peer answered with an `Error` response. */
+export class RemoteError extends Schema.TaggedError<RemoteError>()("RemoteError", {
+  address: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Peer ${this.address} answered with an error: ${this.detail}`
+  }
+}
+
+/** No key with this public key (in a database's auth, or among a user's keys). */
+export class KeyNotFound extends Schema.TaggedError<KeyNotFound>()("KeyNotFound", {
+  key: Schema.String
+}) {
+  override get message() {
+    return `Key not found: ${this.key}`
+  }
+}
+
+/** No user with this name on this instance. */
+export class UserNotFound extends Schema.TaggedError<UserNotFound>()("UserNotFound", {
+  username: Schema.String
+}) {
+  override get message() {
+    return `User not found: ${this.username}. Create it first with createUser`
+  }
+}
+
+/** A user with this name already exists. */
+export class UserExists extends Schema.TaggedError<UserExists>()("UserExists", {
+  username: Schema.String
+}) {
+  override get message() {
+    return `User already exists: ${this.username}. Log in with loginUser, or choose another name`
+  }
+}
+
+/** The password was wrong, missing, or given for a passwordless user. */
+export class InvalidPassword extends Schema.TaggedError<InvalidPassword>()("InvalidPassword", {
+  username: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Invalid password for user ${this.username}: ${this.detail}`
+  }
+}
+
+/** No database with this name among a user's databases. */
+export class DatabaseNotFound extends Schema.TaggedError<DatabaseNotFound>()("DatabaseNotFound", {
+  name: Schema.String
+}) {
+  override get message() {
+    return `No database named "${this.name}" among this user's databases; create it, or track it after syncing`
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The sync protocol (version 0): JSON messages shaped like the reference's serde output
+ * (externally tagged enums, snake_case fields). Entries travel as the standard base64 of their
+ * DAG-CBOR bytes, so the receiver recomputes each ID over exactly the bytes that were sent.
+ * Our additions: `known` and `cursor` on SyncTree requests, `next` on paged responses.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { MalformedMessage } from "./Errors.js"
+import { EntryId, PubKey } from "./Ids.js"
+import { Permission } from "./Permission.js"
+
+/** The protocol version spoken here. */
+export const PROTOCOL_VERSION = 0
+
+/** The largest message (request or response body) any transport accepts, in bytes: 8 MiB. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+/** A peer address: which transport, and the transport-specific address (`host:port` for http). */
+export const Address = Schema.Struct({
+  transport_type: Schema.String.pipe(Schema.minLength(1, { message: () => "transport_type must not be empty" })),
+  address: Schema.String
+})
+/** A peer address. */
+export type Address = typeof Address.Type
+
+/** An entry on the wire: the standard padded base64 of its DAG-CBOR bytes. */
+export const WireEntry = Schema.String.pipe(
+  Schema.pattern(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, {
+    message: () => "an entry must be the standard base64 of its DAG-CBOR bytes"
+  }),
+  Schema.minLength(1, { message: () => "an entry must not be empty" })
+)
+/** An entry on the wire (base64 DAG-CBOR). */
+export type WireEntry = string
+
+/** A standard base64 string (signatures). */
+export const Base64 = Schema.String.pipe(
+  Schema.pattern(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, {
+    message: () => "expected standard padded base64"
+  })
+)
+
+/** A 32-byte challenge or nonce, as a JSON array of numbers 0-255 (serde's `[u8; 32]`). */
+export const Bytes32 = Schema.Array(
+  Schema.Number.pipe(Schema.int(), Schema.between(0, 255, { message: () => "a byte must be an integer 0-255" }))
+).pipe(Schema.itemsCount(32, { message: () => "expected exactly 32 bytes" }))
+/** 32 bytes as numbers. */
+export type Bytes32 = typeof Bytes32.Type
+
+const Count = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+
+/** The opening of a conversation: who we are, a challenge to sign, where we listen. */
+export const HandshakeRequest = Schema.Struct({
+  device_id: PubKey,
+  public_key: PubKey,
+  display_name: Schema.optional(Schema.String),
+  protocol_version: Count,
+  challenge: Bytes32,
+  listen_addresses: Schema.Array(Address)
+})
+/** A handshake request. */
+export type HandshakeRequest = typeof HandshakeRequest.Type
+
+/** A database the server offers in its handshake. */
+export const TreeInfo = Schema.Struct({
+  tree_id: EntryId,
+  name: Schema.NullOr(Schema.String),
+  entry_count: Count,
+  last_modified: Count
+})
+/** Tree info. */
+export type TreeInfo = typeof TreeInfo.Type
+
+/** The server's side of the handshake: its identity, the signed challenge, a challenge back, its trees. */
+export const HandshakeResponse = Schema.Struct({
+  device_id: PubKey,
+  public_key: PubKey,
+  display_name: Schema.String,
+  protocol_version: Count,
+  challenge_response: Base64,
+  new_challenge: Bytes32,
+  available_trees: Schema.Array(TreeInfo)
+})
+/** A handshake response. */
+export type HandshakeResponse = typeof HandshakeResponse.Type
+
+/** A signed proof that the requester holds `key`, bound to the server, tree, tips, time and a nonce. */
+export const SyncRequestAuth = Schema.Struct({
+  key: PubKey,
+  timestamp_ms: Count,
+  nonce: Bytes32,
+  signature: Base64
+})
+/** Sync request auth. */
+export type SyncRequestAuth = typeof SyncRequestAuth.Type
+
+/** Ask for a tree: empty `our_tips` means bootstrap, otherwise incremental. */
+export const SyncTreeRequest = Schema.Struct({
+  tree_id: EntryId,
+  our_tips: Schema.Array(EntryId),
+  peer_pubkey: Schema.optional(PubKey),
+  requesting_key: Schema.optional(PubKey),
+  requesting_key_name: Schema.optional(Schema.String),
+  requested_permission: Schema.optional(Permission),
+  metadata: Schema.optional(Schema.Unknown),
+  auth: Schema.optional(SyncRequestAuth),
+  /** OUR ADDITION: a sparse sample of the requester's ancestors, so the server finds the common frontier. */
+  known: Schema.optional(Schema.Array(EntryId)),
+  /** OUR ADDITION: the `next` cursor of the previous page of a paged response. */
+  cursor: Schema.optional(Schema.String)
+})
+/** A sync-tree request. */
+export type SyncTreeRequest = typeof SyncTreeRequest.Type
+
+/** The handshake request message. */
+export const HandshakeMessage = Schema.Struct({ Handshake: HandshakeRequest })
+/** The sync-tree request message. */
+export const SyncTreeMessage = Schema.Struct({ SyncTree: SyncTreeRequest })
+/** The push message: entries for the receiver to verify and store. */
+export const SendEntriesMessage = Schema.Struct({ SendEntries: Schema.Array(WireEntry) })
+
+/** Every request a peer may send. */
+export const SyncRequest = Schema.Union(HandshakeMessage, SyncTreeMessage, SendEntriesMessage)
+/** A sync request. */
+export type SyncRequest = typeof SyncRequest.Type
+/** A sync request as plain JSON. */
+export type SyncRequestJson = typeof SyncRequest.Encoded
+
+/** A whole tree (or one page of it), parents first, the root sent apart. */
+export const BootstrapResponse = Schema.Struct({
+  tree_id: EntryId,
+  root_entry: WireEntry,
+  all_entries: Schema.Array(WireEntry),
+  key_approved: Schema.Boolean,
+  granted_permission: Schema.optional(Permission),
+  /** OUR ADDITION: present when more pages follow; send it back as `cursor`. */
+  next: Schema.optional(Schema.String)
+})
+/** A bootstrap response. */
+export type BootstrapResponse = typeof BootstrapResponse.Type
+
+/** What the requester lacks (or one page of it), parents first, and the server's tips. */
+export const IncrementalResponse = Schema.Struct({
+  tree_id: EntryId,
+  their_tips: Schema.Array(EntryId),
+  missing_entries: Schema.Array(WireEntry),
+  /** OUR ADDITION: present when more pages follow; send it back as `cursor`. */
+  next: Schema.optional(Schema.String)
+})
+/** An incremental response. */
+export type IncrementalResponse = typeof IncrementalResponse.Type
+
+/** The bootstrap request waits for an administrator's approval. */
+export const BootstrapPendingResponse = Schema.Struct({
+  request_id: Schema.String,
+  message: Schema.String
+})
+/** A bootstrap-pending response. */
+export type BootstrapPendingResponse = typeof BootstrapPendingResponse.Type
+
+/** The handshake response message. */
+export const HandshakeReply = Schema.Struct({ Handshake: HandshakeResponse })
+/** The bootstrap response message. */
+export const BootstrapReply = Schema.Struct({ Bootstrap: BootstrapResponse })
+/** The incremental response message. */
+export const IncrementalReply = Schema.Struct({ Incremental: IncrementalResponse })
+/** The bootstrap-pending response message. */
+export const BootstrapPendingReply = Schema.Struct({ BootstrapPending: BootstrapPendingResponse })
+/** The bare acknowledgement (`"Ack"`). */
+export const AckReply = Schema.Literal("Ack")
+/** How many pushed entries were stored. */
+export const CountReply = Schema.Struct({ Count: Count })
+/** The request was refused or failed; the text says why. */
+export const ErrorReply = Schema.Struct({ Error: Schema.String })
+
+/** Every response a peer may send. */
+export const SyncResponse = Schema.Union(
+  HandshakeReply,
+  BootstrapReply,
+  IncrementalReply,
+  BootstrapPendingReply,
+  AckReply,
+  CountReply,
+  ErrorReply
+)
+/** A sync response. */
+export type SyncResponse = typeof SyncResponse.Type
+/** A sync response as plain JSON. */
+export type SyncResponseJson = typeof SyncResponse.Encoded
+
+/** The request kinds, in the order of the reference's enum. */
+export const requestKinds = ["Handshake", "SyncTree", "SendEntries"] as const
+/** The response kinds, in the order of the reference's enum. */
+export const responseKinds = [
+  "Handshake",
+  "Bootstrap",
+  "Incremental",
+  "BootstrapPending",
+  "Ack",
+  "Count",
+  "Error"
+] as const
+
+/** The kind of a request (its tag). */
+export const requestKind = (request: SyncRequest): (typeof requestKinds)[number] =>
+  "Handshake" in request ? "Handshake" : "SyncTree" in request ? "SyncTree" : "SendEntries"
+
+/** The kind of a response (its tag). */
+export const responseKind = (response: SyncResponse): (typeof responseKinds)[number] =>
+  typeof response === "string" ? "Ack" : (Object.keys(response)[0] as (typeof responseKinds)[number])
+
+/** Decode foreign JSON into a request; the failure names the bad field. */
+export const decodeRequest = (input: unknown): Effect.Effect<SyncRequest, MalformedMessage> =>
+  decodeTagged(input, "request", requestMembers)
+
+/** Decode foreign JSON into a request synchronously (Either). */
+export const decodeRequestEither = (input: unknown): Either.Either<SyncRequest, MalformedMessage> =>
+  decodeTaggedEither(input, "request", requestMembers)
+
+/** Decode foreign JSON into a response; the failure names the bad field. */
+export const decodeResponse = (input: unknown): Effect.Effect<SyncResponse, MalformedMessage> =>
+  decodeTagged(input, "response", responseMembers)
+
+/** Decode foreign JSON into a response synchronously (Either). */
+export const decodeResponseEither = (input: unknown): Either.Either<SyncResponse, MalformedMessage> =>
+  decodeTaggedEither(input, "response", responseMembers)
+
+/** A request as a plain JSON object (unknown fields stripped). A value that breaks the schema is a defect. */
+export const encodeRequest = (request: SyncRequest): SyncRequestJson => Schema.encodeSync(SyncRequest)(request)
+
+/** A response as a plain JSON object (unknown fields stripped). A value that breaks the schema is a defect. */
+export const encodeResponse = (response: SyncResponse): SyncResponseJson => Schema.encodeSync(SyncResponse)(response)
+
+/** An `Error` response. */
+export const errorResponse = (message: string): SyncResponse => ({ Error: message })
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+type Member = (input: unknown) => Either.Either<unknown, ParseResult.ParseError>
+
+const decoder = <A, I>(schema: Schema.Schema<A, I>): Member =>
+  Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })
+
+const requestMembers: Record<string, Member> = {
+  Handshake: decoder(HandshakeMessage),
+  SyncTree: decoder(SyncTreeMessage),
+  SendEntries: decoder(SendEntriesMessage)
+}
+
+const responseMembers: Record<string, Member> = {
+  Handshake: decoder(HandshakeReply),
+  Bootstrap: decoder(BootstrapReply),
+  Incremental: decoder(IncrementalReply),
+  BootstrapPending: decoder(BootstrapPendingReply),
+  Count: decoder(CountReply),
+  Error: decoder(ErrorReply)
+}
+
+const decodeTagged = <A>(
+  input: unknown,
+  what: "request" | "response",
+  members: Record<string, Member>
+): Effect.Effect<A, MalformedMessage> => decodeTaggedEither<A>(input, what, members)
+
+// Dispatch on the single key first, so an unknown kind or a bad field gets a short, precise
+// message instead of the union's report of every member that did not match.
+const decodeTaggedEither = <A>(
+  input: unknown,
+  what: "request" | "response",
+  members: Record<string, Member>
+): Either.Either<A, MalformedMessage> => {
+  const kinds = Object.keys(members)
+  if (what === "response" && input === "Ack") return Either.right("Ack" as A)
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return Either.left(
+      new MalformedMessage({
+        detail: `a ${what} must be a JSON object with exactly one of ${list(kinds, what)}, got ${describe(input)}`
+      })
+    )
+  }
+  const keys = Object.keys(input)
+  if (keys.length !== 1) {
+    return Either.left(
+      new MalformedMessage({
+        detail: `a ${what} must have exactly one key (${list(kinds, what)}), got ${
+          keys.length === 0 ? "none" : keys.map((k) => JSON.stringify(k)).join(", ")
+        }`
+      })
+    )
+  }
+  const kind = keys[0]!
+  const member = Object.prototype.hasOwnProperty.call(members, kind) ? members[kind] : undefined
+  if (member === undefined) {
+    return Either.left(
+      new MalformedMessage({
+        detail: `unknown ${what} kind ${JSON.stringify(kind.slice(0, 64))} (expected ${list(kinds, what)})`
+      })
+    )
+  }
+  return Either.mapBoth(member(input), {
+    onLeft: (error) => new MalformedMessage({ detail: formatIssues(error) }),
+    onRight: (value) => value as A
+  })
+}
+
+// One line per problem, `Kind.field[index]: what was wrong`, rather than the tree formatter's
+// multi-line dump of every schema on the path (it can run to kilobytes for a SyncTree request).
+const formatIssues = (error: ParseResult.ParseError): string => {
+  const all = ParseResult.ArrayFormatter.formatErrorSync(error)
+  // An optional field's union also reports "Expected undefined"; that only repeats the real problem.
+  const relevant = all.filter((issue) => !issue.message.startsWith("Expected undefined"))
+  const issues = relevant.length > 0 ? relevant : all
+  const shown = issues.slice(0, 3).map((issue) => `${formatPath(issue.path)}: ${issue.message}`)
+  const text = issues.length > 3 ? `${shown.join("; ")}; and ${issues.length - 3} more` : shown.join("; ")
+  // The formatter quotes the offending value, which a hostile peer controls in size.
+  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text
+}
+
+const MAX_DETAIL = 400
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path
+    .map((key, i) =>
+      typeof key === "number" ? `[${key}]` : i === 0 ? String(key) : `.${String(key)}`
+    )
+    .join("")
+
+const list = (kinds: ReadonlyArray<string>, what: "request" | "response"): string =>
+  (what === "response" ? [...kinds, "\"Ack\""] : kinds).join(", ")
+
+const describe = (input: unknown): string =>
+  input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`
