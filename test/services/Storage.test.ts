@@ -1,0 +1,356 @@
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Entry from "../../src/core/Entry.js"
+import type { StoredEntry } from "../../src/core/Entry.js"
+import { layerMemory, layerSqlite, Storage } from "../../src/layers/Storage.js"
+import type { StorageError } from "../../src/schema/Errors.js"
+import { compareIds } from "../../src/schema/Ids.js"
+
+const KEY = { Direct: { hint: { pubkey: "ed25519:" + "A".repeat(43) + "=" } } }
+const text = new TextEncoder()
+
+const root = (label = "root", stores: ReadonlyArray<string> = []): StoredEntry =>
+  Entry.stored(
+    Entry.make({
+      parents: [],
+      height: 0,
+      metadata: text.encode(label),
+      subtrees: [
+        { name: "_root", parents: [], data: text.encode("\"\"") },
+        ...stores.map((name) => ({ name, parents: [], data: text.encode(label) }))
+      ],
+      key: KEY
+    })
+  )
+
+const child = (
+  r: StoredEntry,
+  label: string,
+  parents: ReadonlyArray<StoredEntry>,
+  stores: Record<string, { readonly parents: ReadonlyArray<StoredEntry>; readonly h?: number }> = {}
+): StoredEntry =>
+  Entry.stored(
+    Entry.make({
+      root: r.id,
+      parents: parents.map((p) => p.id),
+      height: Math.max(...parents.map((p) => p.height)) + 1,
+      metadata: text.encode(label),
+      subtrees: Object.entries(stores).map(([name, s]) => ({
+        name,
+        parents: s.parents.map((p) => p.id),
+        data: text.encode(label),
+        h: s.h
+      })),
+      key: KEY
+    })
+  )
+
+/** A chain of `n` entries after `r`, each touching store "a". */
+const chain = (r: StoredEntry, n: number, label = "c"): Array<StoredEntry> => {
+  const out: Array<StoredEntry> = []
+  let prev = r
+  for (let i = 0; i < n; i++) {
+    prev = child(r, `${label}${i}`, [prev], { a: { parents: [prev] } })
+    out.push(prev)
+  }
+  return out
+}
+
+/** Entries compared by value: the byte type (Buffer or Uint8Array) is not part of the contract. */
+const plain = (e: StoredEntry) => ({ ...e, bytes: Array.from(e.bytes) })
+
+const sortedIds = (...es: ReadonlyArray<StoredEntry>) => es.map((e) => e.id).sort(compareIds)
+const byHeight = (...es: ReadonlyArray<StoredEntry>) =>
+  [...es].sort((a, b) => a.height - b.height || compareIds(a.id, b.id)).map((e) => e.id)
+
+const r = root("r", ["a"])
+const e1 = child(r, "e1", [r], { a: { parents: [r] } })
+const e2 = child(r, "e2", [e1], { a: { parents: [e1] } })
+const e3 = child(r, "e3", [e2], { a: { parents: [e2] } })
+const T = r.id
+
+/** A temporary directory, removed when the scope closes. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "eidetica-storage-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A SQLite storage on a fresh temporary file. */
+const sqliteTemp: Layer.Layer<Storage, StorageError> = Layer.unwrapScoped(
+  Effect.map(tempDir, (dir) => layerSqlite({ filename: path.join(dir, "db.sqlite") }))
+)
+
+/** The Storage contract: every implementation must pass it unchanged. */
+const contract = (name: string, makeLayer: () => Layer.Layer<Storage, StorageError>) =>
+  describe(`Storage contract: ${name}`, () => {
+    const test = (title: string, body: Effect.Effect<void, StorageError, Storage>) =>
+      it.scoped(title, () => Effect.provide(body, makeLayer()))
+
+    test(
+      "put, get, getMany, has and heights",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.put([r, e1, e2])).toEqual([r.id, e1.id, e2.id])
+        expect(Option.map(yield* s.get(e1.id), plain)).toEqual(Option.some(plain(e1)))
+        expect(yield* s.get(e3.id)).toEqual(Option.none())
+        expect((yield* s.getMany([e2.id, e3.id, r.id])).map(plain)).toEqual([e2, r].map(plain))
+        expect(yield* s.getMany([])).toEqual([])
+        expect(yield* s.has([e1.id, e3.id, r.id])).toEqual(new Set([e1.id, r.id]))
+        expect(yield* s.heights([e2.id, e3.id, r.id])).toEqual(new Map([[e2.id, 2], [r.id, 0]]))
+        expect(yield* s.count(T)).toBe(3)
+        expect(yield* s.count(e1.id)).toBe(0)
+        expect(yield* s.roots).toEqual([T])
+        const got = yield* s.get(e2.id)
+        expect(Option.map(got, (e) => Entry.idOfBytes(e.bytes))).toEqual(Option.some(e2.id))
+      })
+    )
+
+    test(
+      "put skips entries already stored and duplicates within a batch",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.put([r, e1])).toEqual([r.id, e1.id])
+        expect(yield* s.put([e1, e2, e2, r])).toEqual([e2.id])
+        expect(yield* s.put([e1, e2])).toEqual([])
+        expect(yield* s.put([])).toEqual([])
+        expect(yield* s.count(T)).toBe(3)
+      })
+    )
+
+    test(
+      "tips and store tips, with children arriving before their parents",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.tips(T)).toEqual([])
+        for (const e of [e3, e2, e1]) yield* s.put([e])
+        expect(yield* s.tips(T)).toEqual([e3.id])
+        expect(yield* s.roots).toEqual([])
+        yield* s.put([r])
+        expect(yield* s.tips(T)).toEqual([e3.id])
+        expect(yield* s.storeTips(T, "a")).toEqual([e3.id])
+        expect(yield* s.storeTips(T, "_root")).toEqual([r.id])
+        expect(yield* s.storeTips(T, "nope")).toEqual([])
+        expect(yield* s.roots).toEqual([T])
+      })
+    )
+
+    test(
+      "branches: tips, ancestors, store ancestors, missing and sample",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        const e2a = child(r, "e2a", [e1], { a: { parents: [e1] } })
+        const e2b = child(r, "e2b", [e1], { b: { parents: [] } })
+        yield* s.put([r, e1, e2a, e2b])
+        expect(yield* s.tips(T)).toEqual(sortedIds(e2a, e2b))
+        expect(yield* s.storeTips(T, "a")).toEqual([e2a.id])
+        expect(yield* s.storeTips(T, "b")).toEqual([e2b.id])
+        expect(yield* s.ancestors(T, [e2a.id, e2b.id])).toEqual(byHeight(r, e1, e2a, e2b))
+        expect(yield* s.ancestors(T, [e1.id, "bafyunknown"])).toEqual([r.id, e1.id])
+        expect(yield* s.storeAncestors(T, "a", [e2a.id])).toEqual([r.id, e1.id, e2a.id])
+        expect(yield* s.storeAncestors(T, "a", [e2b.id])).toEqual([r.id, e1.id])
+        expect(yield* s.missing(T, [e2a.id])).toEqual([e2b.id])
+        expect(yield* s.missing(T, ["bafyunknown"])).toEqual(byHeight(r, e1, e2a, e2b))
+        expect(yield* s.missing(T, [e2a.id, e2b.id])).toEqual([])
+        expect(yield* s.sample(T)).toEqual([...sortedIds(e2a, e2b), e1.id, r.id])
+      })
+    )
+
+    test(
+      "store entries by (store height, ID); store entries since a seq in insertion order",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        const high = child(r, "high", [r], { b: { parents: [], h: 50 } })
+        const low = child(r, "low", [high], { b: { parents: [high], h: 60 } })
+        const mid = child(r, "mid", [r], { b: { parents: [], h: 10 } })
+        yield* s.put([r])
+        yield* s.put([high])
+        yield* s.put([low, mid])
+        const all = yield* s.storeEntries(T, "b")
+        expect(all.map((x) => [x.id, x.height])).toEqual([[mid.id, 10], [high.id, 50], [low.id, 60]])
+        const seqOf = new Map(all.map((x) => [x.id, x.seq]))
+        expect(seqOf.get(high.id)!).toBeLessThan(seqOf.get(low.id)!)
+        expect(seqOf.get(low.id)!).toBeLessThan(seqOf.get(mid.id)!)
+        const since = yield* s.storeEntriesSince(T, "b", seqOf.get(high.id)!)
+        expect(since.map((x) => x.id)).toEqual([low.id, mid.id])
+        expect(yield* s.storeEntriesSince(T, "b", seqOf.get(mid.id)!)).toEqual([])
+        expect(yield* s.storeEntriesSince(T, "b", 0)).toHaveLength(3)
+        expect(yield* s.storeEntries(T, "nope")).toEqual([])
+      })
+    )
+
+    test(
+      "a batch larger than one insert chunk",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        const many = chain(r, 1200)
+        const added = yield* s.put([r, ...many])
+        expect(added).toHaveLength(1201)
+        expect(yield* s.count(T)).toBe(1201)
+        expect(yield* s.tips(T)).toEqual([many[1199]!.id])
+        expect(yield* s.missing(T, [many[1197]!.id])).toEqual([many[1198]!.id, many[1199]!.id])
+        const got = yield* s.getMany(many.map((e) => e.id))
+        expect(got.map((e) => e.id)).toEqual(many.map((e) => e.id))
+        expect((yield* s.has(many.map((e) => e.id))).size).toBe(1200)
+      })
+    )
+
+    test(
+      "concurrent puts of the same entries store each once",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        const batch = [r, e1, e2, e3]
+        const [a, b] = yield* Effect.all([s.put(batch), s.put(batch)], { concurrency: 2 })
+        expect([...a, ...b].sort(compareIds)).toEqual(sortedIds(...batch))
+        expect(yield* s.count(T)).toBe(4)
+      })
+    )
+
+    test(
+      "cached state round trip",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.getCachedState(T, "a")).toEqual(Option.none())
+        const state = { state: "{\"x\":1}", seq: 7, maxHeight: 3, maxId: e3.id }
+        yield* s.putCachedState(T, "a", state)
+        expect(yield* s.getCachedState(T, "a")).toEqual(Option.some(state))
+        expect(yield* s.getCachedState(T, "b")).toEqual(Option.none())
+        const next = { state: "{\"x\":2}", seq: 9, maxHeight: 4, maxId: e2.id }
+        yield* s.putCachedState(T, "a", next)
+        expect(yield* s.getCachedState(T, "a")).toEqual(Option.some(next))
+      })
+    )
+
+    test(
+      "metadata get, set, delete and list by prefix",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.getMeta("device")).toEqual(Option.none())
+        yield* s.setMeta("device", "\"k1\"")
+        yield* s.setMeta("device", "\"k2\"")
+        yield* s.setMeta("users/bob", "2")
+        yield* s.setMeta("users/alice", "1")
+        yield* s.setMeta("usersX", "3")
+        yield* s.setMeta("peers/x", "4")
+        expect(yield* s.getMeta("device")).toEqual(Option.some("\"k2\""))
+        expect(yield* s.listMeta("users/")).toEqual([["users/alice", "1"], ["users/bob", "2"]])
+        expect(yield* s.listMeta("users")).toEqual([["users/alice", "1"], ["users/bob", "2"], ["usersX", "3"]])
+        expect((yield* s.listMeta("")).length).toBe(5)
+        yield* s.deleteMeta("users/bob")
+        yield* s.deleteMeta("never-set")
+        expect(yield* s.getMeta("users/bob")).toEqual(Option.none())
+        expect(yield* s.listMeta("users/")).toEqual([["users/alice", "1"]])
+      })
+    )
+
+    test(
+      "a batch that fails stores nothing",
+      Effect.gen(function*() {
+        const s = yield* Storage
+        const malformed = { ...e2, bytes: "not bytes" } as unknown as StoredEntry
+        const exit = yield* Effect.exit(s.put([r, e1, malformed]))
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(yield* s.has([r.id, e1.id, e2.id])).toEqual(new Set())
+        expect(yield* s.tips(T)).toEqual([])
+        expect(yield* s.count(T)).toBe(0)
+        expect(yield* s.put([r, e1])).toEqual([r.id, e1.id])
+        expect(yield* s.tips(T)).toEqual([e1.id])
+      })
+    )
+  })
+
+contract("memory", () => layerMemory)
+contract("sqlite", () => sqliteTemp)
+
+describe("Storage: sqlite only", () => {
+  /** Run SQL on the file directly, beside (or between) storage layers. */
+  const rawSql = (filename: string, statement: string) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+      Effect.provide(SqliteClient.layer({ filename }))
+    )
+
+  it.scoped("a reopened file finds entries, tips, metadata, cached states; seq keeps increasing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "reopen.sqlite")
+      const layer = layerSqlite({ filename })
+      const before = yield* Effect.gen(function*() {
+        const s = yield* Storage
+        yield* s.put([r, e1])
+        yield* s.put([e2])
+        yield* s.setMeta("device", "\"key\"")
+        yield* s.putCachedState(T, "a", { state: "{}", seq: 3, maxHeight: 2, maxId: e2.id })
+        return yield* s.storeEntries(T, "a")
+      }).pipe(Effect.provide(layer))
+      const maxSeq = Math.max(...before.map((x) => x.seq))
+      // Closing the layer closed the file: SQLite folds the WAL back in and removes it.
+      expect(fs.existsSync(`${filename}-wal`)).toBe(false)
+
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.count(T)).toBe(3)
+        expect(yield* s.roots).toEqual([T])
+        expect(Option.map(yield* s.get(e2.id), plain)).toEqual(Option.some(plain(e2)))
+        expect((yield* s.getMany([e1.id, r.id, e3.id])).map(plain)).toEqual([e1, r].map(plain))
+        expect(yield* s.tips(T)).toEqual([e2.id])
+        expect(yield* s.storeTips(T, "a")).toEqual([e2.id])
+        expect(yield* s.storeEntries(T, "a")).toEqual(before)
+        expect(yield* s.getMeta("device")).toEqual(Option.some("\"key\""))
+        expect(yield* s.getCachedState(T, "a")).toEqual(
+          Option.some({ state: "{}", seq: 3, maxHeight: 2, maxId: e2.id })
+        )
+        expect(yield* s.put([e1, e2, e3])).toEqual([e3.id])
+        const since = yield* s.storeEntriesSince(T, "a", maxSeq)
+        expect(since.map((x) => x.id)).toEqual([e3.id])
+        expect(since[0]!.seq).toBeGreaterThan(maxSeq)
+        expect(yield* s.tips(T)).toEqual([e3.id])
+      }).pipe(Effect.provide(layer))
+
+      // A third open sees the entry put by the second.
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.tips(T)).toEqual([e3.id])
+        expect(yield* s.missing(T, [e1.id])).toEqual([e2.id, e3.id])
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.scoped("a SQL failure in a later chunk rolls the whole batch back and leaves the index alone", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "rollback.sqlite")
+      const many = chain(r, 700)
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        yield* s.put([r])
+        yield* rawSql(
+          filename,
+          `CREATE TRIGGER boom BEFORE INSERT ON entries WHEN NEW.id = '${many[650]!.id}' BEGIN SELECT RAISE(ABORT, 'boom'); END`
+        )
+        const exit = yield* Effect.exit(s.put(many))
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("StorageError")
+        expect(yield* s.count(T)).toBe(1)
+        expect(yield* s.tips(T)).toEqual([r.id])
+        expect((yield* s.has(many.map((e) => e.id))).size).toBe(0)
+        yield* rawSql(filename, "DROP TRIGGER boom")
+        expect(yield* s.put(many)).toHaveLength(700)
+        expect(yield* s.tips(T)).toEqual([many[699]!.id])
+      }).pipe(Effect.provide(layerSqlite({ filename })))
+    }))
+
+  it.effect("opening a file in a missing directory fails with StorageError", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.scoped(Layer.build(layerSqlite({ filename: path.join(os.tmpdir(), "no-such-dir-eidetica", "x", "db.sqlite") })))
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("StorageError")
+    }))
+})
