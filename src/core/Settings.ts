@@ -1,0 +1,142 @@
+/**
+ * The `_settings` store read as auth: keys, the global grant, signer resolution and the rules a
+ * settings change must obey. Pure functions over the settings Doc.
+ */
+import type { AuthKey, AuthSettings, SigKey } from "../schema/Auth.js"
+import { hintOf } from "../schema/Auth.js"
+import * as Permission from "../schema/Permission.js"
+import { Doc } from "./Doc.js"
+
+/** The auth section of a settings state: absent, corrupt (not a map), or read. */
+export type AuthState =
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Corrupt"; readonly reason: string }
+  | { readonly _tag: "Present"; readonly auth: AuthSettings }
+
+/** One way a signer can be authorised: the public key to verify with and the permission it grants. */
+export interface Candidate {
+  readonly pubkey: string
+  readonly permission: Permission.Permission
+}
+
+/** Read `auth` from a settings Doc. */
+export const authOf = (settings: Doc): AuthState => {
+  const raw = settings.rawEntries().get("auth")
+  if (raw === undefined) return { _tag: "Missing" }
+  if (!(raw instanceof Doc)) return { _tag: "Corrupt", reason: "auth is not a map" }
+  const keys: Record<string, AuthKey> = {}
+  const keysDoc = raw.get("keys")
+  if (keysDoc !== undefined && !(keysDoc instanceof Doc)) return { _tag: "Corrupt", reason: "auth.keys is not a map" }
+  if (keysDoc instanceof Doc) {
+    for (const pubkey of keysDoc.keys()) {
+      const key = readAuthKey(keysDoc.get(pubkey))
+      if (key !== undefined) keys[pubkey] = key
+    }
+  }
+  const global = readAuthKey(raw.get("global"))
+  return { _tag: "Present", auth: global !== undefined ? { keys, global } : { keys } }
+}
+
+/** Whether auth has anything that can sign (a key or a global grant). */
+export const isConfigured = (auth: AuthSettings): boolean =>
+  Object.keys(auth.keys).length > 0 || auth.global !== undefined
+
+/** The active global grant, if any. */
+export const activeGlobal = (auth: AuthSettings): AuthKey | undefined =>
+  auth.global !== undefined && auth.global.status === "Active" ? auth.global : undefined
+
+/**
+ * The ways a signature key can be authorised under these settings: by public key (an active key),
+ * by name (every active key of that name), or under the active global grant with its real key.
+ */
+export const candidates = (auth: AuthSettings, sigKey: SigKey): ReadonlyArray<Candidate> => {
+  if (!("Direct" in sigKey)) return [] // delegation is not resolved yet
+  const hint = hintOf(sigKey)
+  if (hint.is_global === true) {
+    const g = activeGlobal(auth)
+    return g !== undefined && hint.pubkey !== undefined ? [{ pubkey: hint.pubkey, permission: g.permissions }] : []
+  }
+  if (hint.pubkey !== undefined) {
+    const k = auth.keys[hint.pubkey]
+    return k !== undefined && k.status === "Active" ? [{ pubkey: hint.pubkey, permission: k.permissions }] : []
+  }
+  if (hint.name !== undefined) {
+    return Object.entries(auth.keys)
+      .filter(([, k]) => k.name === hint.name && k.status === "Active")
+      .map(([pubkey, k]) => ({ pubkey, permission: k.permissions }))
+  }
+  return []
+}
+
+/** The permission a public key holds: its own active key, else the active global grant, else none. */
+export const permissionOf = (auth: AuthSettings, pubkey: string): Permission.Permission | undefined => {
+  const k = auth.keys[pubkey]
+  if (k !== undefined) return k.status === "Active" ? k.permissions : undefined
+  return activeGlobal(auth)?.permissions
+}
+
+/**
+ * The rules a settings change must obey, given auth before and after and the signer's permission:
+ * auth stays a map; only Admin may change settings; an admin may not create, modify or revoke a key
+ * (or the global grant) that has, or would get, more authority than its own.
+ * Returns the reason the change is refused, or undefined.
+ */
+export const checkChange = (
+  before: AuthState,
+  after: AuthState,
+  signer: Permission.Permission
+): string | undefined => {
+  if (after._tag === "Corrupt") return after.reason
+  if (before._tag === "Present" && after._tag === "Missing") return "auth must not be deleted"
+  if (!Permission.canAdmin(signer)) return `changing _settings needs Admin, the signer has ${Permission.format(signer)}`
+  const old: AuthSettings = before._tag === "Present" ? before.auth : { keys: {} }
+  const now: AuthSettings = after._tag === "Present" ? after.auth : { keys: {} }
+  const tooHigh = (p: Permission.Permission) => Permission.compare(p, signer) > 0
+  const changed = (a: AuthKey | undefined, b: AuthKey | undefined) => JSON.stringify(a) !== JSON.stringify(b)
+  for (const pubkey of new Set([...Object.keys(old.keys), ...Object.keys(now.keys)])) {
+    const a = old.keys[pubkey]
+    const b = now.keys[pubkey]
+    if (!changed(a, b)) continue
+    if (a !== undefined && tooHigh(a.permissions))
+      return `a ${Permission.format(signer)} key cannot modify key ${pubkey}, which has ${Permission.format(a.permissions)}`
+    if (b !== undefined && tooHigh(b.permissions))
+      return `a ${Permission.format(signer)} key cannot grant ${Permission.format(b.permissions)} to ${pubkey}`
+  }
+  if (changed(old.global, now.global)) {
+    if (old.global !== undefined && tooHigh(old.global.permissions))
+      return `a ${Permission.format(signer)} key cannot modify the global grant ${Permission.format(old.global.permissions)}`
+    if (now.global !== undefined && tooHigh(now.global.permissions))
+      return `a ${Permission.format(signer)} key cannot set the global grant to ${Permission.format(now.global.permissions)}`
+  }
+  return undefined
+}
+
+/** The settings Doc form of an auth key, as stored under `auth.keys.<pubkey>` (an atomic Doc). */
+export const authKeyDoc = (key: AuthKey): Doc => {
+  const doc = Doc.empty()
+  doc.atomic = true
+  if (key.name !== undefined) doc.set("name", key.name)
+  const perm = Doc.empty()
+  perm.set("type", key.permissions.type)
+  if (key.permissions.type !== "Read") perm.set("priority", key.permissions.priority)
+  doc.set("permissions", perm)
+  doc.set("status", key.status)
+  return doc
+}
+
+const readAuthKey = (value: unknown): AuthKey | undefined => {
+  if (!(value instanceof Doc)) return undefined
+  const perm = value.get("permissions")
+  if (!(perm instanceof Doc)) return undefined
+  const type = perm.get("type")
+  const priority = perm.get("priority")
+  let permissions: Permission.Permission
+  if (type === "Read") permissions = Permission.Read
+  else if ((type === "Admin" || type === "Write") && typeof priority === "number" && Number.isInteger(priority) && priority >= 0)
+    permissions = type === "Admin" ? Permission.Admin(priority) : Permission.Write(priority)
+  else return undefined
+  const status = value.get("status")
+  if (status !== "Active" && status !== "Revoked") return undefined
+  const name = value.get("name")
+  return typeof name === "string" ? { name, permissions, status } : { permissions, status }
+}

@@ -1,0 +1,186 @@
+/**
+ * Store states: the CRDT fold of every entry of a store, in (store height, ID) order. A per-process
+ * cache keeps each folded state with the last insertion seq it covers, so reading after an append
+ * merges only the new deltas instead of refolding history. Settings states at pinned tips (used to
+ * validate entries) are cached too: they are immutable.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { Doc, DocFormatError } from "../core/Doc.js"
+import type { StoredEntry } from "../core/Entry.js"
+import * as Entry from "../core/Entry.js"
+import { compareIds } from "../schema/Ids.js"
+import { InvalidEntry, type StorageError } from "../schema/Errors.js"
+import { Storage, type StoreEntryRef } from "../services/Storage.js"
+
+/** How a store's raw entry data becomes a Doc delta (plain JSON, or decrypted first). */
+export interface DeltaCodec {
+  /** Distinguishes caches of the same store read through different codecs. */
+  readonly id: string
+  readonly decode: (data: Uint8Array) => Effect.Effect<Doc, InvalidEntry>
+}
+
+/** The codec of ordinary stores: the data is the Doc's JSON. */
+export const plainCodec: DeltaCodec = {
+  id: "plain",
+  decode: (data) =>
+    Effect.try({
+      try: () => Doc.decode(data),
+      catch: (e) => new InvalidEntry({ reason: e instanceof DocFormatError ? e.message : String(e) })
+    })
+}
+
+interface Cached {
+  doc: Doc
+  seq: number
+  maxHeight: number
+  maxId: string
+}
+
+/** The per-process cache of folded states. */
+export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
+  StateCache,
+  { readonly states: Map<string, Cached>; readonly settings: Map<string, Doc> }
+>() {}
+
+/** A fresh, empty cache. */
+export const layerCache: Layer.Layer<StateCache> = Layer.sync(StateCache, () => ({
+  states: new Map(),
+  settings: new Map()
+}))
+
+/**
+ * The current state of a store. The returned Doc is shared with the cache: read it, clone it, never
+ * mutate it.
+ */
+export const stateOf = (
+  treeId: string,
+  store: string,
+  codec: DeltaCodec = plainCodec
+): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | StateCache> =>
+  Effect.gen(function* () {
+    const storage = yield* Storage
+    const cache = yield* StateCache
+    const key = `${treeId}\u0000${store}\u0000${codec.id}`
+    const cached = cache.states.get(key)
+    if (cached === undefined) {
+      const refs = yield* storage.storeEntries(treeId, store)
+      const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
+      cache.states.set(key, fresh)
+      return fresh.doc
+    }
+    const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
+    if (since.length === 0) return cached.doc
+    const sorted = [...since].sort(byHeightThenId)
+    const first = sorted[0]!
+    if (first.height > cached.maxHeight || (first.height === cached.maxHeight && compareIds(first.id, cached.maxId) > 0)) {
+      // everything new sorts after everything folded: merge on top
+      const next = yield* foldRefs(treeId, store, sorted, cached.doc, codec, cached)
+      cache.states.set(key, next)
+      return next.doc
+    }
+    // something arrived that sorts inside history: refold
+    const refs = yield* storage.storeEntries(treeId, store)
+    const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
+    cache.states.set(key, fresh)
+    return fresh.doc
+  })
+
+/** Forget cached states of a tree (for example after a codec's key changed). */
+export const invalidate = (treeId: string) =>
+  Effect.map(StateCache, (cache) => {
+    for (const k of cache.states.keys()) if (k.startsWith(`${treeId}\u0000`)) cache.states.delete(k)
+  })
+
+/** Where entries are looked up while validating a batch: the batch itself first, then storage. */
+export type Lookup = (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>
+
+/** A lookup over storage with an overlay of not-yet-stored entries. */
+export const lookupWith = (overlay: ReadonlyMap<string, StoredEntry>) =>
+  Effect.map(Storage, (storage): Lookup => (id) => {
+    const hit = overlay.get(id)
+    return hit !== undefined ? Effect.succeed(Option.some(hit)) : storage.get(id)
+  })
+
+/**
+ * The `_settings` state pinned by a list of settings tips: the fold of every `_settings` entry
+ * reachable from them through store parents. Cached, since it never changes.
+ */
+export const settingsAt = (
+  treeId: string,
+  tips: ReadonlyArray<string>,
+  lookup: Lookup
+): Effect.Effect<Doc, StorageError | InvalidEntry, StateCache> =>
+  Effect.gen(function* () {
+    const cache = yield* StateCache
+    const key = `${treeId}\u0000${[...tips].sort(compareIds).join(",")}`
+    const hit = cache.settings.get(key)
+    if (hit !== undefined) return hit
+    const seen = new Map<string, StoredEntry>()
+    const stack = [...tips]
+    while (stack.length > 0) {
+      const id = stack.pop()!
+      if (seen.has(id)) continue
+      const found = yield* lookup(id)
+      if (Option.isNone(found) || found.value.treeId !== treeId)
+        return yield* new InvalidEntry({ reason: `pinned settings tip ${id} is not a known entry of this database` })
+      const node = Entry.subtree(found.value.entry, Entry.SETTINGS)
+      if (node === undefined)
+        return yield* new InvalidEntry({ reason: `pinned settings tip ${id} does not touch _settings` })
+      seen.set(id, found.value)
+      stack.push(...node.parents)
+    }
+    const ordered = [...seen.values()].sort((a, b) => {
+      const ha = Entry.storeHeight(a.entry, Entry.SETTINGS)
+      const hb = Entry.storeHeight(b.entry, Entry.SETTINGS)
+      return ha !== hb ? ha - hb : compareIds(a.id, b.id)
+    })
+    const doc = Doc.empty()
+    for (const e of ordered) {
+      const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
+      if (data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(data))
+    }
+    if (cache.settings.size > 10_000) cache.settings.clear()
+    cache.settings.set(key, doc)
+    return doc
+  })
+
+const byHeightThenId = (a: StoreEntryRef, b: StoreEntryRef) =>
+  a.height !== b.height ? a.height - b.height : compareIds(a.id, b.id)
+
+const CHUNK = 2_000
+
+const foldRefs = (
+  treeId: string,
+  store: string,
+  refs: ReadonlyArray<StoreEntryRef>,
+  base: Doc,
+  codec: DeltaCodec,
+  previous?: Cached
+): Effect.Effect<Cached, StorageError | InvalidEntry, Storage> =>
+  Effect.gen(function* () {
+    const storage = yield* Storage
+    const doc = base
+    let seq = previous?.seq ?? 0
+    let maxHeight = previous?.maxHeight ?? -1
+    let maxId = previous?.maxId ?? ""
+    for (let i = 0; i < refs.length; i += CHUNK) {
+      const chunk = refs.slice(i, i + CHUNK)
+      const entries = yield* storage.getMany(chunk.map((r) => r.id))
+      const byId = new Map(entries.map((e) => [e.id, e]))
+      for (const ref of chunk) {
+        const e = byId.get(ref.id)
+        if (e === undefined) return yield* Effect.die(new Error(`store ${store} of ${treeId} lists missing entry ${ref.id}`))
+        const data = Entry.subtree(e.entry, store)?.data
+        if (data !== undefined) doc.mergeInPlace(yield* codec.decode(data))
+        if (ref.seq > seq) seq = ref.seq
+        if (ref.height > maxHeight || (ref.height === maxHeight && compareIds(ref.id, maxId) > 0)) {
+          maxHeight = ref.height
+          maxId = ref.id
+        }
+      }
+    }
+    return { doc, seq, maxHeight, maxId }
+  })

@@ -1,0 +1,149 @@
+/**
+ * Transactions: stage changes to any number of stores, then commit them as ONE signed entry, so
+ * writes across stores are atomic. Parents are the tips at commit time; every store's parents are
+ * that store's tips; the entry pins the current `_settings` tips. The entry goes through the same
+ * validation as anything received from a peer before it is stored.
+ */
+import * as Effect from "effect/Effect"
+import { Doc } from "../core/Doc.js"
+import * as Entry from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
+import {
+  CorruptedAuthConfiguration,
+  type CryptoError,
+  type InvalidEntry,
+  PermissionDenied,
+  type StorageError
+} from "../schema/Errors.js"
+import * as Permission from "../schema/Permission.js"
+import { Auth } from "../services/Auth.js"
+import { Storage } from "../services/Storage.js"
+import { type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
+import { ingest } from "./Ingest.js"
+import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
+
+/** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
+export interface StoreCodec extends DeltaCodec {
+  readonly encode: (delta: Doc) => Effect.Effect<Uint8Array, CryptoError>
+}
+
+/** The plain codec for ordinary stores. */
+export const plainStoreCodec: StoreCodec = {
+  ...plainCodec,
+  encode: (delta) => Effect.succeed(delta.encode())
+}
+
+interface Staged {
+  readonly delta: Doc
+  readonly typeId: string
+  codec: StoreCodec
+  config?: Doc | undefined
+}
+
+/** An open transaction: its database, signer and staged deltas. */
+export interface Transaction {
+  readonly db: Database
+  readonly signer: Signer
+  readonly staged: Map<string, Staged>
+  committed: boolean
+}
+
+/** Begin a transaction signed by `signer`. */
+export const begin = (db: Database, signer: Signer): Transaction => ({ db, signer, staged: new Map(), committed: false })
+
+/** The staged delta of a store, created on first use. Reserved stores keep their own type. */
+export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec): Doc => {
+  let s = txn.staged.get(store)
+  if (s === undefined) {
+    s = { delta: Doc.empty(), typeId, codec }
+    txn.staged.set(store, s)
+  }
+  return s.delta
+}
+
+/** Set the codec of a staged store (PasswordStore uses it to encrypt), and optionally its `_index` config. */
+export const setCodec = (txn: Transaction, store: string, typeId: string, codec: StoreCodec, config?: Doc) => {
+  stage(txn, store, typeId, codec)
+  const s = txn.staged.get(store)!
+  s.codec = codec
+  if (config !== undefined) s.config = config
+}
+
+/** The state of a store as this transaction sees it: committed state with the staged delta on top. */
+export const read = (
+  txn: Transaction,
+  store: string,
+  codec: DeltaCodec = plainCodec
+): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | DatabaseEnv> =>
+  Effect.map(stateOf(txn.db.rootId, store, codec), (state) => {
+    const staged = txn.staged.get(store)
+    return staged === undefined || staged.delta.isEmpty() ? state : state.merge(staged.delta)
+  })
+
+/** Errors a commit can fail with. */
+export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
+
+/** Commit: build, sign, validate and store one entry; returns its ID. A transaction commits once. */
+export const commit = (txn: Transaction): Effect.Effect<string, CommitError, DatabaseEnv> =>
+  Effect.gen(function* () {
+    if (txn.committed) return yield* Effect.dieMessage("a transaction commits only once")
+    const storage = yield* Storage
+    const auth = yield* Auth
+    const treeId = txn.db.rootId
+    const settingsState = yield* stateOf(treeId, Entry.SETTINGS)
+    const before = Settings.authOf(settingsState)
+    const staged = txn.staged.get(Entry.SETTINGS)
+    const touchesSettings = staged !== undefined && !staged.delta.isEmpty()
+    const after = touchesSettings ? Settings.authOf(settingsState.merge(staged.delta)) : before
+    if (after._tag !== "Present")
+      return yield* new CorruptedAuthConfiguration({
+        detail: after._tag === "Corrupt" ? after.reason : "auth must not be deleted"
+      })
+    if (before._tag !== "Present") return yield* new CorruptedAuthConfiguration({ detail: "the database has no auth" })
+    // the signer's authority, checked here for a clear error (validation checks it again)
+    const candidates = Settings.candidates(before.auth, sigKeyOf(txn.signer))
+    const held = candidates[0]?.permission
+    if (held === undefined)
+      return yield* new PermissionDenied({
+        detail: `key ${txn.signer.publicKey} is not an active key of database ${treeId}; ask an admin to add it with setAuthKey`
+      })
+    if (touchesSettings) {
+      const refusal = Settings.checkChange(before, after, held)
+      if (refusal !== undefined) return yield* new PermissionDenied({ detail: refusal })
+    } else if (!Permission.canWrite(held)) {
+      return yield* new PermissionDenied({ detail: `key ${txn.signer.publicKey} has ${Permission.format(held)}; writing needs Write or Admin` })
+    }
+    // register new stores in _index
+    const index = yield* stateOf(treeId, Entry.INDEX)
+    for (const [name, s] of txn.staged) {
+      if (name.startsWith("_") || s.delta.isEmpty()) continue
+      const known = index.get(name)
+      if (known instanceof Doc && known.get("type_id") === s.typeId && s.config === undefined) continue
+      const registration = Doc.empty()
+      registration.set("type_id", s.typeId)
+      registration.set("config", s.config ?? Doc.empty())
+      stage(txn, Entry.INDEX, "_index").set(name, registration)
+    }
+    const parents = yield* storage.tips(treeId)
+    const heights = yield* storage.heights(parents)
+    const height = Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1
+    const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
+    const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
+    for (const [name, s] of txn.staged) {
+      if (s.delta.isEmpty()) continue
+      subtrees.push({ name, parents: yield* storage.storeTips(treeId, name), data: yield* s.codec.encode(s.delta) })
+    }
+    const unsigned = Entry.make({
+      root: treeId,
+      parents,
+      height,
+      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
+      subtrees,
+      key: sigKeyOf(txn.signer)
+    })
+    const sig = yield* auth.sign(txn.signer.secretKey, Entry.signingBytes(unsigned))
+    const stored = Entry.stored(Entry.withSignature(unsigned, sig))
+    yield* ingest([stored], "local")
+    txn.committed = true
+    return stored.id
+  })

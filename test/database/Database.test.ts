@@ -1,0 +1,312 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { Doc } from "../../src/core/Doc.js"
+import * as Entry from "../../src/core/Entry.js"
+import * as Database from "../../src/database/Database.js"
+import { ingest, ingestPartial } from "../../src/database/Ingest.js"
+import { SettingsStore } from "../../src/database/SettingsStore.js"
+import { layerCache, stateOf } from "../../src/database/StoreState.js"
+import { DocStore, DocStoreView, Table, TableView } from "../../src/database/Stores.js"
+import * as Transaction from "../../src/database/Transaction.js"
+import { directKey } from "../../src/schema/Auth.js"
+import * as Permission from "../../src/schema/Permission.js"
+import * as AuthLayers from "../../src/layers/Auth.js"
+import * as StorageLayers from "../../src/layers/Storage.js"
+import * as WriteEvents from "../../src/services/WriteEvents.js"
+import { Auth } from "../../src/services/Auth.js"
+import { Storage } from "../../src/services/Storage.js"
+
+const env = () => Layer.mergeAll(StorageLayers.layerMemory, AuthLayers.layerNode, layerCache, WriteEvents.layer)
+
+const setup = Effect.gen(function* () {
+  const auth = yield* Auth
+  const admin = yield* auth.generateKey
+  const db = yield* Database.create({ signer: admin, settings: Doc.from({ name: "notes" }) })
+  return { admin, db, auth }
+})
+
+const write = (db: Database.Database, signer: Database.Signer, store: string, key: string, value: string) =>
+  Effect.gen(function* () {
+    const txn = Transaction.begin(db, signer)
+    yield* new DocStore(txn, store).set(key, value)
+    return yield* Transaction.commit(txn)
+  })
+
+describe("Database", () => {
+  it.effect("creates a database, commits to two stores in one entry and reads them back", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      const txn = Transaction.begin(db, admin)
+      yield* new DocStore(txn, "notes").set("title", "hello")
+      yield* new DocStore(txn, "notes").setPath("meta.author", "alice")
+      const todos = new Table<{ title: string; done: boolean }>(txn, "todos")
+      const rowId = yield* todos.insert({ title: "write tests", done: false })
+      // reads inside the transaction see staged changes
+      expect(yield* new DocStore(txn, "notes").get("title")).toBe("hello")
+      const id = yield* Transaction.commit(txn)
+      expect(yield* Database.tips(db)).toEqual([id])
+      const entry = Option.getOrThrow(yield* storage.get(id))
+      expect(entry.entry.subtrees.map((s) => s.name)).toEqual(["_index", "notes", "todos"])
+      expect(yield* new DocStoreView(db, "notes").getAll()).toEqual({ title: "hello", meta: { author: "alice" } })
+      expect(yield* new TableView<{ title: string }>(db, "todos").get(rowId)).toEqual({ title: "write tests", done: false })
+      expect(yield* Database.name(db)).toBe("notes")
+      const index = yield* stateOf(db.rootId, Entry.INDEX)
+      expect(index.toJSON()).toEqual({ notes: { type_id: "docstore:v0", config: {} }, todos: { type_id: "table:v0", config: {} } })
+    }).pipe(Effect.provide(env())))
+
+  it.effect("the genesis entry names the creator Admin(0), pins no settings and carries entropy", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      const root = Option.getOrThrow(yield* storage.get(db.rootId))
+      expect(Entry.isRoot(root.entry)).toBe(true)
+      expect(Entry.metadata(root.entry)?.settings_tips).toEqual([])
+      expect(typeof Entry.metadata(root.entry)?.entropy).toBe("number")
+      const auth = yield* Database.authSettings(db)
+      expect(auth).toEqual({ _tag: "Present", auth: { keys: { [admin.publicKey]: { permissions: Permission.Admin(0), status: "Active" } } } })
+      // two databases with the same settings differ by their entropy
+      const other = yield* Database.create({ signer: admin, settings: Doc.from({ name: "notes" }) })
+      expect(other.rootId).not.toBe(db.rootId)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("entries pin the current settings tips and heights increase", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      const a = yield* write(db, admin, "data", "k", "1")
+      const b = yield* write(db, admin, "data", "k", "2")
+      const eb = Option.getOrThrow(yield* storage.get(b))
+      expect(eb.height).toBe(2)
+      expect(eb.entry.tree.parents).toEqual([a])
+      expect(Entry.metadata(eb.entry)?.settings_tips).toEqual([db.rootId])
+      expect(yield* new DocStoreView(db, "data").get("k")).toBe("2")
+    }).pipe(Effect.provide(env())))
+
+  it.effect("a key not in auth cannot commit; a global grant lets any key write but not administer", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const stranger = yield* auth.generateKey
+      const denied = yield* Effect.flip(write(db, stranger, "data", "k", "x"))
+      expect(denied._tag).toBe("PermissionDenied")
+      const txn = Transaction.begin(db, admin)
+      yield* new SettingsStore(txn).setGlobalPermission(Permission.Write(10))
+      yield* Transaction.commit(txn)
+      yield* write(db, { ...stranger, global: true }, "data", "k", "x")
+      expect(yield* new DocStoreView(db, "data").get("k")).toBe("x")
+      const escalate = Transaction.begin(db, { ...stranger, global: true })
+      yield* new SettingsStore(escalate).setAuthKey(stranger.publicKey, { permission: Permission.Admin(0) })
+      const refused = yield* Effect.flip(Transaction.commit(escalate))
+      expect(refused._tag).toBe("PermissionDenied")
+    }).pipe(Effect.provide(env())))
+
+  it.effect("admin hierarchy: Admin(5) cannot create or modify Admin(1); Admin(1) can modify Admin(5); Write cannot touch _settings", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const [a1, a5, w] = [yield* auth.generateKey, yield* auth.generateKey, yield* auth.generateKey]
+      const grant = Transaction.begin(db, admin)
+      const s = new SettingsStore(grant)
+      yield* s.setAuthKey(a1.publicKey, { permission: Permission.Admin(1), name: "a1" })
+      yield* s.setAuthKey(a5.publicKey, { permission: Permission.Admin(5), name: "a5" })
+      yield* s.setAuthKey(w.publicKey, { permission: Permission.Write(10) })
+      yield* Transaction.commit(grant)
+      const tipsBefore = yield* Database.tips(db)
+      const t1 = Transaction.begin(db, a5)
+      yield* new SettingsStore(t1).setAuthKey(a1.publicKey, { permission: Permission.Admin(6) })
+      expect((yield* Effect.flip(Transaction.commit(t1)))._tag).toBe("PermissionDenied")
+      const other = yield* auth.generateKey
+      const t2 = Transaction.begin(db, a5)
+      yield* new SettingsStore(t2).setAuthKey(other.publicKey, { permission: Permission.Admin(1) })
+      expect((yield* Effect.flip(Transaction.commit(t2)))._tag).toBe("PermissionDenied")
+      const t3 = Transaction.begin(db, w)
+      yield* new SettingsStore(t3).setName("mine")
+      expect((yield* Effect.flip(Transaction.commit(t3)))._tag).toBe("PermissionDenied")
+      expect(yield* Database.tips(db)).toEqual(tipsBefore)
+      const t4 = Transaction.begin(db, a1)
+      yield* new SettingsStore(t4).setAuthKey(a5.publicKey, { permission: Permission.Write(3) })
+      yield* Transaction.commit(t4)
+      const now = yield* Database.authSettings(db)
+      expect(now._tag === "Present" && now.auth.keys[a5.publicKey]?.permissions).toEqual(Permission.Write(3))
+    }).pipe(Effect.provide(env())))
+
+  it.effect("a revoked key can no longer write", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const w = yield* auth.generateKey
+      const t = Transaction.begin(db, admin)
+      yield* new SettingsStore(t).setAuthKey(w.publicKey, { permission: Permission.Write(10) })
+      yield* Transaction.commit(t)
+      yield* write(db, w, "data", "k", "1")
+      const r = Transaction.begin(db, admin)
+      yield* new SettingsStore(r).revokeAuthKey(w.publicKey)
+      yield* Transaction.commit(r)
+      expect((yield* Effect.flip(write(db, w, "data", "k", "2")))._tag).toBe("PermissionDenied")
+      expect(yield* new DocStoreView(db, "data").get("k")).toBe("1")
+    }).pipe(Effect.provide(env())))
+
+  it.effect("commits that delete or corrupt auth fail with CorruptedAuthConfiguration", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const del = Transaction.begin(db, admin)
+      Transaction.stage(del, Entry.SETTINGS, "settings").remove("auth")
+      expect((yield* Effect.flip(Transaction.commit(del)))._tag).toBe("CorruptedAuthConfiguration")
+      const str = Transaction.begin(db, admin)
+      Transaction.stage(str, Entry.SETTINGS, "settings").set("auth", "everyone")
+      expect((yield* Effect.flip(Transaction.commit(str)))._tag).toBe("CorruptedAuthConfiguration")
+      expect(yield* Database.tips(db)).toEqual([db.rootId])
+    }).pipe(Effect.provide(env())))
+
+  it.effect("reading after an append merges only the new delta (the cached state object is reused)", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      for (let i = 0; i < 20; i++) yield* write(db, admin, "data", `k${i}`, `${i}`)
+      const first = yield* stateOf(db.rootId, "data")
+      yield* write(db, admin, "data", "k20", "20")
+      const second = yield* stateOf(db.rootId, "data")
+      expect(second).toBe(first) // merged in place, not refolded
+      expect(second.get("k20")).toBe("20")
+      expect(second.size).toBe(21)
+    }).pipe(Effect.provide(env())))
+})
+
+/** Build a signed entry by hand (for hostile-input tests). */
+const forge = (
+  signer: { publicKey: string; secretKey: string },
+  input: Omit<Entry.EntryInput, "key">,
+  mutate: (e: ReturnType<typeof Entry.make>) => ReturnType<typeof Entry.make> = (e) => e
+) =>
+  Effect.gen(function* () {
+    const auth = yield* Auth
+    const unsigned = Entry.make({ ...input, key: directKey(signer.publicKey) })
+    const sig = yield* auth.sign(signer.secretKey, Entry.signingBytes(unsigned))
+    return Entry.stored(mutate(Entry.withSignature(unsigned, sig)))
+  })
+
+describe("Ingest rejects bad entries and stores nothing", () => {
+  const base = (db: Database.Database, parent: string, data = Doc.from({ k: "v" })) => ({
+    root: db.rootId,
+    parents: [parent],
+    height: 1,
+    metadata: Entry.encodeMetadata({ settings_tips: [db.rootId], entropy: null }),
+    subtrees: [{ name: "data", parents: [], data: data.encode() }]
+  })
+
+  const expectRejected = (entry: Entry.StoredEntry, reason: RegExp) =>
+    Effect.gen(function* () {
+      const storage = yield* Storage
+      const before = yield* storage.count(entry.treeId)
+      const err = yield* Effect.flip(ingest([entry], "remote"))
+      expect(err._tag).toBe("InvalidEntry")
+      expect(err.message).toMatch(reason)
+      expect(yield* storage.count(entry.treeId)).toBe(before)
+      expect(Option.isNone(yield* storage.get(entry.id))).toBe(true)
+    })
+
+  it.effect("a well-formed forged entry from the admin is accepted (control)", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const e = yield* forge(admin, base(db, db.rootId))
+      expect(yield* ingest([e], "remote")).toEqual([e.id])
+    }).pipe(Effect.provide(env())))
+
+  it.effect("unknown parent", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const ghost = Entry.stored(Entry.make({ root: db.rootId, parents: [db.rootId], height: 1, subtrees: [], key: directKey(admin.publicKey) })).id
+      yield* expectRejected(yield* forge(admin, base(db, ghost)), /unknown parent/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("unsorted parents", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const a = yield* write(db, admin, "x", "a", "1")
+      const e = yield* forge(admin, { ...base(db, a), height: 2 }, (en) => ({ ...en, tree: { ...en.tree, parents: [a, db.rootId].sort().reverse() } }))
+      yield* expectRejected(e, /sorted/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("missing signature", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const e = yield* forge(admin, base(db, db.rootId), (en) => ({ ...en, sig: { key: en.sig.key } }))
+      yield* expectRejected(e, /not signed/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("bad signature (data tampered after signing)", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const e = yield* forge(admin, base(db, db.rootId), (en) => ({
+        ...en,
+        subtrees: [{ ...en.subtrees[0]!, data: Doc.from({ k: "evil" }).encode() }]
+      }))
+      yield* expectRejected(e, /signature/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("sig.key tampered after signing", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const other = yield* auth.generateKey
+      const t = Transaction.begin(db, admin)
+      yield* new SettingsStore(t).setAuthKey(other.publicKey, { permission: Permission.Write(1) })
+      const s = yield* Transaction.commit(t)
+      const e = yield* forge(admin, { ...base(db, s), height: 2, metadata: Entry.encodeMetadata({ settings_tips: [s], entropy: null }) }, (en) => ({
+        ...en,
+        sig: { ...en.sig, key: directKey(other.publicKey) }
+      }))
+      yield* expectRejected(e, /signature/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("key not allowed", () =>
+    Effect.gen(function* () {
+      const { db, auth } = yield* setup
+      const stranger = yield* auth.generateKey
+      yield* expectRejected(yield* forge(stranger, base(db, db.rootId)), /not an active key/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("corrupted auth from a remote entry", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const e = yield* forge(admin, {
+        ...base(db, db.rootId),
+        subtrees: [{ name: "_settings", parents: [db.rootId], data: Doc.from({ auth: "gone" }).encode() }]
+      })
+      yield* expectRejected(e, /auth is not a map/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("wrong height", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      yield* expectRejected(yield* forge(admin, { ...base(db, db.rootId), height: 7 }), /height/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("pinning no settings", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      yield* expectRejected(yield* forge(admin, { ...base(db, db.rootId), metadata: undefined }), /pins no settings/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("malformed store data", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const e = yield* forge(admin, { ...base(db, db.rootId), subtrees: [{ name: "data", parents: [], data: new TextEncoder().encode("{nope") }] })
+      yield* expectRejected(e, /Invalid entry/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("ingestPartial keeps the good entries and reports the bad ones with their descendants", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const stranger = yield* auth.generateKey
+      const good = yield* forge(admin, base(db, db.rootId, Doc.from({ good: "yes" })))
+      const bad = yield* forge(stranger, base(db, db.rootId, Doc.from({ bad: "yes" })))
+      const child = yield* forge(admin, { ...base(db, bad.id), height: 2 })
+      const report = yield* ingestPartial([child, bad, good], "remote")
+      expect(report.stored).toEqual([good.id])
+      expect(report.rejected.map((r) => r.entryId).sort()).toEqual([bad.id, child.id].sort())
+    }).pipe(Effect.provide(env())))
+
+  it.effect("decoding bad bytes fails with a reason", () =>
+    Effect.sync(() => {
+      expect(Entry.decode(new Uint8Array([1, 2, 3]))._tag).toBe("Left")
+    }))
+})
