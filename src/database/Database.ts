@@ -8,11 +8,11 @@ import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import { directKey, globalKey, type SigKey } from "../schema/Auth.js"
-import { CorruptedAuthConfiguration, type CryptoError, type InvalidEntry, type StorageError, TreeNotFound } from "../schema/Errors.js"
+import { CorruptedAuthConfiguration, CryptoError as CryptoErrorClass, type CryptoError, type InvalidEntry, type StorageError, TreeNotFound } from "../schema/Errors.js"
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
-import { type IngestEnv, ingest } from "./Ingest.js"
+import { type IngestEnv, ingestSignedHere } from "./Ingest.js"
 import { StateCache, stateOf } from "./StoreState.js"
 
 /** A key that signs entries: its key pair, and whether it signs under the global `*` grant. */
@@ -22,6 +22,22 @@ export interface Signer {
   /** Sign with a global hint (the key is not in auth itself; the `*` grant authorises it). */
   readonly global?: boolean | undefined
 }
+
+/** Check once per key that a signer's secret key belongs to its public key (entries signed here skip re-verification). */
+export const checkSigner = (signer: Signer): Effect.Effect<void, CryptoError, Auth> =>
+  checkedSigners.get(signer.secretKey) === signer.publicKey
+    ? Effect.void
+    : Effect.flatMap(Auth, (auth) =>
+        Effect.flatMap(auth.publicKeyOf(signer.secretKey), (publicKey) => {
+          if (publicKey !== signer.publicKey)
+            return Effect.fail(new CryptoErrorClass({ detail: `the secret key does not belong to ${signer.publicKey}` }))
+          if (checkedSigners.size > 1_000) checkedSigners.clear()
+          checkedSigners.set(signer.secretKey, publicKey)
+          return Effect.void
+        })
+      )
+
+const checkedSigners = new Map<string, string>()
 
 /** A handle on one database. */
 export interface Database {
@@ -48,6 +64,7 @@ export const create = (
 ): Effect.Effect<Database, CorruptedAuthConfiguration | InvalidEntry | StorageError | CryptoError, IngestEnv> =>
   Effect.gen(function* () {
     const auth = yield* Auth
+    yield* checkSigner(options.signer)
     const settings = options.settings?.clone() ?? Doc.empty()
     if (settings.rawEntries().has("auth"))
       return yield* new CorruptedAuthConfiguration({ detail: "initial settings must not contain auth; the creator's key is added as Admin(0)" })
@@ -72,7 +89,7 @@ export const create = (
     })
     const sig = yield* auth.sign(options.signer.secretKey, Entry.signingBytes(unsigned))
     const stored = Entry.stored(Entry.withSignature(unsigned, sig))
-    yield* ingest([stored], "local")
+    yield* ingestSignedHere([stored])
     return { rootId: stored.id }
   })
 

@@ -18,8 +18,8 @@ import {
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
-import { type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
-import { ingest } from "./Ingest.js"
+import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
+import { ingestSignedHere } from "./Ingest.js"
 import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
 
 /** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
@@ -90,6 +90,7 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
     const storage = yield* Storage
     const auth = yield* Auth
     const treeId = txn.db.rootId
+    yield* checkSigner(txn.signer)
     const settingsState = yield* stateOf(treeId, Entry.SETTINGS)
     const before = Settings.authOf(settingsState)
     const staged = txn.staged.get(Entry.SETTINGS)
@@ -143,7 +144,7 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
     })
     const sig = yield* auth.sign(txn.signer.secretKey, Entry.signingBytes(unsigned))
     const stored = Entry.stored(Entry.withSignature(unsigned, sig))
-    yield* ingest([stored], "local")
+    yield* ingestSignedHere([stored])
     txn.committed = true
     return stored.id
   })

@@ -310,3 +310,14 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       expect(Entry.decode(new Uint8Array([1, 2, 3]))._tag).toBe("Left")
     }))
 })
+
+describe("signers", () => {
+  it.effect("a signer whose secret key does not match its public key cannot commit", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const other = yield* auth.generateKey
+      const err = yield* Effect.flip(write(db, { publicKey: admin.publicKey, secretKey: other.secretKey }, "data", "k", "v"))
+      expect(err._tag).toBe("CryptoError")
+      expect(yield* Database.tips(db)).toEqual([db.rootId])
+    }).pipe(Effect.provide(env())))
+})

@@ -1,0 +1,121 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
+import { CID } from "multiformats/cid"
+import * as dagCbor from "@ipld/dag-cbor"
+import { Doc } from "../../src/core/Doc.js"
+import * as Entry from "../../src/core/Entry.js"
+import { directKey } from "../../src/schema/Auth.js"
+
+const KEY = directKey(`ed25519:${"A".repeat(43)}=`)
+const root = Entry.stored(
+  Entry.make({
+    parents: [],
+    height: 0,
+    metadata: Entry.encodeMetadata({ settings_tips: [], entropy: 7 }),
+    subtrees: [
+      { name: "_settings", parents: [], data: Doc.from({ name: "x" }).encode() },
+      { name: "_root", parents: [], data: new TextEncoder().encode('""') }
+    ],
+    key: KEY
+  })
+)
+
+const child = (parents: Array<string>, name: string, value: string, height = 1) =>
+  Entry.make({
+    root: root.id,
+    parents,
+    height,
+    subtrees: [{ name, parents: [], data: Doc.from({ k: value }).encode() }],
+    key: KEY
+  })
+
+describe("Entry", () => {
+  it("IDs are CIDv1 dag-cbor BLAKE3-256 in base32", () => {
+    const cid = CID.parse(root.id)
+    expect(root.id.startsWith("bafyr4i")).toBe(true)
+    expect(cid.version).toBe(1)
+    expect(cid.code).toBe(0x71)
+    expect(cid.multihash.code).toBe(0x1e)
+    expect(cid.multihash.size).toBe(32)
+  })
+
+  it("builds canonically: parents sorted and de-duplicated, subtrees sorted, defaults omitted", () => {
+    const a = Entry.stored(child([root.id], "a", "1")).id
+    const b = Entry.stored(child([root.id], "b", "1")).id
+    const [lo, hi] = [a, b].sort()
+    const e = Entry.make({
+      root: root.id,
+      parents: [hi!, lo!, hi!],
+      height: 2,
+      subtrees: [
+        { name: "z", parents: [], data: new Uint8Array([1]) },
+        { name: "a", parents: [], data: new Uint8Array([2]) }
+      ],
+      key: KEY
+    })
+    expect(e.tree.parents).toEqual([lo, hi])
+    expect(e.subtrees.map((s) => s.name)).toEqual(["a", "z"])
+    expect("h" in root.entry.tree).toBe(false)
+    expect("root" in root.entry.tree).toBe(false)
+    expect(Entry.validate(e)).toBeUndefined()
+  })
+
+  it("ID links are tag-42 CIDs inside the CBOR", () => {
+    const e = Entry.stored(child([root.id], "a", "1"))
+    const raw = dagCbor.decode(e.bytes) as { tree: { parents: Array<unknown>; root: unknown } }
+    expect(CID.asCID(raw.tree.parents[0])?.toString()).toBe(root.id)
+    expect(CID.asCID(raw.tree.root)?.toString()).toBe(root.id)
+  })
+
+  it("signing bytes leave out sig.sig but keep the key; the ID covers the signature", () => {
+    const e = child([root.id], "a", "1")
+    const signed = Entry.withSignature(e, "c2ln")
+    expect(Entry.signingBytes(signed)).toEqual(Entry.signingBytes(e))
+    expect(Entry.id(signed)).not.toBe(Entry.id(e))
+  })
+
+  it("validation rules of the reference", () => {
+    expect(Entry.validate(root.entry)).toBeUndefined()
+    expect(Entry.validate({ ...root.entry, tree: { ...root.entry.tree, parents: [root.id] } })).toMatch(/_root/)
+    expect(Entry.validate(child([], "a", "1"))).toMatch(/at least one parent/)
+    const noRoot = child([root.id], "a", "1")
+    expect(Entry.validate({ ...noRoot, tree: { parents: noRoot.tree.parents, h: 1 } })).toMatch(/name its root/)
+    expect(Entry.validate({ ...noRoot, subtrees: [{ name: "", parents: [] }] })).toMatch(/empty/)
+    expect(Entry.validate({ ...noRoot, subtrees: [{ name: "b", parents: [] }, { name: "a", parents: [] }] })).toMatch(/sorted/)
+  })
+
+  it("decode rejects garbage, non-canonical CBOR, wrong CID codecs and bad fields, naming the problem", () => {
+    expect(Either.getLeft(Entry.decode(new Uint8Array([0xff, 0x00])))._tag).toBe("Some")
+    // a raw-codec CID where an entry ID belongs
+    const rawCid = CID.createV1(0x55, CID.parse(root.id).multihash)
+    const bad = dagCbor.encode({ tree: { parents: [rawCid], root: rawCid, h: 1 }, subtrees: [], sig: { key: KEY } })
+    expect(Either.getLeft(Entry.decode(bad)).pipe((o) => (o._tag === "Some" ? o.value : ""))).toMatch(/CIDv1 dag-cbor/)
+    const wrongField = dagCbor.encode({ tree: { parents: [], h: "x" }, subtrees: [], sig: { key: KEY } })
+    expect(Either.getLeft(Entry.decode(wrongField)).pipe((o) => (o._tag === "Some" ? o.value : ""))).toMatch(/h/)
+    const extra = dagCbor.encode({ tree: { parents: [] }, subtrees: [], sig: { key: KEY }, evil: 1 })
+    expect(Either.isLeft(Entry.decode(extra))).toBe(true)
+  })
+
+  it.prop(
+    "encode/decode round-trips and IDs are deterministic",
+    [fc.array(fc.string(), { maxLength: 5 }), fc.nat({ max: 1000 }), fc.string({ minLength: 1 })],
+    ([values, h, name]) => {
+      const e = Entry.make({
+        root: root.id,
+        parents: [root.id],
+        height: h + 1,
+        metadata: Entry.encodeMetadata({ settings_tips: [root.id], entropy: null }),
+        subtrees: values.map((v, i) => ({ name: `${name}${i}`, parents: [], data: Doc.from({ v }).encode() })),
+        key: KEY
+      })
+      const s = Entry.stored(e)
+      const back = Either.getOrThrow(Entry.decode(s.bytes))
+      expect(back.id).toBe(s.id)
+      expect(back.entry).toEqual(e)
+      const again = Entry.make({ root: root.id, parents: [root.id, root.id], height: h + 1, metadata: e.tree.metadata, subtrees: [...e.subtrees].reverse(), key: KEY })
+      expect(Entry.id(again)).toBe(s.id)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
+})
