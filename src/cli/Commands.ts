@@ -1,0 +1,240 @@
+/**
+ * The `eidetica` command: serve (a sync node on an embedded SQLite data directory), info, health,
+ * db (create, list, put, get, grant) and sync. Every command takes `--json` for machine output.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { FileSystem, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { Doc } from "../core/Doc.js"
+import * as Database from "../database/Database.js"
+import { SettingsStore } from "../database/SettingsStore.js"
+import { DocStore, DocStoreView } from "../database/Stores.js"
+import * as Transaction from "../database/Transaction.js"
+import * as Eidetica from "../layers/Eidetica.js"
+import * as Permission from "../schema/Permission.js"
+import { Instance } from "../services/Instance.js"
+import { Storage } from "../services/Storage.js"
+import { Sync } from "../services/Sync.js"
+
+/** The passwordless user the command line acts as. */
+export const NODE_USER = "node"
+
+const json = Options.boolean("json").pipe(Options.withDescription("print JSON instead of text"))
+const dataDir = Options.text("data-dir").pipe(
+  Options.withDescription("where the node keeps its SQLite file (default .eidetica, or env EIDETICA_DATA_DIR)"),
+  Options.optional
+)
+const host = Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("address to listen on"))
+const port = Options.integer("port").pipe(Options.withAlias("p"), Options.withDefault(3000), Options.withDescription("port to listen on (0 picks a free one)"))
+
+const dirOf = (dir: Option.Option<string>) =>
+  Option.getOrElse(dir, () => process.env.EIDETICA_DATA_DIR ?? ".eidetica")
+
+/** Run an effect against the engine kept in a data directory. */
+const withEngine = <A, E, R>(dir: Option.Option<string>, effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = dirOf(dir)
+    yield* fs.makeDirectory(path, { recursive: true })
+    return yield* Effect.provide(effect, Eidetica.layer({ filename: `${path}/eidetica.db` }))
+  })
+
+/** The node user, created passwordless on first use. */
+const nodeUser = Effect.gen(function* () {
+  const instance = yield* Instance
+  const users = yield* instance.listUsers
+  if (!users.includes(NODE_USER)) yield* instance.createUser(NODE_USER)
+  return yield* instance.loginUser(NODE_USER)
+})
+
+const out = (asJson: boolean, value: Record<string, unknown>, text: string) =>
+  Console.log(asJson ? JSON.stringify(value) : text)
+
+const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
+  withEngine(
+    o.dataDir,
+    Effect.gen(function* () {
+      const instance = yield* Instance
+      const sync = yield* Sync
+      yield* sync.enableHttpTransport()
+      const address = yield* sync.startServer(`${o.host}:${o.port}`)
+      const served = [...(yield* instance.trackedDatabases)].filter(([, s]) => s.syncEnabled).map(([id]) => id)
+      yield* out(
+        o.json,
+        { deviceId: instance.deviceId, address, dataDir: dirOf(o.dataDir), databases: served },
+        [
+          `eidetica sync node`,
+          `  device id: ${instance.deviceId}`,
+          `  address:   ${address}   (POST /api/v0, GET /health)`,
+          `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
+          `  serving:   ${served.length === 0 ? "no databases yet (eidetica db create <name>)" : served.join(", ")}`,
+          `Press Ctrl+C to stop.`
+        ].join("\n")
+      )
+      return yield* Effect.never
+    })
+  )
+).pipe(Command.withDescription("run a sync node: serve the databases tracked with sync enabled"))
+
+const info = Command.make("info", { dataDir, json }, (o) =>
+  withEngine(
+    o.dataDir,
+    Effect.gen(function* () {
+      const instance = yield* Instance
+      const storage = yield* Storage
+      const users = yield* instance.listUsers
+      const roots = yield* storage.roots
+      const tracked = yield* instance.trackedDatabases
+      yield* out(
+        o.json,
+        { deviceId: instance.deviceId, users: users.length, databases: roots.length, tracked: tracked.size },
+        `device id: ${instance.deviceId}\nusers: ${users.length}\ndatabases: ${roots.length} (tracked: ${tracked.size})`
+      )
+    })
+  )
+).pipe(Command.withDescription("show the device id and counts of users and databases"))
+
+const health = Command.make(
+  "health",
+  { address: Args.text({ name: "address" }).pipe(Args.withDefault("127.0.0.1:3000")), json },
+  (o) =>
+    Effect.gen(function* () {
+      const client = yield* HttpClient.HttpClient
+      const response = yield* client.execute(HttpClientRequest.get(`http://${o.address}/health`)).pipe(
+        Effect.timeout(Duration.seconds(5)),
+        Effect.flatMap((r) => r.json),
+        Effect.either
+      )
+      if (response._tag === "Right") yield* out(o.json, { address: o.address, healthy: true }, `${o.address}: healthy`)
+      else {
+        yield* out(o.json, { address: o.address, healthy: false, error: String(response.left) }, `${o.address}: unreachable (${String(response.left)})`)
+        return yield* Effect.fail(new Error("unhealthy"))
+      }
+    })
+).pipe(Command.withDescription("check that a sync node answers"))
+
+const dbName = Args.text({ name: "name" })
+const dbId = Args.text({ name: "database-id" })
+
+const dbCreate = Command.make(
+  "create",
+  { name: dbName, dataDir, json, public: Options.boolean("public").pipe(Options.withDescription("let any key read and write (global Write(10))")) },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const user = yield* nodeUser
+        const key = yield* user.getDefaultKey
+        const { db, signer } = yield* user.createDatabase(Doc.from({ name: o.name }), key)
+        if (o.public) {
+          const t = Transaction.begin(db, signer)
+          yield* new SettingsStore(t).setGlobalPermission(Permission.Write(10))
+          yield* Transaction.commit(t)
+        }
+        yield* user.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: { syncEnabled: true, syncOnCommit: true, properties: {} } })
+        yield* out(o.json, { databaseId: db.rootId, name: o.name, public: o.public }, db.rootId)
+      })
+    )
+).pipe(Command.withDescription("create a database, tracked with sync enabled"))
+
+const dbList = Command.make("list", { dataDir, json }, (o) =>
+  withEngine(
+    o.dataDir,
+    Effect.gen(function* () {
+      const user = yield* nodeUser
+      const rows: Array<{ databaseId: string; name: string | undefined; syncEnabled: boolean }> = []
+      for (const t of yield* user.trackedDatabases)
+        rows.push({ databaseId: t.databaseId, name: yield* Database.name({ rootId: t.databaseId }), syncEnabled: t.syncSettings.syncEnabled })
+      yield* o.json
+        ? Console.log(JSON.stringify(rows))
+        : Console.log(rows.map((r) => `${r.databaseId}  ${r.name ?? ""}${r.syncEnabled ? "  (sync)" : ""}`).join("\n") || "no databases")
+    })
+  )
+)
+
+const storeOpt = Options.text("store").pipe(Options.withDefault("data"))
+
+const dbPut = Command.make(
+  "put",
+  { id: dbId, key: Args.text({ name: "key" }), value: Args.text({ name: "value" }), store: storeOpt, dataDir, json },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const user = yield* nodeUser
+        const { db, signer } = yield* user.openDatabase(o.id)
+        const t = Transaction.begin(db, signer)
+        yield* new DocStore(t, o.store).setPath(o.key, o.value)
+        const entryId = yield* Transaction.commit(t)
+        yield* out(o.json, { entryId }, entryId)
+      })
+    )
+)
+
+const dbGet = Command.make(
+  "get",
+  { id: dbId, key: Args.text({ name: "key" }).pipe(Args.optional), store: storeOpt, dataDir, json },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const db = yield* Database.open(o.id)
+        const view = new DocStoreView(db, o.store)
+        const value = Option.isSome(o.key) ? yield* view.getPath(o.key.value) : yield* view.getAll()
+        yield* Console.log(o.json ? JSON.stringify(value ?? null) : typeof value === "string" ? value : JSON.stringify(value, null, 2))
+      })
+    )
+)
+
+const dbGrant = Command.make(
+  "grant",
+  { id: dbId, pubkey: Args.text({ name: "public-key" }), write: Options.boolean("write"), dataDir, json },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const user = yield* nodeUser
+        const { db, signer } = yield* user.openDatabase(o.id)
+        const t = Transaction.begin(db, signer)
+        yield* new SettingsStore(t).setAuthKey(o.pubkey, { permission: o.write ? Permission.Write(10) : Permission.Read })
+        const entryId = yield* Transaction.commit(t)
+        yield* out(o.json, { entryId }, `granted ${o.write ? "Write(10)" : "Read"} to ${o.pubkey}`)
+      })
+    )
+)
+
+const db = Command.make("db").pipe(
+  Command.withSubcommands([dbCreate, dbList, dbPut, dbGet, dbGrant]),
+  Command.withDescription("create, list, read and write databases")
+)
+
+const syncCmd = Command.make(
+  "sync",
+  { address: Args.text({ name: "address" }), id: dbId, dataDir, json },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const user = yield* nodeUser
+        const sync = yield* Sync
+        yield* sync.enableHttpTransport()
+        const result = yield* sync.syncWithPeer(o.address, o.id)
+        const key = yield* user.getDefaultKey
+        // keep serving what we synced
+        yield* user.trackDatabase({ databaseId: o.id, keyId: key, syncSettings: { syncEnabled: true, syncOnCommit: true, properties: {} } })
+        yield* out(o.json, { ...result }, `received ${result.received}, sent ${result.sent}`)
+      })
+    )
+).pipe(Command.withDescription("sync one database with a peer, both directions"))
+
+/** The root command. */
+export const command = Command.make("eidetica").pipe(
+  Command.withSubcommands([serve, info, health, db, syncCmd]),
+  Command.withDescription("eidetica-ts: a local-first, peer-to-peer database and sync node")
+)
+
+/** Run the command line with these arguments (process.argv). */
+export const run = Command.run(command, { name: "eidetica", version: "0.1.0" })

@@ -1,0 +1,63 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { afterAll, describe, expect, it } from "vitest"
+
+const exec = promisify(execFile)
+const main = join(import.meta.dirname, "../../src/cli/main.ts")
+const cli = async (...args: Array<string>) => (await exec("node", ["--import", "tsx", main, ...args], { timeout: 60_000 })).stdout.trim()
+
+const dirs: Array<string> = []
+const children: Array<ChildProcess> = []
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "eidetica-cli-"))
+  dirs.push(d)
+  return d
+}
+afterAll(() => {
+  for (const c of children) c.kill("SIGINT")
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
+
+/** Start `eidetica serve --json` on a free port and wait for its first line. */
+const serve = (dataDir: string) =>
+  new Promise<{ address: string; deviceId: string; databases: Array<string> }>((resolve, reject) => {
+    const child = spawn("node", ["--import", "tsx", main, "serve", "--port", "0", "--json", "--data-dir", dataDir], { stdio: ["ignore", "pipe", "pipe"] })
+    children.push(child)
+    let buffer = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString()
+      const line = buffer.split("\n")[0]
+      if (buffer.includes("\n") && line) resolve(JSON.parse(line))
+    })
+    child.on("exit", (code) => reject(new Error(`serve exited with ${code}`)))
+  })
+
+describe("eidetica command line", () => {
+  it("two nodes: create and write on A, serve it, sync from B both ways, info and health", async () => {
+    const a = tempDir()
+    const b = tempDir()
+    const id = JSON.parse(await cli("db", "create", "notes", "--public", "--json", "--data-dir", a)).databaseId as string
+    await cli("db", "put", id, "title", "hello from A", "--data-dir", a)
+    const node = await serve(a)
+    expect(node.address).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect(node.deviceId).toMatch(/^ed25519:/)
+    expect(node.databases).toContain(id)
+    expect(JSON.parse(await cli("health", node.address, "--json"))).toEqual({ address: node.address, healthy: true })
+    const pulled = JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b))
+    expect(pulled.received).toBeGreaterThan(0)
+    expect(await cli("db", "get", id, "title", "--data-dir", b)).toBe("hello from A")
+    await cli("db", "put", id, "reply", "hi from B", "--data-dir", b)
+    const pushed = JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b))
+    expect(pushed.sent).toBe(1)
+    const info = JSON.parse(await cli("info", "--json", "--data-dir", b))
+    expect(info.tracked).toBe(1)
+    expect(info.users).toBe(1)
+  }, 120_000)
+
+  it("health of a closed port fails", async () => {
+    await expect(cli("health", "127.0.0.1:1", "--json")).rejects.toThrow()
+  }, 60_000)
+})
