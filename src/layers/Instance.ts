@@ -82,6 +82,9 @@ export const make = Effect.gen(function* () {
     return pair
   })
 
+  /** Keys of the users logged in during this instance's life. */
+  const session = new Map<string, Signer>()
+
   const readUser = (username: string) =>
     Effect.flatMap(storage.getMeta(userKey(username)), (o) =>
       Option.isNone(o) ? Effect.fail(new UserNotFound({ username })) : Effect.succeed(JSON.parse(o.value) as UserRecord)
@@ -157,6 +160,7 @@ export const make = Effect.gen(function* () {
           info: { keyId: row.key_id, displayName: row.display_name, isDefault: row.is_default, createdAt: row.created_at }
         })
       }
+      for (const [keyId, k] of keys) session.set(keyId, k.signer)
       const keysRef = yield* Ref.make(keys)
       return makeUser(record, rootSigner, sealKey, keysRef)
     })
@@ -213,6 +217,7 @@ export const make = Effect.gen(function* () {
           })
           yield* run(Transaction.commit(txn))
           yield* Ref.update(keysRef, (keys) => new Map(keys).set(pair.publicKey, { signer: pair, info }))
+          session.set(pair.publicKey, pair)
           return pair.publicKey
         }),
       signer,
@@ -271,6 +276,8 @@ export const make = Effect.gen(function* () {
     createUser,
     loginUser,
     listUsers: Effect.map(storage.listMeta("users/"), (rows) => rows.map(([k]) => k.slice("users/".length))),
+    sessionSigner: (keyId) => Effect.sync(() => session.get(keyId)),
+    sessionSigners: Effect.sync(() => [...session.values()]),
     combinedSyncSettings: (databaseId) =>
       Effect.map(storage.listMeta(`tracking/${databaseId}/`), (rows) =>
         rows.length === 0 ? undefined : SyncSettings.combine(rows.map(([, v]) => (JSON.parse(v) as Tracking).syncSettings))

@@ -242,3 +242,13 @@ export class DatabaseNotFound extends Schema.TaggedError<DatabaseNotFound>()("Da
     return `No database named "${this.name}" among this user's databases; create it, or track it after syncing`
   }
 }
+
+/** An actor's mailbox is full: the work was not queued (it is retried on the next interval or commit). */
+export class MailboxFull extends Schema.TaggedError<MailboxFull>()("MailboxFull", {
+  actor: Schema.String,
+  capacity: Schema.Number
+}) {
+  override get message() {
+    return `Mailbox of ${this.actor} is full (capacity ${this.capacity}); the work will be retried`
+  }
+}

@@ -79,6 +79,10 @@ export interface InstanceShape {
   readonly listUsers: Effect.Effect<ReadonlyArray<string>, StorageError>
   /** Sync settings of a database combined across every user tracking it (OR, OR, MIN, union). */
   readonly combinedSyncSettings: (databaseId: string) => Effect.Effect<SyncSettings | undefined, StorageError>
+  /** The signer of a key of a user logged in on this instance (the sync engine signs requests with it). */
+  readonly sessionSigner: (keyId: string) => Effect.Effect<Signer | undefined>
+  /** Every key of every user logged in on this instance. */
+  readonly sessionSigners: Effect.Effect<ReadonlyArray<Signer>>
   /** Every database some user tracks, with its combined settings. */
   readonly trackedDatabases: Effect.Effect<ReadonlyMap<string, SyncSettings>, StorageError>
 }
