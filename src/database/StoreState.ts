@@ -64,11 +64,20 @@ export const stateOf = (
     const storage = yield* Storage
     const cache = yield* StateCache
     const key = `${treeId}\u0000${store}\u0000${codec.id}`
-    const cached = cache.states.get(key)
+    let cached = cache.states.get(key)
+    if (cached === undefined && codec.id === plainCodec.id) {
+      // a state saved by an earlier process (plain stores only: decrypted states never touch disk)
+      const saved = yield* storage.getCachedState(treeId, store)
+      if (Option.isSome(saved)) {
+        const doc = yield* Effect.option(Effect.try(() => Doc.deserialize(saved.value.state)))
+        if (Option.isSome(doc)) cached = { doc: doc.value, seq: saved.value.seq, maxHeight: saved.value.maxHeight, maxId: saved.value.maxId }
+      }
+    }
     if (cached === undefined) {
       const refs = yield* storage.storeEntries(treeId, store)
       const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
       cache.states.set(key, fresh)
+      yield* persist(treeId, store, codec, fresh, refs.length)
       return fresh.doc
     }
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
@@ -85,8 +94,24 @@ export const stateOf = (
     const refs = yield* storage.storeEntries(treeId, store)
     const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
     cache.states.set(key, fresh)
+    yield* persist(treeId, store, codec, fresh, refs.length)
     return fresh.doc
   })
+
+/** Folds of at least this many entries are saved, so a reopened instance does not refold them. */
+export const PERSIST_AFTER = 1_000
+
+const persist = (treeId: string, store: string, codec: DeltaCodec, state: Cached, folded: number) =>
+  codec.id !== plainCodec.id || folded < PERSIST_AFTER
+    ? Effect.void
+    : Effect.flatMap(Storage, (storage) =>
+        storage.putCachedState(treeId, store, {
+          state: state.doc.serialize(),
+          seq: state.seq,
+          maxHeight: state.maxHeight,
+          maxId: state.maxId
+        })
+      )
 
 /** Forget cached states of a tree (for example after a codec's key changed). */
 export const invalidate = (treeId: string) =>
@@ -115,7 +140,7 @@ export const settingsAt = (
 ): Effect.Effect<Doc, StorageError | InvalidEntry, StateCache> =>
   Effect.gen(function* () {
     const cache = yield* StateCache
-    const key = `${treeId}\u0000${[...tips].sort(compareIds).join(",")}`
+    const key = settingsKey(treeId, tips)
     const hit = cache.settings.get(key)
     if (hit !== undefined) return hit
     const seen = new Map<string, StoredEntry>()
@@ -146,6 +171,16 @@ export const settingsAt = (
     cache.settings.set(key, doc)
     return doc
   })
+
+const settingsKey = (treeId: string, tips: ReadonlyArray<string>): string =>
+  `${treeId}\u0000${(tips.length > 1 ? [...tips].sort(compareIds) : tips).join(",")}`
+
+/** The cached `_settings` state pinned by these tips, if `settingsAt` already folded it (synchronous). */
+export const cachedSettingsAt = (
+  cache: Context.Tag.Service<StateCache>,
+  treeId: string,
+  tips: ReadonlyArray<string>
+): Doc | undefined => cache.settings.get(settingsKey(treeId, tips))
 
 const byHeightThenId = (a: StoreEntryRef, b: StoreEntryRef) =>
   a.height !== b.height ? a.height - b.height : compareIds(a.id, b.id)
