@@ -1,0 +1,68 @@
+/**
+ * The bridge from Promises to the engine: one ManagedRuntime per Instance; every call runs with
+ * `runPromiseExit` and its Exit is mapped to a value or an EideticaError. Background fibers
+ * (write listeners) are tracked so `close()` interrupts them before it disposes the runtime.
+ */
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as ManagedRuntime from "effect/ManagedRuntime"
+import type * as Eidetica from "../layers/Eidetica.js"
+import { fromUnknown, InstanceClosed, settle } from "./Errors.js"
+
+/** What facade operations may require: the services of a complete engine. */
+export type Env = Eidetica.Services
+
+/** Runs engine operations for one Instance. */
+export class Runner {
+  private closed = false
+  private readonly fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+
+  constructor(private readonly runtime: ManagedRuntime.ManagedRuntime<Env, unknown>) {}
+
+  /** Whether `close()` was called. */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Run an operation; resolves with its value or rejects with an EideticaError. */
+  run<A, E>(effect: Effect.Effect<A, E, Env>): Promise<A> {
+    if (this.closed) return Promise.reject(closedError())
+    return this.runtime.runPromiseExit(effect).then(settle, (thrown: unknown) => Promise.reject(fromUnknown(thrown)))
+  }
+
+  /** Run a synchronous step of the facade itself, so a throw becomes a rejection too. */
+  attempt<A>(f: () => Promise<A>): Promise<A> {
+    try {
+      return f().catch((thrown: unknown) => Promise.reject(fromUnknown(thrown)))
+    } catch (thrown) {
+      return Promise.reject(fromUnknown(thrown))
+    }
+  }
+
+  /**
+   * Start a background fiber now (its first synchronous steps, such as taking a subscription, run
+   * before this returns); the returned function interrupts it.
+   */
+  fork(effect: Effect.Effect<void, never, Env>): () => void {
+    if (this.closed) throw closedError()
+    const fiber = this.runtime.runFork(effect, { immediate: true })
+    this.fibers.add(fiber)
+    fiber.addObserver(() => this.fibers.delete(fiber))
+    return () => {
+      if (!this.fibers.delete(fiber)) return
+      Effect.runFork(Fiber.interrupt(fiber))
+    }
+  }
+
+  /** Interrupt every background fiber and dispose the runtime (closing storage); idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const fibers = [...this.fibers]
+    this.fibers.clear()
+    await Effect.runPromise(Fiber.interruptAll(fibers))
+    await this.runtime.dispose()
+  }
+}
+
+const closedError = () => new InstanceClosed("Instance has been closed; open it again to continue")

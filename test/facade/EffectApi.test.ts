@@ -1,0 +1,71 @@
+/**
+ * The Effect entry point (`eidetica-ts`): the namespaces API.md names, and `Eidetica.layer`
+ * wiring a complete engine on memory and on a SQLite file.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Path from "node:path"
+import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
+import { cleanup, tempDir } from "./helpers.js"
+
+const scenario = Effect.gen(function* () {
+  const instance = yield* Instance.Instance
+  yield* instance.createUser("alice")
+  const user = yield* instance.loginUser("alice")
+  const { db, signer } = yield* user.createDatabase(Doc.from({ name: "notes" }), yield* user.getDefaultKey)
+  const txn = Transaction.begin(db, signer)
+  yield* new Stores.DocStore(txn, "notes").set("title", "hello")
+  const id = yield* Transaction.commit(txn)
+  return { deviceId: instance.deviceId, rootId: db.rootId, id }
+})
+
+describe("Effect API", () => {
+  it("exposes the services as namespaces with their Tags and layers", () => {
+    expect(Storage.Storage.key).toBe("eidetica-ts/Storage")
+    expect(Layer.isLayer(Storage.layerMemory)).toBe(true)
+    expect(typeof Storage.layerSqlite).toBe("function")
+    expect(Layer.isLayer(Auth.layerNode)).toBe(true)
+    expect(Layer.isLayer(Auth.layerNoble)).toBe(true)
+    expect(typeof Transport.layerHttp).toBe("function")
+    expect(Transport.Transport.key).toBe("eidetica-ts/Transport")
+    expect(Layer.isLayer(Instance.layer)).toBe(true)
+    expect(typeof Sync.layer).toBe("function")
+    expect(typeof Eidetica.layer).toBe("function")
+    expect(Permission.Admin(0)).toEqual({ type: "Admin", priority: 0 })
+    expect(new Errors.UserNotFound({ username: "x" })._tag).toBe("UserNotFound")
+    expect(SyncSettings.disabled.syncEnabled).toBe(false)
+    expect(Protocol.PROTOCOL_VERSION).toBe(0)
+    expect(typeof Database.create).toBe("function")
+  })
+
+  it.effect("Eidetica.layer on memory runs a whole engine", () =>
+    Effect.gen(function* () {
+      const { rootId, id } = yield* scenario
+      const tips = yield* Database.tips({ rootId })
+      expect(tips).toEqual([id])
+      const sync = yield* Sync.Sync
+      yield* sync.enableHttpTransport()
+    }).pipe(Effect.provide(Eidetica.layer({ storage: "memory" }))))
+
+  it.effect("Eidetica.layer on a SQLite file keeps the data for the next build", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.acquireRelease(Effect.sync(tempDir), (d) => Effect.sync(() => cleanup(d)))
+      const layer = Eidetica.layer({ filename: Path.join(dir, "engine.db") })
+      const first = yield* Effect.provide(scenario, layer)
+      const again = yield* Effect.provide(
+        Effect.gen(function* () {
+          const instance = yield* Instance.Instance
+          const user = yield* instance.loginUser("alice")
+          const { db } = yield* user.findDatabase("notes")
+          return {
+            deviceId: instance.deviceId,
+            title: yield* new Stores.DocStoreView(db, "notes").get("title"),
+            tips: yield* Database.tips(db)
+          }
+        }),
+        layer
+      )
+      expect(again).toEqual({ deviceId: first.deviceId, title: "hello", tips: [first.id] })
+    }).pipe(Effect.scoped))
+})

@@ -1,0 +1,379 @@
+/**
+ * The Promise facade's local surface, called as a user would, on memory and on a SQLite file.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import {
+  DatabaseNotFound,
+  Doc,
+  EideticaError,
+  Instance,
+  InvalidArgument,
+  InvalidPassword,
+  KeyNotFound,
+  Permission,
+  PermissionDenied,
+  SyncNotEnabled,
+  TreeNotFound,
+  UserExists,
+  UserNotFound
+} from "../../src/promise.js"
+import { backends, cleanup, eventually, rejection, tempDir } from "./helpers.js"
+
+interface Todo {
+  readonly title: string
+  readonly done: boolean
+}
+
+const ONLINE = { syncEnabled: true, syncOnCommit: true, intervalSeconds: 60, properties: {} }
+
+for (const [label, backendOf] of backends) {
+  describe(`Promise facade on ${label}`, () => {
+    let dir: string
+    let instance: Instance
+
+    beforeEach(async () => {
+      dir = tempDir()
+      instance = await Instance.open(backendOf(dir))
+    })
+    afterEach(async () => {
+      await instance.close()
+      cleanup(dir)
+    })
+
+    it("runs the API.md walkthrough: users, keys, databases, stores, settings, tips", async () => {
+      expect(instance.deviceId).toMatch(/^ed25519:[A-Za-z0-9+/]{43}=$/)
+      await instance.enableSync()
+      await instance.enableSync()
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      expect(user.username).toBe("alice")
+      const key = await user.getDefaultKey()
+      expect(key).toMatch(/^ed25519:/)
+
+      const db = await user.createDatabase(Doc.from({ name: "notes" }), key)
+      expect(typeof db.rootId).toBe("string")
+      expect(db.rootId).toMatch(/^bafyr4i/)
+      const same = await user.openDatabase(db.rootId)
+      expect(same.rootId).toBe(db.rootId)
+      expect(await db.getName()).toBe("notes")
+
+      const txn = await db.newTransaction()
+      const notes = await txn.docStore("notes")
+      await notes.set("title", "hello")
+      await notes.setPath("a.b.c", 42)
+      await notes.set("gone", "soon")
+      await notes.delete("gone")
+      // reads inside a transaction see its staged changes
+      expect(await notes.get("title")).toBe("hello")
+      expect(await notes.getPath("a.b.c")).toBe(42)
+      const todos = await txn.table<Todo>("todos")
+      const rowId = await todos.insert({ title: "write tests", done: false })
+      expect(rowId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      const other = await todos.insert({ title: "ship", done: false })
+      await todos.set(other, { title: "ship", done: true })
+      const doomed = await todos.insert({ title: "drop me", done: false })
+      await todos.delete(doomed)
+      expect(await todos.get(other)).toEqual({ title: "ship", done: true })
+      const entryId = await txn.commit()
+      expect(entryId).toMatch(/^bafyr4i/)
+      expect(await db.tips()).toEqual([entryId])
+
+      const view = await db.docStore("notes")
+      expect(await view.get("title")).toBe("hello")
+      expect(await view.getPath("a.b.c")).toBe(42)
+      expect(await view.get("gone")).toBeUndefined()
+      expect(await view.getAll()).toEqual({ title: "hello", a: { b: { c: 42 } } })
+      const rows = await db.table<Todo>("todos")
+      expect(await rows.get(rowId)).toEqual({ title: "write tests", done: false })
+      expect(await rows.get(doomed)).toBeUndefined()
+      const all = await rows.all()
+      expect(all).toHaveLength(2)
+      expect(new Map(all)).toEqual(new Map([[rowId, { title: "write tests", done: false }], [other, { title: "ship", done: true }]]))
+      expect(await rows.search((t) => t.done)).toEqual([[other, { title: "ship", done: true }]])
+      expect(await rows.count()).toBe(2)
+
+      const admin = await db.newTransaction()
+      const settings = await admin.settings()
+      await settings.setName("renamed")
+      await settings.setGlobalPermission(Permission.Write(10))
+      const laptop = await user.addKey("laptop")
+      await settings.setAuthKey(laptop, { permission: Permission.Write(5), name: "laptop" })
+      expect((await settings.getAuth()).keys[laptop]).toEqual({ name: "laptop", permissions: Permission.Write(5), status: "Active" })
+      await admin.commit()
+      expect(await db.getName()).toBe("renamed")
+
+      const revoke = await db.newTransaction()
+      await (await revoke.settings()).revokeAuthKey(laptop)
+      await revoke.commit()
+      const check = await (await (await db.newTransaction()).settings()).getAuth()
+      expect(check.keys[laptop]?.status).toBe("Revoked")
+      expect(check.global).toEqual({ permissions: Permission.Write(10), status: "Active" })
+    })
+
+    it("keys: getDefaultKey, addKey, listKeys; a database made with an added key", async () => {
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      const root = await user.getDefaultKey()
+      const second = await user.addKey("phone")
+      const keys = await user.listKeys()
+      expect(keys.map((k) => [k.keyId, k.displayName, k.isDefault])).toEqual([
+        [root, "default", true],
+        [second, "phone", false]
+      ])
+      const db = await user.createDatabase(Doc.from({ name: "phone-db" }), second)
+      expect(db.keyId).toBe(second)
+      const txn = await db.newTransaction()
+      await (await txn.docStore("d")).set("k", "v")
+      await txn.commit()
+      // the key survives a new login
+      const again = await instance.loginUser("alice")
+      expect((await again.listKeys()).map((k) => k.keyId)).toEqual([root, second])
+      expect((await again.openDatabase(db.rootId)).keyId).toBe(second)
+    })
+
+    it("tracks, finds and untracks databases", async () => {
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      const key = await user.getDefaultKey()
+      const a = await user.createDatabase(Doc.from({ name: "a" }), key)
+      const b = await user.createDatabase(Doc.from({ name: "b" }), key)
+      expect((await user.findDatabase("b")).rootId).toBe(b.rootId)
+      await rejection(user.findDatabase("nope"), "DatabaseNotFound", DatabaseNotFound)
+      await user.trackDatabase({ databaseId: a.rootId, keyId: key, syncSettings: ONLINE })
+      const tracked = await user.trackedDatabases()
+      expect(tracked.find((t) => t.databaseId === a.rootId)).toEqual({ databaseId: a.rootId, keyId: key, syncSettings: ONLINE })
+      expect(tracked.find((t) => t.databaseId === b.rootId)?.syncSettings.syncEnabled).toBe(false)
+      await user.untrackDatabase(b.rootId)
+      expect((await user.trackedDatabases()).map((t) => t.databaseId)).toEqual([a.rootId])
+      await rejection(user.findDatabase("b"), "DatabaseNotFound")
+      // untracked is not deleted: it still opens by id
+      expect((await user.openDatabase(b.rootId)).rootId).toBe(b.rootId)
+    })
+
+    it("onWrite: one event per stored entry, until unsubscribed; a throwing listener does not stop it", async () => {
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      const db = await user.createDatabase(Doc.from({ name: "w" }), await user.getDefaultKey())
+      const other = await user.createDatabase(Doc.from({ name: "other" }), await user.getDefaultKey())
+      const seen: Array<{ entryId: string; source: string }> = []
+      let thrown = 0
+      const off = db.onWrite((e) => seen.push({ entryId: e.entryId, source: e.source }))
+      const offThrowing = db.onWrite(() => {
+        thrown++
+        throw new Error("listener bug")
+      })
+      const write = async (target: typeof db, v: string) => {
+        const txn = await target.newTransaction()
+        await (await txn.docStore("d")).set("k", v)
+        return txn.commit()
+      }
+      const first = await write(db, "1")
+      await write(other, "x")
+      const second = await write(db, "2")
+      await eventually(() => seen.length === 2 && thrown === 2)
+      expect(seen).toEqual([
+        { entryId: first, source: "local" },
+        { entryId: second, source: "local" }
+      ])
+      off()
+      off()
+      offThrowing()
+      await write(db, "3")
+      await new Promise((r) => setTimeout(r, 30))
+      expect(seen).toHaveLength(2)
+      expect(thrown).toBe(2)
+    })
+
+    it("sync() before enableSync throws SyncNotEnabled", async () => {
+      let caught: unknown
+      try {
+        instance.sync()
+      } catch (e) {
+        caught = e
+      }
+      expect(caught).toBeInstanceOf(SyncNotEnabled)
+      expect(caught).toBeInstanceOf(EideticaError)
+      expect((caught as SyncNotEnabled)._tag).toBe("SyncNotEnabled")
+      expect((caught as Error).message).toBe("Sync is not enabled on this Instance. Call Instance::enable_sync() first")
+      await instance.enableSync()
+      expect(instance.sync()).toBe(instance.sync())
+    })
+  })
+
+  describe(`Promise facade bad input on ${label}`, () => {
+    let dir: string
+    let instance: Instance
+
+    beforeEach(async () => {
+      dir = tempDir()
+      instance = await Instance.open(backendOf(dir))
+    })
+    afterEach(async () => {
+      await instance.close()
+      cleanup(dir)
+    })
+
+    it("unknown user, duplicate user", async () => {
+      const e = await rejection(instance.loginUser("nobody"), "UserNotFound", UserNotFound)
+      expect(e.username).toBe("nobody")
+      expect(e.message).toContain("nobody")
+      expect(e.cause).toMatchObject({ _tag: "UserNotFound", username: "nobody" })
+      await instance.createUser("alice")
+      const dup = await rejection(instance.createUser("alice"), "UserExists", UserExists)
+      expect(dup.username).toBe("alice")
+      await rejection(instance.createUser("alice", "pw"), "UserExists")
+      expect(await instance.listUsers()).toEqual(["alice"])
+    })
+
+    it("passwords: wrong, missing, unexpected, and an empty password is not 'no password'", async () => {
+      await instance.createUser("carol", "correct horse")
+      await instance.createUser("dave")
+      await instance.createUser("erin", "")
+      const wrong = await rejection(instance.loginUser("carol", "battery staple"), "InvalidPassword", InvalidPassword)
+      expect(wrong.username).toBe("carol")
+      await rejection(instance.loginUser("carol"), "InvalidPassword", InvalidPassword)
+      await rejection(instance.loginUser("carol", ""), "InvalidPassword", InvalidPassword)
+      await rejection(instance.loginUser("carol", "Correct horse"), "InvalidPassword")
+      await rejection(instance.loginUser("dave", "anything"), "InvalidPassword", InvalidPassword)
+      await rejection(instance.loginUser("dave", ""), "InvalidPassword", InvalidPassword)
+      await rejection(instance.loginUser("erin"), "InvalidPassword", InvalidPassword)
+      expect((await instance.loginUser("carol", "correct horse")).username).toBe("carol")
+      expect((await instance.loginUser("dave")).username).toBe("dave")
+      expect((await instance.loginUser("erin", "")).username).toBe("erin")
+    })
+
+    it("arguments of the wrong type reject with InvalidArgument", async () => {
+      await rejection(instance.createUser(""), "InvalidArgument", InvalidArgument)
+      await rejection(instance.createUser(42 as unknown as string), "InvalidArgument")
+      await rejection(instance.createUser("x", null as unknown as string), "InvalidArgument")
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      const key = await user.getDefaultKey()
+      await rejection(user.createDatabase({ name: "plain" } as unknown as Doc, key), "InvalidArgument")
+      const db = await user.createDatabase(Doc.from({ name: "n" }), key)
+      const txn = await db.newTransaction()
+      await rejection(txn.docStore("_settings"), "InvalidArgument")
+      const store = await txn.docStore("s")
+      await rejection(store.set("f", (() => 1) as unknown as string), "InvalidArgument")
+      expect(() => db.onWrite(undefined as unknown as () => void)).toThrow(InvalidArgument)
+    })
+
+    it("opening an unknown database rejects with TreeNotFound", async () => {
+      await instance.createUser("alice")
+      const user = await instance.loginUser("alice")
+      const missing = "bafyr4ibnti7rjmimivgomd6lleq667z7tzlwzqgdxdy35xubct7p66r6fq"
+      const e = await rejection(user.openDatabase(missing), "TreeNotFound", TreeNotFound)
+      expect(e.treeId).toBe(missing)
+      await rejection(user.openDatabase("not-an-id"), "TreeNotFound")
+    })
+
+    it("users cannot use each other's keys", async () => {
+      await instance.createUser("alice")
+      await instance.createUser("bob")
+      const alice = await instance.loginUser("alice")
+      const bob = await instance.loginUser("bob")
+      const aliceKey = await alice.getDefaultKey()
+      const e = await rejection(bob.createDatabase(Doc.from({ name: "stolen" }), aliceKey), "KeyNotFound", KeyNotFound)
+      expect(e.key).toBe(aliceKey)
+      const db = await alice.createDatabase(Doc.from({ name: "mine" }), aliceKey)
+      await rejection(bob.trackDatabase({ databaseId: db.rootId, keyId: aliceKey, syncSettings: ONLINE }), "KeyNotFound", KeyNotFound)
+      // bob's keys are not in alice's database: he cannot open it
+      await rejection(bob.openDatabase(db.rootId), "PermissionDenied", PermissionDenied)
+      expect((await bob.listKeys()).map((k) => k.keyId)).not.toContain(aliceKey)
+    })
+
+    it("settings changes without Admin and privilege escalation are refused, nothing is written", async () => {
+      await instance.createUser("alice")
+      await instance.createUser("bob")
+      await instance.createUser("carol")
+      const alice = await instance.loginUser("alice")
+      const bob = await instance.loginUser("bob")
+      const carol = await instance.loginUser("carol")
+      const aliceKey = await alice.getDefaultKey()
+      const bobKey = await bob.getDefaultKey()
+      const carolKey = await carol.getDefaultKey()
+      const db = await alice.createDatabase(Doc.from({ name: "shared" }), aliceKey)
+      const grant = await db.newTransaction()
+      await (await grant.settings()).setAuthKey(bobKey, { permission: Permission.Write(10), name: "bob" })
+      await (await grant.settings()).setAuthKey(carolKey, { permission: Permission.Admin(5), name: "carol" })
+      await grant.commit()
+
+      const bobDb = await bob.openDatabase(db.rootId)
+      const carolDb = await carol.openDatabase(db.rootId)
+      const tips = await db.tips()
+      const attempt = async (target: typeof db, change: (s: Awaited<ReturnType<Awaited<ReturnType<typeof db.newTransaction>>["settings"]>>) => Promise<void>) => {
+        const txn = await target.newTransaction()
+        await change(await txn.settings())
+        const e = await rejection(txn.commit(), "PermissionDenied", PermissionDenied)
+        expect(typeof e.detail).toBe("string")
+        expect(await db.tips()).toEqual(tips)
+        return e
+      }
+      // a Write key may not touch settings at all
+      await attempt(bobDb, (s) => s.setName("bob's now"))
+      await attempt(bobDb, (s) => s.setAuthKey(bobKey, { permission: Permission.Admin(0) }))
+      await attempt(bobDb, (s) => s.setGlobalPermission(Permission.Admin(0)))
+      // an Admin(5) key may not grant or touch more authority than its own
+      await attempt(carolDb, (s) => s.setAuthKey(carolKey, { permission: Permission.Admin(0) }))
+      await attempt(carolDb, (s) => s.setAuthKey(bobKey, { permission: Permission.Admin(1) }))
+      await attempt(carolDb, (s) => s.revokeAuthKey(aliceKey))
+      await attempt(carolDb, (s) => s.setGlobalPermission(Permission.Admin(4)))
+      // a Read-only grant cannot write data
+      const demote = await db.newTransaction()
+      await (await demote.settings()).setAuthKey(bobKey, { permission: Permission.Read })
+      await demote.commit()
+      const after = await db.tips()
+      const readOnly = await (await bob.openDatabase(db.rootId)).newTransaction()
+      await (await readOnly.docStore("data")).set("k", "v")
+      await rejection(readOnly.commit(), "PermissionDenied", PermissionDenied)
+      expect(await db.tips()).toEqual(after)
+      // within its authority Admin(5) may act
+      const ok = await carolDb.newTransaction()
+      await (await ok.settings()).setAuthKey(bobKey, { permission: Permission.Write(7) })
+      await ok.commit()
+      expect(await db.tips()).not.toEqual(after)
+    })
+
+    it("a key outside the database's auth cannot open or write it", async () => {
+      await instance.createUser("alice")
+      await instance.createUser("mallory")
+      const alice = await instance.loginUser("alice")
+      const mallory = await instance.loginUser("mallory")
+      const db = await alice.createDatabase(Doc.from({ name: "private" }), await alice.getDefaultKey())
+      await rejection(mallory.openDatabase(db.rootId), "PermissionDenied", PermissionDenied)
+      // with a global Write grant mallory may open and write data, but not settings
+      const open = await db.newTransaction()
+      await (await open.settings()).setGlobalPermission(Permission.Write(10))
+      await open.commit()
+      const mdb = await mallory.openDatabase(db.rootId)
+      const w = await mdb.newTransaction()
+      await (await w.docStore("data")).set("hi", "from mallory")
+      await w.commit()
+      expect(await (await db.docStore("data")).get("hi")).toBe("from mallory")
+      const tips = await db.tips()
+      const s = await mdb.newTransaction()
+      await (await s.settings()).setAuthKey(await mallory.getDefaultKey(), { permission: Permission.Admin(0) })
+      await rejection(s.commit(), "PermissionDenied")
+      expect(await db.tips()).toEqual(tips)
+    })
+
+    it("revoking a key that is not there rejects with KeyNotFound", async () => {
+      await instance.createUser("alice")
+      const alice = await instance.loginUser("alice")
+      const db = await alice.createDatabase(Doc.from({ name: "n" }), await alice.getDefaultKey())
+      const txn = await db.newTransaction()
+      await rejection((await txn.settings()).revokeAuthKey("ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), "KeyNotFound", KeyNotFound)
+    })
+
+    it("a defect rejects as Defect with its cause; committing twice is one", async () => {
+      await instance.createUser("alice")
+      const alice = await instance.loginUser("alice")
+      const db = await alice.createDatabase(Doc.from({ name: "n" }), await alice.getDefaultKey())
+      const txn = await db.newTransaction()
+      await (await txn.docStore("d")).set("k", "v")
+      await txn.commit()
+      const e = await rejection(txn.commit(), "Defect")
+      expect(e.cause).toBeInstanceOf(Error)
+    })
+  })
+}

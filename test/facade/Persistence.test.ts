@@ -1,0 +1,128 @@
+/**
+ * close() releases the SQLite file; reopening it finds the device, users, keys and databases.
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { Doc, InMemory, Instance, InstanceClosed, Permission, Sqlite, SyncNotEnabled, TransportError } from "../../src/promise.js"
+import { cleanup, rejection, tempDir } from "./helpers.js"
+
+describe("Promise facade: close and reopen", () => {
+  let dir: string
+  beforeEach(() => {
+    dir = tempDir()
+  })
+  afterEach(() => cleanup(dir))
+
+  it("a Sqlite file is created if absent and reopened with everything in it", async () => {
+    const file = Path.join(dir, "data.db")
+    expect(Fs.existsSync(file)).toBe(false)
+    const first = await Instance.open(new Sqlite(file))
+    expect(Fs.existsSync(file)).toBe(true)
+    const deviceId = first.deviceId
+    await first.createUser("alice")
+    await first.createUser("bob", "s3cret")
+    const alice = await first.loginUser("alice")
+    const aliceKey = await alice.getDefaultKey()
+    const phone = await alice.addKey("phone")
+    const db = await alice.createDatabase(Doc.from({ name: "notes" }), aliceKey)
+    const txn = await db.newTransaction()
+    await (await txn.docStore("notes")).set("title", "persisted")
+    const rowId = await (await txn.table<{ t: string }>("rows")).insert({ t: "row" })
+    await txn.commit()
+    const admin = await db.newTransaction()
+    await (await admin.settings()).setAuthKey(phone, { permission: Permission.Write(3), name: "phone" })
+    await admin.commit()
+    await alice.trackDatabase({ databaseId: db.rootId, keyId: aliceKey, syncSettings: { syncEnabled: true, syncOnCommit: false, properties: { a: "b" } } })
+    const tips = await db.tips()
+    await first.close()
+    await first.close()
+    // everything of a closed instance rejects, never hangs
+    await rejection(first.loginUser("alice"), "InstanceClosed", InstanceClosed)
+    await rejection(db.tips(), "InstanceClosed", InstanceClosed)
+    await rejection(db.newTransaction(), "InstanceClosed", InstanceClosed)
+
+    const second = await Instance.open(new Sqlite(file))
+    try {
+      expect(second.deviceId).toBe(deviceId)
+      expect(await second.listUsers()).toEqual(["alice", "bob"])
+      await rejection(second.loginUser("bob"), "InvalidPassword")
+      expect((await second.loginUser("bob", "s3cret")).username).toBe("bob")
+      const again = await second.loginUser("alice")
+      expect(await again.getDefaultKey()).toBe(aliceKey)
+      expect((await again.listKeys()).map((k) => k.keyId)).toEqual([aliceKey, phone])
+      const found = await again.findDatabase("notes")
+      expect(found.rootId).toBe(db.rootId)
+      expect(await found.tips()).toEqual(tips)
+      expect(await (await found.docStore("notes")).get("title")).toBe("persisted")
+      expect(await (await found.table<{ t: string }>("rows")).get(rowId)).toEqual({ t: "row" })
+      expect((await again.trackedDatabases()).find((t) => t.databaseId === db.rootId)?.syncSettings).toEqual({
+        syncEnabled: true,
+        syncOnCommit: false,
+        properties: { a: "b" }
+      })
+      // and it keeps going
+      const more = await found.newTransaction()
+      await (await more.docStore("notes")).set("title", "continued")
+      const next = await more.commit()
+      expect(await found.tips()).toEqual([next])
+    } finally {
+      await second.close()
+    }
+    const third = await Instance.open(new Sqlite(file))
+    try {
+      const db3 = await (await third.loginUser("alice")).openDatabase(db.rootId)
+      expect(await (await db3.docStore("notes")).get("title")).toBe("continued")
+    } finally {
+      await third.close()
+    }
+  })
+
+  it("two InMemory instances share nothing", async () => {
+    const a = await Instance.open(new InMemory())
+    const b = await Instance.open(new InMemory())
+    try {
+      expect(a.deviceId).not.toBe(b.deviceId)
+      await a.createUser("alice")
+      expect(await b.listUsers()).toEqual([])
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it("a Sqlite file that cannot be opened rejects with StorageError", async () => {
+    await rejection(Instance.open(new Sqlite(Path.join(dir, "missing-dir", "x.db"))), "StorageError")
+    const notADb = Path.join(dir, "garbage.db")
+    Fs.writeFileSync(notADb, "this is not a sqlite database, just some text padding it out".repeat(100))
+    await rejection(Instance.open(new Sqlite(notADb)), "StorageError")
+  })
+})
+
+describe("Promise facade: close with work still attached", () => {
+  it("close() stops listeners and the server; unsubscribing afterwards is harmless", async () => {
+    const server = await Instance.open(new InMemory())
+    const client = await Instance.open(new InMemory())
+    try {
+      await server.createUser("alice")
+      const alice = await server.loginUser("alice")
+      const key = await alice.getDefaultKey()
+      const db = await alice.createDatabase(Doc.from({ name: "n" }), key)
+      await alice.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: { syncEnabled: true, syncOnCommit: false, properties: {} } })
+      const off = db.onWrite(() => undefined)
+      await server.enableSync()
+      await server.sync().enableHttpTransport()
+      const address = await server.sync().startServer("127.0.0.1:0")
+      await client.enableSync()
+      await client.sync().enableHttpTransport()
+      await server.close()
+      off()
+      expect(() => server.sync()).toThrow(SyncNotEnabled)
+      expect(() => db.onWrite(() => undefined)).toThrow(InstanceClosed)
+      await rejection(client.sync().syncWithPeer(address, db.rootId), "TransportError", TransportError)
+    } finally {
+      await server.close()
+      await client.close()
+    }
+  })
+})
