@@ -1,0 +1,163 @@
+/**
+ * Sync figures over loopback HTTP between TWO PROCESSES, SQLite on both sides (temp dirs): the
+ * server is `test/fixtures/sync-server.ts` in a child process, the client runs here.
+ *
+ * - sync.bootstrap_entries_per_s: a fresh node bootstraps a 10,000-entry database (~200-byte values).
+ * - sync.incremental_ms: the child commits one entry (through its stdin control, untimed), then one
+ *   syncWithPeer from the client pulls it (timed); median of 50.
+ * - sync.incremental_push_ms: the client commits one entry (untimed), then one syncWithPeer pushes it
+ *   (timed: a SyncTree round trip answering nothing, plus a SendEntries round trip); median of 50.
+ * - sync.transfer_overhead_ratio: both sides share the history, each then adds 100 entries; the
+ *   JSON body bytes of one syncWithPeer in both directions (requests and responses, HTTP headers
+ *   not counted) over the DAG-CBOR bytes of the 200 entries exchanged.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { performance } from "node:perf_hooks"
+import type { Signer } from "../src/database/Database.js"
+import { layerCache } from "../src/database/StoreState.js"
+import { DocStore } from "../src/database/Stores.js"
+import * as Transaction from "../src/database/Transaction.js"
+import * as AuthLayers from "../src/layers/Auth.js"
+import * as CipherLayers from "../src/layers/Cipher.js"
+import * as InstanceLayers from "../src/layers/Instance.js"
+import * as StorageLayers from "../src/layers/Storage.js"
+import * as SyncLayers from "../src/layers/Sync.js"
+import { encodeRequest, encodeResponse } from "../src/schema/Protocol.js"
+import { Instance } from "../src/services/Instance.js"
+import { Storage } from "../src/services/Storage.js"
+import { Sync } from "../src/services/Sync.js"
+import type { TransportShape } from "../src/services/Transport.js"
+import * as WriteEvents from "../src/services/WriteEvents.js"
+import { startServerProcess } from "../test/fixtures/SyncServerProcess.js"
+import { median, report } from "./report.js"
+
+const ENTRIES = 10_000
+const VALUE_BYTES = 200
+
+/** Counts JSON body bytes through the transport while `on`. */
+const meter = { on: false, requestBytes: 0, responseBytes: 0, sendMs: 0 }
+const counting = (transport: TransportShape): TransportShape => ({
+  ...transport,
+  send: (address, request) =>
+    Effect.tap(Effect.timed(transport.send(address, request)).pipe(Effect.tap(([d]) => Effect.sync(() => { meter.sendMs += Duration.toMillis(d) })), Effect.map(([, r]) => r)), (response) =>
+      Effect.sync(() => {
+        if (!meter.on) return
+        meter.requestBytes += Buffer.byteLength(JSON.stringify(encodeRequest(request)))
+        meter.responseBytes += Buffer.byteLength(JSON.stringify(encodeResponse(response)))
+      })
+    )
+})
+
+const clientLayer = (filename: string) => {
+  const base = Layer.mergeAll(
+    StorageLayers.layerSqlite({ filename }),
+    AuthLayers.layerNode,
+    CipherLayers.layerNode,
+    layerCache,
+    WriteEvents.layer
+  )
+  return Layer.orDie(
+    Layer.provideMerge(SyncLayers.layer({ wrapTransport: counting }), Layer.provideMerge(InstanceLayers.layer, base))
+  )
+}
+
+const commitOne = (treeId: string, signer: Signer, i: number) =>
+  Effect.gen(function*() {
+    const txn = Transaction.begin({ rootId: treeId }, signer)
+    yield* new DocStore(txn, "client").set(`c${i % 1000}`, `${i}:`.padEnd(VALUE_BYTES, "y"))
+    return yield* Transaction.commit(txn)
+  })
+
+/** Run the sync benchmarks. */
+export async function run(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "eidetica-bench-sync-"))
+  const setupStart = performance.now()
+  const server = await startServerProcess({ entries: ENTRIES, valueBytes: VALUE_BYTES, timeoutMs: 600_000 })
+  console.error(`sync bench: server with ${server.info.count} entries ready in ${((performance.now() - setupStart) / 1000).toFixed(1)} s`)
+  try {
+    const { address, dbId } = server.info
+    await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function*() {
+          const sync = yield* Sync
+          const storage = yield* Storage
+          const instance = yield* Instance
+          yield* sync.enableHttpTransport()
+
+          // bootstrap
+          const start = performance.now()
+          const boot = yield* sync.syncWithPeer(address, dbId)
+          const seconds = (performance.now() - start) / 1000
+          if (boot.received !== server.info.count) {
+            throw new Error(`bootstrap received ${boot.received} of ${server.info.count} entries`)
+          }
+          console.error(`sync bench: time in send ${meter.sendMs.toFixed(0)} ms`)
+          console.error(`sync bench: bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips`)
+          report("sync.bootstrap_entries_per_s", boot.received / seconds, "entries/s")
+
+          // incremental pull: the child commits one entry, we pull it
+          const pulls: Array<number> = []
+          for (let i = 0; i < 55; i++) {
+            yield* Effect.promise(() => server.commit(1))
+            const t0 = performance.now()
+            const r = yield* sync.syncWithPeer(address, dbId)
+            const dt = performance.now() - t0
+            if (r.received !== 1) throw new Error(`incremental pull received ${r.received}`)
+            if (i >= 5) pulls.push(dt)
+          }
+          report("sync.incremental_ms", median(pulls), "ms")
+
+          // incremental push: we commit one entry, then sync pushes it
+          yield* instance.createUser("bench")
+          const user = yield* instance.loginUser("bench")
+          const { signer } = yield* user.openDatabase(dbId)
+          const pushes: Array<number> = []
+          for (let i = 0; i < 55; i++) {
+            yield* commitOne(dbId, signer, i)
+            const t0 = performance.now()
+            const r = yield* sync.syncWithPeer(address, dbId)
+            const dt = performance.now() - t0
+            if (r.sent !== 1) throw new Error(`incremental push sent ${r.sent}`)
+            if (i >= 5) pushes.push(dt)
+          }
+          report("sync.incremental_push_ms", median(pushes), "ms")
+
+          // transfer overhead: each side adds 100 entries, one sync exchanges the 200
+          yield* Effect.promise(() => server.commit(100))
+          const ours: Array<string> = []
+          for (let i = 0; i < 100; i++) ours.push(yield* commitOne(dbId, signer, 1_000 + i))
+          const before = new Set(yield* storage.ancestors(dbId, yield* storage.tips(dbId)))
+          meter.on = true
+          const exchange = yield* sync.syncWithPeer(address, dbId)
+          meter.on = false
+          if (exchange.received !== 100 || exchange.sent !== 100) {
+            throw new Error(`the exchange moved ${exchange.received} in and ${exchange.sent} out`)
+          }
+          const after = yield* storage.ancestors(dbId, yield* storage.tips(dbId))
+          const theirs = after.filter((id) => !before.has(id))
+          const moved = yield* storage.getMany([...theirs, ...ours])
+          const cborBytes = moved.reduce((n, e) => n + e.bytes.length, 0)
+          const wireBytes = meter.requestBytes + meter.responseBytes
+          console.error(
+            `sync bench: exchange of ${moved.length} entries: ${wireBytes} wire bytes (${meter.requestBytes} out, ${meter.responseBytes} in) for ${cborBytes} DAG-CBOR bytes in ${exchange.roundTrips} round trips`
+          )
+          report("sync.transfer_overhead_ratio", wireBytes / cborBytes, "ratio")
+          const remote = yield* Effect.promise(() => server.state())
+          const local = yield* storage.tips(dbId)
+          if (JSON.stringify(remote.tips) !== JSON.stringify(local)) throw new Error("the two sides did not converge")
+        }).pipe(Effect.provide(clientLayer(join(dir, "client.db"))))
+      )
+    )
+  } finally {
+    await server.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+// `tsx bench/sync.ts` runs it directly
+if (import.meta.url === `file://${process.argv[1]}`) await run()

@@ -1,0 +1,642 @@
+/**
+ * The Sync layer: the server's handler (handshake, sync-enabled gate, read authorization, paged
+ * bootstrap and incremental answers, verified pushes) and the client's `syncWithPeer` (cached
+ * handshake, paged pull, then push of what the peer lacks), over Instance, Storage, Auth, the
+ * state cache, write events and the enabled transports. Servers and transports live in the
+ * layer's scope: closing it stops them.
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Entry from "../core/Entry.js"
+import type { StoredEntry } from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
+import * as SyncAuth from "../core/SyncAuth.js"
+import type { Signer } from "../database/Database.js"
+import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
+import { StateCache, stateOf } from "../database/StoreState.js"
+import {
+  AuthenticationRequired,
+  CryptoError,
+  HandshakeFailed,
+  InvalidEntry,
+  NoTransportEnabled,
+  NoTransportForAddress,
+  PermissionDenied,
+  ProtocolVersionMismatch,
+  RemoteError,
+  ServerAlreadyRunning,
+  ServerNotRunning,
+  TreeNotFound
+} from "../schema/Errors.js"
+import { EntryId, PubKey } from "../schema/Ids.js"
+import {
+  type Address,
+  type HandshakeResponse,
+  PROTOCOL_VERSION,
+  type SyncRequest,
+  type SyncRequestAuth,
+  type SyncResponse,
+  type SyncTreeRequest,
+  type TreeInfo
+} from "../schema/Protocol.js"
+import { Auth } from "../services/Auth.js"
+import { Instance } from "../services/Instance.js"
+import { Storage } from "../services/Storage.js"
+import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
+import {
+  formatAddress,
+  type RequestContext,
+  TransportRouter,
+  type TransportShape
+} from "../services/Transport.js"
+import { WriteEvents } from "../services/WriteEvents.js"
+import { makeHttp } from "./TransportHttp.js"
+
+export { Sync } from "../services/Sync.js"
+
+/** Options of the Sync layer (tests and benchmarks; the defaults suit production). */
+export interface SyncLayerOptions {
+  /** Wrap every transport as it is enabled (to count bytes, inject faults, trace). */
+  readonly wrapTransport?: ((transport: TransportShape) => TransportShape) | undefined
+  /** The byte budget of the entries of one message (default 900,000, under the 1 MiB cap). */
+  readonly pageBytes?: number | undefined
+}
+
+/** The most IDs (`our_tips` plus `known`) one SyncTree request may carry. */
+export const MAX_REQUEST_IDS = 16_384
+
+/** The display name this node gives in handshakes. */
+export const DISPLAY_NAME = "Eidetica Peer"
+
+/** Build the Sync service; its transports and server live until the scope closes. */
+export const make = (options: SyncLayerOptions = {}) =>
+  Effect.gen(function*() {
+    const instance = yield* Instance
+    const storage = yield* Storage
+    const auth = yield* Auth
+    const env = yield* Effect.context<IngestEnv | StateCache>()
+    const layerScope = yield* Effect.scope
+    const pageBytes = options.pageBytes ?? SyncAuth.PAGE_BYTES
+    const wrap = options.wrapTransport ?? ((t: TransportShape) => t)
+
+    const router = yield* Ref.make(TransportRouter.empty)
+    const lifecycle = yield* Effect.makeSemaphore(1)
+    let httpEnabled = false
+    let server: { readonly scope: Scope.CloseableScope; readonly address: string } | undefined
+    /** Verified handshakes by formatted address, for the service's life. */
+    const handshakes = new Map<string, HandshakeResponse>()
+    /** Spent (key, nonce) pairs of signed requests, with when they may be forgotten. */
+    const spent = new Map<string, number>()
+    /** Signers whose secret key was checked against their public key. */
+    const checkedSigners = new Map<string, string>()
+    /** Per (peer, tree): tips the peer is known to hold after our last sync with it. */
+    const frontiers = new Map<string, ReadonlyArray<string>>()
+    let nextSweep = 0
+
+    const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
+      Effect.provide(ingestPartial(entries, "remote", peer), env)
+
+    // ---------------------------------------------------------------------------------------
+    // server
+
+    const notFound = (treeId: string) => new Refusal({ message: `Tree not found: ${treeId}` })
+
+    /** The sync-enabled gate: identical answers for absent and not-served trees. */
+    const gate = (treeId: string) =>
+      Effect.gen(function*() {
+        const settings = yield* instance.combinedSyncSettings(treeId)
+        if (settings?.syncEnabled !== true) return yield* notFound(treeId)
+        const root = yield* storage.get(treeId)
+        if (Option.isNone(root) || !Entry.isRoot(root.value.entry)) return yield* notFound(treeId)
+      })
+
+    const authState = (treeId: string) =>
+      Effect.map(Effect.provide(stateOf(treeId, Entry.SETTINGS), env), (doc) => Settings.authOf(doc))
+
+    const isOpen = (state: Settings.AuthState): boolean =>
+      state._tag === "Present" && Settings.activeGlobal(state.auth) !== undefined
+
+    /** Atomically mark a (key, nonce) pair spent; false when it already was. */
+    const spend = (key: string, nonce: ReadonlyArray<number>, timestampMs: number, now: number): boolean => {
+      if (now >= nextSweep) {
+        for (const [id, until] of spent) if (until < now) spent.delete(id)
+        nextSweep = now + 1_000
+      }
+      const id = `${key}|${Buffer.from(nonce).toString("hex")}`
+      if (spent.has(id)) return false
+      spent.set(id, Math.max(timestampMs, now) + SyncAuth.FRESHNESS_WINDOW_MS)
+      return true
+    }
+
+    /** Reads are open under an active global grant; otherwise the request must prove a key with Read. */
+    const authorizeRead = (request: SyncTreeRequest) =>
+      Effect.gen(function*() {
+        const treeId = request.tree_id
+        const state = yield* authState(treeId)
+        if (isOpen(state)) return
+        const proof = request.auth
+        if (proof === undefined) {
+          return yield* new Refusal({ message: `Authentication required to read database '${treeId}'` })
+        }
+        const bytes = SyncAuth.signingBytes({
+          serverPubkey: instance.deviceId,
+          treeId,
+          tips: request.our_tips,
+          timestampMs: proof.timestamp_ms,
+          nonce: proof.nonce
+        })
+        if (!(yield* auth.verify(proof.key, proof.signature, bytes))) {
+          return yield* new Refusal({
+            message: "Authentication failed: invalid request signature (or signed for another server)"
+          })
+        }
+        const now = yield* Clock.currentTimeMillis
+        if (!SyncAuth.isFresh(proof.timestamp_ms, now)) {
+          return yield* new Refusal({ message: "Authentication failed: request timestamp outside the freshness window" })
+        }
+        const permission = state._tag === "Present" ? Settings.permissionOf(state.auth, proof.key) : undefined
+        if (permission === undefined) {
+          return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not read database '${treeId}'` })
+        }
+        if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
+          return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
+        }
+      })
+
+    /** Encode entries (by ID, in order) until the page budget is used; `more` when some were left. */
+    const encodePage = (ids: ReadonlyArray<string>, budget: number) =>
+      Effect.gen(function*() {
+        const wire: Array<string> = []
+        let used = 0
+        for (let offset = 0; offset < ids.length; offset += FETCH_CHUNK) {
+          const chunk = yield* storage.getMany(ids.slice(offset, offset + FETCH_CHUNK))
+          for (const e of chunk) {
+            const cost = SyncAuth.wireCost(e.bytes.length)
+            if (wire.length > 0 && used + cost > budget) return { wire, more: true }
+            wire.push(toBase64(e.bytes))
+            used += cost
+          }
+        }
+        return { wire, more: false }
+      })
+
+    const availableTrees = Effect.gen(function*() {
+      const tracked = yield* instance.trackedDatabases
+      const out: Array<TreeInfo> = []
+      for (const [treeId, settings] of tracked) {
+        if (!settings.syncEnabled) continue
+        const root = yield* storage.get(treeId)
+        if (Option.isNone(root) || !Entry.isRoot(root.value.entry)) continue
+        if (!isOpen(yield* authState(treeId))) continue
+        out.push({ tree_id: treeId, name: null, entry_count: yield* storage.count(treeId), last_modified: 0 })
+      }
+      return out
+    })
+
+    const onHandshake = (request: Extract<SyncRequest, { Handshake: unknown }>["Handshake"]) =>
+      Effect.gen(function*() {
+        if (request.protocol_version !== PROTOCOL_VERSION) {
+          return yield* new Refusal({
+            message: `Protocol version mismatch: expected ${PROTOCOL_VERSION}, received ${request.protocol_version}`
+          })
+        }
+        const challenge_response = yield* auth.sign(instance.device.secretKey, Uint8Array.from(request.challenge))
+        const challenge = yield* auth.randomBytes(32)
+        const response: SyncResponse = {
+          Handshake: {
+            device_id: instance.deviceId,
+            public_key: instance.deviceId,
+            display_name: DISPLAY_NAME,
+            protocol_version: PROTOCOL_VERSION,
+            challenge_response,
+            new_challenge: Array.from(challenge),
+            available_trees: yield* availableTrees
+          }
+        }
+        return response
+      })
+
+    const onSyncTree = (request: SyncTreeRequest) =>
+      Effect.gen(function*() {
+        const treeId = request.tree_id
+        const askedIds = request.our_tips.length + (request.known?.length ?? 0)
+        if (askedIds > MAX_REQUEST_IDS) {
+          return yield* new Refusal({
+            message: `Malformed request: at most ${MAX_REQUEST_IDS} tips and known IDs, got ${askedIds}`
+          })
+        }
+        yield* gate(treeId)
+        yield* authorizeRead(request)
+        if (request.our_tips.length === 0) {
+          const all = yield* storage.ancestors(treeId, yield* storage.tips(treeId))
+          const root = yield* storage.get(treeId)
+          if (Option.isNone(root)) return yield* notFound(treeId)
+          const rootWire = toBase64(root.value.bytes)
+          const rest = all.filter((id) => id !== treeId)
+          const { more, wire } = yield* encodePage(rest, pageBytes - rootWire.length)
+          const response: SyncResponse = {
+            Bootstrap: {
+              tree_id: treeId,
+              root_entry: rootWire,
+              all_entries: wire,
+              key_approved: false,
+              ...(more ? { next: "more" } : {})
+            }
+          }
+          return response
+        }
+        const held = yield* storage.has([...request.our_tips, ...(request.known ?? [])])
+        const missing = yield* storage.missing(treeId, [...held])
+        const theirTips = yield* storage.tips(treeId)
+        const { more, wire } = yield* encodePage(missing, pageBytes)
+        const response: SyncResponse = {
+          Incremental: {
+            tree_id: treeId,
+            their_tips: theirTips,
+            missing_entries: wire,
+            ...(more ? { next: "more" } : {})
+          }
+        }
+        return response
+      })
+
+    const onSendEntries = (wire: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const decoded: Array<StoredEntry> = []
+        const reasons: Array<string> = []
+        for (let i = 0; i < wire.length; i++) {
+          const result = Entry.decode(fromBase64(wire[i]!))
+          if (Either.isLeft(result)) reasons.push(`entry ${i} does not decode: ${result.left}`)
+          else decoded.push(result.right)
+        }
+        for (const treeId of new Set(decoded.map((e) => e.treeId))) yield* gate(treeId)
+        const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded)
+        for (const r of report.rejected) reasons.push(r.message)
+        if (reasons.length > 0) {
+          const response: SyncResponse = {
+            Error: `Rejected ${reasons.length} entries: ${truncate(reasons[0]!, 300)}`
+          }
+          return response
+        }
+        const response: SyncResponse = wire.length <= 1 ? "Ack" : { Count: report.stored.length }
+        return response
+      })
+
+    const handle: SyncShape["handle"] = (request, _context: RequestContext) => {
+      const answer: Effect.Effect<SyncResponse, unknown> = "Handshake" in request
+        ? onHandshake(request.Handshake)
+        : "SyncTree" in request
+        ? onSyncTree(request.SyncTree)
+        : onSendEntries(request.SendEntries)
+      return answer.pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.gen(function*() {
+            const failure = Option.getOrUndefined(Cause.failureOption(cause))
+            if (failure instanceof Refusal) return { Error: failure.message } satisfies SyncResponse
+            // Storage or crypto trouble here, or a bug: say so without echoing anything of the data.
+            yield* Effect.logWarning("sync handler failed", cause)
+            return { Error: "Internal error while handling the request" } satisfies SyncResponse
+          })
+        )
+      )
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // client
+
+    const send = (address: Address, request: SyncRequest) =>
+      Effect.flatMap(Ref.get(router), (r) => r.send(address, request)).pipe(
+        Effect.tapErrorTag("TransportError", () => Effect.sync(() => handshakes.delete(formatAddress(address))))
+      )
+
+    const connect = (address: Address) =>
+      Effect.gen(function*() {
+        const key = formatAddress(address)
+        const cached = handshakes.get(key)
+        if (cached !== undefined) return { peer: cached, roundTrips: 0 }
+        const challenge = yield* auth.randomBytes(32)
+        const response = yield* send(address, {
+          Handshake: {
+            device_id: instance.deviceId,
+            public_key: instance.deviceId,
+            protocol_version: PROTOCOL_VERSION,
+            challenge: Array.from(challenge),
+            listen_addresses: server === undefined ? [] : [{ transport_type: "http", address: server.address }]
+          }
+        })
+        if (typeof response === "object" && "Error" in response) {
+          const mismatch = /^Protocol version mismatch: expected (\d+), received (\d+)/.exec(response.Error)
+          if (mismatch) {
+            return yield* new ProtocolVersionMismatch({ expected: PROTOCOL_VERSION, received: Number(mismatch[1]) })
+          }
+          return yield* new HandshakeFailed({ reason: `the peer answered: ${truncate(response.Error, 300)}` })
+        }
+        if (typeof response !== "object" || !("Handshake" in response)) {
+          return yield* new HandshakeFailed({ reason: "the peer did not answer the handshake with a handshake" })
+        }
+        const peer = response.Handshake
+        if (peer.protocol_version !== PROTOCOL_VERSION) {
+          return yield* new ProtocolVersionMismatch({ expected: PROTOCOL_VERSION, received: peer.protocol_version })
+        }
+        const ok = yield* auth.verify(peer.public_key, peer.challenge_response, challenge)
+        if (!ok) {
+          return yield* new HandshakeFailed({
+            reason: `the peer's challenge response does not verify against its public key ${peer.public_key}`
+          })
+        }
+        handshakes.set(key, peer)
+        return { peer, roundTrips: 1 }
+      })
+
+    const checkSigner = (signer: Signer) =>
+      Effect.gen(function*() {
+        if (!isPubKey(signer.publicKey)) {
+          return yield* new CryptoError({
+            detail: `invalid public key ${JSON.stringify(truncate(signer.publicKey, 80))}: expected ed25519:<base64 of 32 bytes>`
+          })
+        }
+        if (checkedSigners.get(signer.publicKey) === signer.secretKey) return
+        const derived = yield* auth.publicKeyOf(signer.secretKey)
+        if (derived !== signer.publicKey) {
+          return yield* new CryptoError({ detail: `the secret key does not belong to ${signer.publicKey}` })
+        }
+        if (checkedSigners.size >= 1_000) checkedSigners.clear()
+        checkedSigners.set(signer.publicKey, signer.secretKey)
+      })
+
+    const signRequest = (signer: Signer, serverPubkey: string, treeId: string, tips: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const nonce = yield* auth.randomBytes(32)
+        const timestampMs = yield* Clock.currentTimeMillis
+        const signature = yield* auth.sign(
+          signer.secretKey,
+          SyncAuth.signingBytes({ serverPubkey, treeId, tips, timestampMs, nonce })
+        )
+        return { key: signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature } satisfies
+          SyncRequestAuth
+      })
+
+    const remoteError = (address: Address, treeId: string, text: string) => {
+      if (text.startsWith("Tree not found")) return new TreeNotFound({ treeId })
+      if (text.startsWith("Authentication required")) {
+        return new AuthenticationRequired({ detail: text.replace(/^Authentication required\s*/, "") })
+      }
+      if (text.startsWith("Permission denied")) {
+        return new PermissionDenied({ detail: text.replace(/^Permission denied:\s*/, "") })
+      }
+      if (text.startsWith("Authentication failed")) {
+        // The peer may have restarted with another identity: handshake again next time.
+        handshakes.delete(formatAddress(address))
+        return new PermissionDenied({ detail: text })
+      }
+      return new RemoteError({ address: formatAddress(address), detail: truncate(text, 500) })
+    }
+
+    /** Decode received entries of `treeId`; the rest are reasons. */
+    const decodeAll = (wire: ReadonlyArray<string>, treeId: string) => {
+      const entries: Array<StoredEntry> = []
+      const rejected: Array<InvalidEntry> = []
+      for (const w of wire) {
+        const result = Entry.decode(fromBase64(w))
+        if (Either.isLeft(result)) rejected.push(new InvalidEntry({ reason: `received entry does not decode: ${result.left}` }))
+        else if (result.right.treeId !== treeId) {
+          rejected.push(new InvalidEntry({ entryId: result.right.id, reason: `belongs to database ${result.right.treeId}, not ${treeId}` }))
+        } else entries.push(result.right)
+      }
+      return { entries, rejected }
+    }
+
+    const syncWithPeer: SyncShape["syncWithPeer"] = (target, treeId, syncOptions) =>
+      Effect.gen(function*() {
+        const address = yield* parseAddress(target)
+        if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
+        if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
+        const signer = syncOptions?.signer ?? instance.device
+        yield* checkSigner(signer)
+        const connected = yield* connect(address)
+        const peer = connected.peer
+        let roundTrips = connected.roundTrips
+        let received = 0
+        let theirTips: ReadonlyArray<string> | undefined
+        const frontierKey = `${formatAddress(address)}\u0000${treeId}`
+        const requestFor = (tips: ReadonlyArray<string>, known: ReadonlyArray<string>) =>
+          Effect.map(signRequest(signer, peer.public_key, treeId, tips), (proof): SyncRequest => ({
+            SyncTree: {
+              tree_id: treeId,
+              our_tips: tips,
+              peer_pubkey: instance.deviceId,
+              auth: proof,
+              ...(known.length > 0 ? { known } : {})
+            }
+          }))
+        // what we hold, plus a sparse sample and the frontier of our last sync with this peer, so the
+        // peer finds what we share without resending history
+        const ourTips = yield* storage.tips(treeId)
+        const known = ourTips.length === 0
+          ? []
+          : [...new Set([...(frontiers.get(frontierKey) ?? []), ...(yield* storage.sample(treeId))])].slice(0, MAX_KNOWN)
+        let tips = ourTips
+        let inflight = yield* Effect.forkScoped(Effect.flatMap(requestFor(tips, known), (r) => send(address, r)))
+        // pull, page by page; every page is verified and stored on arrival, while the next is fetched
+        while (true) {
+          const response = yield* Fiber.join(inflight)
+          roundTrips++
+          let wire: ReadonlyArray<string>
+          let next: string | undefined
+          let root: StoredEntry | undefined
+          if (typeof response === "object" && "Error" in response) {
+            return yield* remoteError(address, treeId, response.Error)
+          } else if (typeof response === "object" && "Bootstrap" in response) {
+            const b = response.Bootstrap
+            if (b.tree_id !== treeId) return yield* unexpected(address, `a bootstrap of ${b.tree_id}, not ${treeId}`)
+            const decodedRoot = Entry.decode(fromBase64(b.root_entry))
+            if (Either.isLeft(decodedRoot)) {
+              return yield* new InvalidEntry({ reason: `the bootstrap root does not decode: ${decodedRoot.left}` })
+            }
+            if (decodedRoot.right.id !== treeId || !Entry.isRoot(decodedRoot.right.entry)) {
+              return yield* new InvalidEntry({
+                entryId: decodedRoot.right.id,
+                reason: `the peer sent it as the root of ${treeId}, which it is not`
+              })
+            }
+            root = decodedRoot.right
+            wire = b.all_entries
+            next = b.next
+          } else if (typeof response === "object" && "Incremental" in response) {
+            const inc = response.Incremental
+            if (inc.tree_id !== treeId) return yield* unexpected(address, `entries of ${inc.tree_id}, not ${treeId}`)
+            theirTips = inc.their_tips
+            wire = inc.missing_entries
+            next = inc.next
+          } else {
+            return yield* unexpected(address, `a ${describeResponse(response)} response to a sync request`)
+          }
+          const decoded = decodeAll(wire, treeId)
+          const page = root === undefined ? decoded.entries : [root, ...decoded.entries]
+          if (next !== undefined && page.length > 0 && decoded.rejected.length === 0) {
+            // ask for the next page now, as if this one were stored (if it is not, we stop below)
+            tips = advanceTips(tips, page)
+            inflight = yield* Effect.forkScoped(Effect.flatMap(requestFor(tips, known), (r) => send(address, r)))
+          }
+          const report = yield* ingest(page, peer.public_key)
+          received += report.stored.length
+          const rejected = decoded.rejected[0] ?? report.rejected[0]
+          // the valid entries stay stored; a peer sending invalid ones is an error
+          if (rejected !== undefined) return yield* rejected
+          if (next === undefined) break
+          if (report.stored.length === 0) return yield* unexpected(address, "another page without any new entry")
+        }
+        // push what the peer lacks, relative to its tips we hold, parents first
+        let sent = 0
+        let pushedTips: ReadonlyArray<string> = []
+        if (theirTips !== undefined) {
+          const held = yield* storage.has(theirTips)
+          const toSend = yield* storage.missing(treeId, theirTips.filter((t) => held.has(t)))
+          pushedTips = yield* storage.tips(treeId)
+          let offset = 0
+          while (offset < toSend.length) {
+            const { wire } = yield* encodePage(toSend.slice(offset, offset + MAX_PUSH_IDS), pageBytes)
+            const response = yield* send(address, { SendEntries: wire })
+            roundTrips++
+            if (typeof response === "object" && "Error" in response) {
+              return yield* remoteError(address, treeId, response.Error)
+            }
+            if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
+              return yield* unexpected(address, `a ${describeResponse(response)} response to pushed entries`)
+            }
+            offset += wire.length
+            sent += wire.length
+          }
+        }
+        // the peer now holds everything up to our tips as they were when we pushed
+        const frontier = theirTips === undefined ? yield* storage.tips(treeId) : [...theirTips, ...pushedTips]
+        frontiers.set(frontierKey, frontier.slice(0, MAX_FRONTIER))
+        return { received, sent, roundTrips } satisfies SyncResult
+      }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted
+
+    // ---------------------------------------------------------------------------------------
+    // transports and server
+
+    const enableTransport: SyncShape["enableTransport"] = (transport) =>
+      Ref.update(router, (r) => r.add(wrap(transport)))
+
+    const enableHttpTransport: SyncShape["enableHttpTransport"] = (httpOptions) =>
+      lifecycle.withPermits(1)(
+        Effect.gen(function*() {
+          if (httpEnabled) return
+          const http = yield* Scope.extend(makeHttp({ timeout: httpOptions?.timeout }), layerScope)
+          yield* enableTransport(http)
+          httpEnabled = true
+        })
+      )
+
+    const startServer: SyncShape["startServer"] = (bind) =>
+      lifecycle.withPermits(1)(
+        Effect.gen(function*() {
+          if (server !== undefined) return yield* new ServerAlreadyRunning({ address: server.address })
+          const r = yield* Ref.get(router)
+          const transport = r.transports[0]
+          if (transport === undefined) return yield* new NoTransportEnabled()
+          const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+          const bound = yield* transport.serve(bind, handle).pipe(
+            Scope.extend(scope),
+            Effect.onError(() => Scope.close(scope, Exit.void))
+          )
+          server = { scope, address: bound.address }
+          return bound.address
+        })
+      )
+
+    const stopServer: SyncShape["stopServer"] = lifecycle.withPermits(1)(
+      Effect.gen(function*() {
+        if (server === undefined) return yield* new ServerNotRunning()
+        const { scope } = server
+        server = undefined
+        yield* Scope.close(scope, Exit.void)
+      })
+    )
+
+    const getServerAddress: SyncShape["getServerAddress"] = Effect.suspend(() =>
+      server === undefined ? Effect.fail(new ServerNotRunning()) : Effect.succeed(server.address)
+    )
+
+    return Sync.of({
+      enableHttpTransport,
+      enableTransport,
+      startServer,
+      stopServer,
+      getServerAddress,
+      syncWithPeer,
+      handle
+    })
+  })
+
+/** The Sync layer over Instance, Storage, Auth, the state cache and write events. */
+export const layer = (options: SyncLayerOptions = {}): Layer.Layer<
+  Sync,
+  never,
+  Instance | Storage | Auth | StateCache | WriteEvents
+> => Layer.scoped(Sync, make(options))
+
+/** Parse a peer address: `host:port` is http; `type:rest` names the transport; an Address passes through. */
+export const parseAddress = (target: string | Address): Effect.Effect<Address, NoTransportForAddress> => {
+  if (typeof target !== "string") return Effect.succeed(target)
+  const prefixed = /^([a-z][a-z0-9+.-]*):(.+)$/i.exec(target)
+  // "localhost:3000" and "127.0.0.1:3000" are http; "http:127.0.0.1:3000", "sim:peer-1" name their transport.
+  if (prefixed !== null && !/^\d+$/.test(prefixed[2]!)) {
+    return Effect.succeed({ transport_type: prefixed[1]!.toLowerCase(), address: prefixed[2]! })
+  }
+  if (target.length === 0) return Effect.fail(new NoTransportForAddress({ address: JSON.stringify(target) }))
+  return Effect.succeed({ transport_type: "http", address: target })
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/** A refusal the server answers as `{"Error": message}`. */
+class Refusal extends Data.TaggedError("Refusal")<{ readonly message: string }> {}
+
+const FETCH_CHUNK = 256
+/** Bound on the sample sent as `known` (it is logarithmic in the tree's height, so this is generous). */
+const MAX_KNOWN = 4_096
+/** Bound on the remembered frontier of a (peer, tree). */
+const MAX_FRONTIER = 1_024
+/** Entries considered per push message (the page budget cuts first for any realistic size). */
+const MAX_PUSH_IDS = 20_000
+
+/** The tips after adding `page` (parents first) to a set with tips `tips`. */
+const advanceTips = (tips: ReadonlyArray<string>, page: ReadonlyArray<StoredEntry>): ReadonlyArray<string> => {
+  const out = new Set(tips)
+  for (const e of page) {
+    for (const parent of e.entry.tree.parents) out.delete(parent)
+    out.add(e.id)
+  }
+  return [...out].sort()
+}
+
+const isEntryId = Schema.is(EntryId)
+const isPubKey = Schema.is(PubKey)
+
+const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
+
+// A copy, so the stored bytes do not pin Buffer's shared pool.
+const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"))
+
+const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
+
+const describeResponse = (response: SyncResponse): string =>
+  typeof response === "string" ? response : Object.keys(response)[0] ?? "empty"
+
+const unexpected = (address: Address, what: string) =>
+  Effect.fail(new RemoteError({ address: formatAddress(address), detail: `unexpected answer: ${what}` }))

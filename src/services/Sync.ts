@@ -1,0 +1,91 @@
+/**
+ * The Sync port: enable transports, run a server that answers peers' requests, and sync one
+ * database with a peer (bootstrap or incremental, pull then push). Implemented in `layers/Sync.ts`.
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type { Signer } from "../database/Database.js"
+import type {
+  CryptoError,
+  HandshakeFailed,
+  InvalidEntry,
+  MalformedMessage,
+  NoTransportEnabled,
+  NoTransportForAddress,
+  PayloadTooLarge,
+  PermissionDenied,
+  ProtocolVersionMismatch,
+  RemoteError,
+  ServerAlreadyRunning,
+  ServerNotRunning,
+  StorageError,
+  TransportError,
+  TreeNotFound,
+  AuthenticationRequired
+} from "../schema/Errors.js"
+import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
+import type { RequestContext, TransportShape } from "./Transport.js"
+
+/** What one `syncWithPeer` moved. */
+export interface SyncResult {
+  /** Entries received from the peer and newly stored here. */
+  readonly received: number
+  /** Entries pushed to the peer. */
+  readonly sent: number
+  /** Request/response round trips, handshake included when one was needed. */
+  readonly roundTrips: number
+}
+
+/** Options of `syncWithPeer`. */
+export interface SyncOptions {
+  /** The key that signs the request's proof of read access (default: the device key). */
+  readonly signer?: Signer | undefined
+}
+
+/** Options of the HTTP transport as enabled through Sync. */
+export interface HttpOptions {
+  /** How long one request may take (default 30 seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** A peer address: `"127.0.0.1:3000"` (http), `"http:127.0.0.1:3000"`, `"sim:peer-1"`, or an Address. */
+export type PeerAddress = string | Address
+
+/** The errors `syncWithPeer` may fail with. */
+export type SyncError =
+  | NoTransportEnabled
+  | NoTransportForAddress
+  | TransportError
+  | HandshakeFailed
+  | ProtocolVersionMismatch
+  | TreeNotFound
+  | AuthenticationRequired
+  | PermissionDenied
+  | RemoteError
+  | InvalidEntry
+  | StorageError
+  | MalformedMessage
+  | PayloadTooLarge
+  | CryptoError
+
+/** The Sync service interface. */
+export interface SyncShape {
+  /** Enable the HTTP transport (idempotent: a second call keeps the first transport and its options). */
+  readonly enableHttpTransport: (options?: HttpOptions) => Effect.Effect<void>
+  /** Enable another transport (iroh, the simulated network), tried after those already enabled. */
+  readonly enableTransport: (transport: TransportShape) => Effect.Effect<void>
+  /** Serve this node's databases on `bind` (`host:port`, port 0 picks one) with the first enabled transport; returns the bound address. */
+  readonly startServer: (bind: string) => Effect.Effect<string, NoTransportEnabled | ServerAlreadyRunning | TransportError>
+  /** Stop the running server. */
+  readonly stopServer: Effect.Effect<void, ServerNotRunning>
+  /** The address the running server is bound to, `"127.0.0.1:<port>"`. */
+  readonly getServerAddress: Effect.Effect<string, ServerNotRunning>
+  /** Sync one database with a peer: handshake (cached), pull (bootstrap or incremental, paged), then push what the peer lacks. */
+  readonly syncWithPeer: (address: PeerAddress, treeId: string, options?: SyncOptions) => Effect.Effect<SyncResult, SyncError>
+  /** The server's handler: answers one request; problems become `{"Error": …}` responses, never failures. */
+  readonly handle: (request: SyncRequest, context: RequestContext) => Effect.Effect<SyncResponse>
+}
+
+/** The Sync service tag. */
+export class Sync extends Context.Tag("eidetica-ts/Sync")<Sync, SyncShape>() {}

@@ -1,0 +1,820 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { Doc } from "../../src/core/Doc.js"
+import * as Entry from "../../src/core/Entry.js"
+import * as SyncAuth from "../../src/core/SyncAuth.js"
+import { ingestPartial } from "../../src/database/Ingest.js"
+import * as Transaction from "../../src/database/Transaction.js"
+import { DocStore } from "../../src/database/Stores.js"
+import { parseAddress } from "../../src/layers/Sync.js"
+import { API_PATH } from "../../src/layers/TransportHttp.js"
+import * as Permission from "../../src/schema/Permission.js"
+import type { SyncRequest, SyncResponse } from "../../src/schema/Protocol.js"
+import { PROTOCOL_VERSION } from "../../src/schema/Protocol.js"
+import type { TransportShape } from "../../src/services/Transport.js"
+import {
+  enableSync,
+  grant,
+  makeNode,
+  type Node,
+  readData,
+  setupDb,
+  signProof,
+  syncTree,
+  write
+} from "./SyncFixtures.js"
+
+const SECRET = "the-secret-value-42"
+
+/** A syntactically valid entry ID that no node holds. */
+const fabricatedId = Entry.idOfBytes(new TextEncoder().encode("nobody has this"))
+
+const text = (response: SyncResponse) => JSON.stringify(response)
+
+const errorOf = (response: SyncResponse): string => {
+  if (typeof response === "object" && "Error" in response) return response.Error
+  throw new Error(`expected an Error response, got ${text(response).slice(0, 200)}`)
+}
+
+/** Decode a wire entry (base64) to its ID. */
+const wireId = (wire: string) => Either.getOrThrow(Entry.decode(new Uint8Array(Buffer.from(wire, "base64")))).id
+
+/** Every entry ID of a tree, parents first. */
+const allIds = (node: Node, treeId: string) =>
+  Effect.flatMap(node.storage.tips(treeId), (tips) => node.storage.ancestors(treeId, tips))
+
+/** A private database on node A (auth, no global grant, sync enabled) holding a secret. */
+const privateServer = Effect.gen(function*() {
+  const a = yield* makeNode()
+  const setup = yield* setupDb(a, { syncEnabled: true, data: { secret: SECRET } })
+  return { a, ...setup }
+})
+
+const expectNoLeak = (response: SyncResponse, ...forbidden: ReadonlyArray<string>) => {
+  const body = text(response)
+  expect(body).not.toContain(SECRET)
+  for (const f of forbidden) expect(body).not.toContain(f)
+  if (typeof response === "object" && "Error" in response) {
+    expect(body).not.toContain("missing_entries")
+    expect(body).not.toContain("all_entries")
+  }
+}
+
+describe("SyncAuth", () => {
+  it("signing bytes are length-prefixed fields in the reference's order", () => {
+    const bytes = SyncAuth.signingBytes({
+      serverPubkey: "S",
+      treeId: "T",
+      tips: ["a", "bc"],
+      timestampMs: 258,
+      nonce: [7, 8]
+    })
+    const field = (b: ReadonlyArray<number>) => [0, 0, 0, 0, 0, 0, 0, b.length, ...b]
+    const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0))
+    expect(Array.from(bytes)).toEqual([
+      ...field(ascii(SyncAuth.DOMAIN)),
+      ...field(ascii("S")),
+      ...field(ascii("T")),
+      ...field([0, 0, 0, 0, 0, 0, 0, 2]),
+      ...field(ascii("a")),
+      ...field(ascii("bc")),
+      ...field([0, 0, 0, 0, 0, 0, 1, 2]),
+      ...field([7, 8])
+    ])
+  })
+
+  it("the page splitter keeps the longest prefix within the budget, at least one entry", () => {
+    const entries = ["a".repeat(10), "b".repeat(10), "c".repeat(10)]
+    expect(SyncAuth.pageLength(entries, 26)).toBe(2)
+    expect(SyncAuth.pageLength(entries, 25)).toBe(1)
+    expect(SyncAuth.pageLength(entries, 1)).toBe(1)
+    expect(SyncAuth.pageLength(entries, 1000)).toBe(3)
+    expect(SyncAuth.pageLength([], 10)).toBe(0)
+    expect(SyncAuth.splitPage(entries, 26)).toEqual({ page: entries.slice(0, 2), rest: entries.slice(2) })
+  })
+
+  it("addresses without a transport prefix are http", () =>
+    Effect.runSync(
+      Effect.gen(function*() {
+        expect(yield* parseAddress("127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
+        expect(yield* parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
+        expect(yield* parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
+      })
+    ))
+})
+
+describe("Sync handler: read authorization (scenarios 12-18)", () => {
+  it.scoped("12: an unauthenticated incremental pull of a private database is refused without leaking", () =>
+    Effect.gen(function*() {
+      const { a, treeId, key } = yield* privateServer
+      const response = yield* a.sync.handle(syncTree(treeId, [fabricatedId]), {})
+      expect(errorOf(response)).toBe(`Authentication required to read database '${treeId}'`)
+      expectNoLeak(response, key, a.instance.deviceId)
+      // the bootstrap form is refused the same way
+      const bootstrap = yield* a.sync.handle(syncTree(treeId, []), {})
+      expect(errorOf(bootstrap)).toBe(`Authentication required to read database '${treeId}'`)
+      expectNoLeak(bootstrap, key)
+    }))
+
+  it.scoped("13: a database with a global grant serves the same request (positive control)", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode()
+      const { treeId } = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10), data: { secret: SECRET } })
+      const response = yield* a.sync.handle(syncTree(treeId, [fabricatedId]), {})
+      if (typeof response !== "object" || !("Incremental" in response)) throw new Error(text(response))
+      // the unknown tip tells the server nothing, so everything comes back, parents first
+      expect(response.Incremental.missing_entries.map(wireId)).toEqual(yield* allIds(a, treeId))
+      expect(response.Incremental.their_tips).toEqual(yield* a.storage.tips(treeId))
+      expect(response.Incremental.next).toBeUndefined()
+    }))
+
+  it.scoped("14: a signed pull by a key granted Read is served", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      const reader = yield* a.auth.generateKey
+      yield* grant(a, treeId, signer, reader.publicKey, Permission.Read)
+      const tips = [fabricatedId]
+      const proof = yield* signProof(a.auth, reader, {
+        serverPubkey: a.instance.deviceId,
+        treeId,
+        tips,
+        timestampMs: yield* Clock.currentTimeMillis
+      })
+      const response = yield* a.sync.handle(syncTree(treeId, tips, { auth: proof }), {})
+      expect(typeof response === "object" && "Incremental" in response).toBe(true)
+      expect(text(response)).not.toContain("Error")
+    }))
+
+  it.scoped("15: a valid signature from a key without a grant is refused (Permission denied)", () =>
+    Effect.gen(function*() {
+      const { a, treeId, key } = yield* privateServer
+      const stranger = yield* a.auth.generateKey
+      const proof = yield* signProof(a.auth, stranger, {
+        serverPubkey: a.instance.deviceId,
+        treeId,
+        tips: [fabricatedId],
+        timestampMs: yield* Clock.currentTimeMillis
+      })
+      const response = yield* a.sync.handle(syncTree(treeId, [fabricatedId], { auth: proof }), {})
+      expect(errorOf(response)).toMatch(/^Permission denied: /)
+      expectNoLeak(response, key)
+    }))
+
+  it.scoped("16: a replayed signed request is refused the second time", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      const proof = yield* signProof(a.auth, signer, {
+        serverPubkey: a.instance.deviceId,
+        treeId,
+        tips: [fabricatedId],
+        timestampMs: yield* Clock.currentTimeMillis
+      })
+      const request = syncTree(treeId, [fabricatedId], { auth: proof })
+      const first = yield* a.sync.handle(request, {})
+      expect(typeof first === "object" && "Incremental" in first).toBe(true)
+      const second = yield* a.sync.handle(request, {})
+      expect(errorOf(second)).toBe("Authentication failed: request nonce already spent")
+      expectNoLeak(second)
+    }))
+
+  it.scoped("17: a request signed ten minutes ago is stale", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      const now = yield* Clock.currentTimeMillis
+      for (const timestampMs of [now - 10 * 60_000, now + 10 * 60_000]) {
+        const proof = yield* signProof(a.auth, signer, {
+          serverPubkey: a.instance.deviceId,
+          treeId,
+          tips: [fabricatedId],
+          timestampMs
+        })
+        const response = yield* a.sync.handle(syncTree(treeId, [fabricatedId], { auth: proof }), {})
+        expect(errorOf(response)).toBe("Authentication failed: request timestamp outside the freshness window")
+        expectNoLeak(response)
+      }
+    }))
+
+  it.scoped("18: a request signed for another server is refused", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      const other = yield* a.auth.generateKey
+      const proof = yield* signProof(a.auth, signer, {
+        serverPubkey: other.publicKey,
+        treeId,
+        tips: [fabricatedId],
+        timestampMs: yield* Clock.currentTimeMillis
+      })
+      const response = yield* a.sync.handle(syncTree(treeId, [fabricatedId], { auth: proof }), {})
+      expect(errorOf(response)).toMatch(/^Authentication failed: invalid request signature/)
+      // tampering with the tips after signing breaks the signature too
+      const tampered = yield* signProof(a.auth, signer, {
+        serverPubkey: a.instance.deviceId,
+        treeId,
+        tips: [fabricatedId],
+        timestampMs: yield* Clock.currentTimeMillis
+      })
+      const response2 = yield* a.sync.handle(syncTree(treeId, [fabricatedId, treeId], { auth: tampered }), {})
+      expect(errorOf(response2)).toMatch(/^Authentication failed: invalid request signature/)
+    }))
+
+  it.scoped("the handshake lists only databases readable without proof", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode()
+      const open = yield* setupDb(a, { username: "pub", syncEnabled: true, global: Permission.Read })
+      yield* setupDb(a, { username: "priv", syncEnabled: true })
+      yield* setupDb(a, { username: "off", global: Permission.Read })
+      const challenge = Array.from(yield* a.auth.randomBytes(32))
+      const response = yield* a.sync.handle(
+        {
+          Handshake: {
+            device_id: a.instance.deviceId,
+            public_key: a.instance.deviceId,
+            protocol_version: PROTOCOL_VERSION,
+            challenge,
+            listen_addresses: []
+          }
+        },
+        {}
+      )
+      if (typeof response !== "object" || !("Handshake" in response)) throw new Error(text(response))
+      expect(response.Handshake.available_trees.map((t) => t.tree_id)).toEqual([open.treeId])
+      expect(response.Handshake.available_trees[0]!.entry_count).toBe(yield* a.storage.count(open.treeId))
+      expect(
+        yield* a.auth.verify(response.Handshake.public_key, response.Handshake.challenge_response, Uint8Array.from(challenge))
+      ).toBe(true)
+      const mismatch = yield* a.sync.handle(
+        {
+          Handshake: {
+            device_id: a.instance.deviceId,
+            public_key: a.instance.deviceId,
+            protocol_version: 7,
+            challenge,
+            listen_addresses: []
+          }
+        },
+        {}
+      )
+      expect(errorOf(mismatch)).toBe("Protocol version mismatch: expected 0, received 7")
+    }))
+})
+
+describe("Sync handler: the sync-enabled gate (scenarios 19-21)", () => {
+  it.scoped("19-21: a database nobody syncs answers exactly like an absent one, until sync is enabled", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode()
+      const { treeId, user, key } = yield* setupDb(a, { global: Permission.Write(10), data: { k: "v" } })
+      const absent = fabricatedId
+      // 19: bootstrap
+      expect(errorOf(yield* a.sync.handle(syncTree(treeId, []), {}))).toBe(`Tree not found: ${treeId}`)
+      expect(errorOf(yield* a.sync.handle(syncTree(absent, []), {}))).toBe(`Tree not found: ${absent}`)
+      // 20: incremental
+      expect(errorOf(yield* a.sync.handle(syncTree(treeId, [treeId]), {}))).toBe(`Tree not found: ${treeId}`)
+      expect(errorOf(yield* a.sync.handle(syncTree(absent, [treeId]), {}))).toBe(`Tree not found: ${absent}`)
+      // pushes are gated the same way
+      const root = Option.getOrThrow(yield* a.storage.get(treeId))
+      const pushed = yield* a.sync.handle({ SendEntries: [Buffer.from(root.bytes).toString("base64")] }, {})
+      expect(errorOf(pushed)).toBe(`Tree not found: ${treeId}`)
+      // 21: enabled
+      yield* a.run(enableSync(user, treeId, key))
+      const bootstrap = yield* a.sync.handle(syncTree(treeId, []), {})
+      if (typeof bootstrap !== "object" || !("Bootstrap" in bootstrap)) throw new Error(text(bootstrap))
+      expect(wireId(bootstrap.Bootstrap.root_entry)).toBe(treeId)
+      expect(bootstrap.Bootstrap.key_approved).toBe(false)
+      expect([treeId, ...bootstrap.Bootstrap.all_entries.map(wireId)]).toEqual(yield* allIds(a, treeId))
+      const incremental = yield* a.sync.handle(syncTree(treeId, [treeId]), {})
+      expect(typeof incremental === "object" && "Incremental" in incremental).toBe(true)
+      // disabling again closes it
+      yield* a.run(user.trackDatabase({ databaseId: treeId, keyId: key, syncSettings: { syncEnabled: false, syncOnCommit: false, properties: {} } }))
+      expect(errorOf(yield* a.sync.handle(syncTree(treeId, []), {}))).toBe(`Tree not found: ${treeId}`)
+    }))
+})
+
+describe("Sync client", () => {
+  it.scoped("methods needing a transport fail with NoTransportEnabled; server misuse has the reference's errors", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode()
+      const noTransport = yield* Effect.flip(a.sync.syncWithPeer("127.0.0.1:1", fabricatedId))
+      expect(noTransport._tag).toBe("NoTransportEnabled")
+      expect(noTransport.message).toBe("No transport enabled. Call enable_http_transport() first")
+      expect((yield* Effect.flip(a.sync.startServer("127.0.0.1:0")))._tag).toBe("NoTransportEnabled")
+      expect((yield* Effect.flip(a.sync.stopServer)).message).toBe("Server not running")
+      expect((yield* Effect.flip(a.sync.getServerAddress))._tag).toBe("ServerNotRunning")
+      yield* a.sync.enableHttpTransport()
+      yield* a.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/)
+      expect(yield* a.sync.getServerAddress).toBe(address)
+      const again = yield* Effect.flip(a.sync.startServer("127.0.0.1:0"))
+      expect(again._tag).toBe("ServerAlreadyRunning")
+      expect(again.message).toBe(`Server already running on ${address}`)
+      yield* a.sync.stopServer
+      expect((yield* Effect.flip(a.sync.getServerAddress))._tag).toBe("ServerNotRunning")
+      const restarted = yield* a.sync.startServer("127.0.0.1:0")
+      expect(restarted).toMatch(/^127\.0\.0\.1:\d+$/)
+      const unknown = yield* Effect.flip(a.sync.syncWithPeer("iroh:abc", fabricatedId))
+      expect(unknown._tag).toBe("NoTransportForAddress")
+    }))
+
+  it.scoped("25: a malformed ed25519 signer key fails with a clear error before anything is sent", () =>
+    Effect.gen(function*() {
+      const { a, treeId } = yield* privateServer
+      yield* a.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      const b = yield* makeNode()
+      yield* b.sync.enableHttpTransport()
+      const good = yield* b.auth.generateKey
+      for (const publicKey of ["ed25519:not-a-key", "ed25519:", "ed25519:" + "A".repeat(44)]) {
+        const error = yield* Effect.flip(b.sync.syncWithPeer(address, treeId, { signer: { publicKey, secretKey: good.secretKey } }))
+        expect(error._tag).toBe("CryptoError")
+        expect(error.message).toContain("invalid public key")
+      }
+      const mismatched = yield* Effect.flip(
+        b.sync.syncWithPeer(address, treeId, { signer: { publicKey: good.publicKey, secretKey: (yield* b.auth.generateKey).secretKey } })
+      )
+      expect(mismatched._tag).toBe("CryptoError")
+      expect(yield* b.storage.count(treeId)).toBe(0)
+    }))
+
+  it.scoped("the client maps refusals to typed errors", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      yield* a.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      const b = yield* makeNode()
+      yield* b.sync.enableHttpTransport()
+      // the device key of B is not in A's auth
+      const denied = yield* Effect.flip(b.sync.syncWithPeer(address, treeId))
+      expect(denied._tag).toBe("PermissionDenied")
+      expect((yield* Effect.flip(b.sync.syncWithPeer(address, fabricatedId)))._tag).toBe("TreeNotFound")
+      // with the admin's key as signer B bootstraps the private database
+      const result = yield* b.sync.syncWithPeer(address, treeId, { signer })
+      expect(result.received).toBe(yield* a.storage.count(treeId))
+      expect(yield* readData(b, treeId)).toEqual({ secret: SECRET })
+      // an unreachable peer is a TransportError
+      yield* a.sync.stopServer
+      expect((yield* Effect.flip(b.sync.syncWithPeer(address, treeId, { signer })))._tag).toBe("TransportError")
+    }))
+})
+
+describe("Sync client against a lying peer", () => {
+  /** A transport for `fake:` addresses whose answers a test scripts from the real handler's. */
+  const fakePeer = (
+    real: Node,
+    bend: (request: SyncRequest, response: SyncResponse) => SyncResponse
+  ): TransportShape => ({
+    transportType: "fake",
+    canHandle: (address) => address.transport_type === "fake",
+    send: (_address, request) => Effect.map(real.sync.handle(request, {}), (response) => bend(request, response)),
+    serve: () => Effect.die("not a server")
+  })
+
+  const setup = Effect.gen(function*() {
+    const a = yield* makeNode()
+    const { treeId, signer } = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10), data: { k: 1 } })
+    const other = yield* setupDb(a, { username: "other", syncEnabled: true, global: Permission.Write(10) })
+    const b = yield* makeNode()
+    return { a, b, treeId, signer, otherTree: other.treeId }
+  })
+
+  it.scoped("a handshake whose challenge response does not verify fails with HandshakeFailed; a version mismatch is typed", () =>
+    Effect.gen(function*() {
+      const { a, b, treeId } = yield* setup
+      yield* b.sync.enableTransport(
+        fakePeer(a, (_req, res) =>
+          typeof res === "object" && "Handshake" in res
+            ? { Handshake: { ...res.Handshake, challenge_response: Buffer.alloc(64).toString("base64") } }
+            : res
+        )
+      )
+      const failed = yield* Effect.flip(b.sync.syncWithPeer("fake:a", treeId))
+      expect(failed._tag).toBe("HandshakeFailed")
+      const c = yield* makeNode()
+      yield* c.sync.enableTransport(
+        fakePeer(a, (_req, res) =>
+          typeof res === "object" && "Handshake" in res ? { Handshake: { ...res.Handshake, protocol_version: 1 } } : res
+        )
+      )
+      const mismatch = yield* Effect.flip(c.sync.syncWithPeer("fake:a", treeId))
+      expect(mismatch._tag).toBe("ProtocolVersionMismatch")
+      expect(mismatch.message).toBe("Protocol version mismatch: expected 0, received 1")
+    }))
+
+  it.scoped("a bootstrap whose root is not the requested tree is refused and nothing is stored", () =>
+    Effect.gen(function*() {
+      const { a, b, treeId, otherTree } = yield* setup
+      const otherRoot = Option.getOrThrow(yield* a.storage.get(otherTree))
+      yield* b.sync.enableTransport(
+        fakePeer(a, (_req, res) =>
+          typeof res === "object" && "Bootstrap" in res
+            ? { Bootstrap: { ...res.Bootstrap, root_entry: Buffer.from(otherRoot.bytes).toString("base64") } }
+            : res
+        )
+      )
+      const error = yield* Effect.flip(b.sync.syncWithPeer("fake:a", treeId))
+      expect(error._tag).toBe("InvalidEntry")
+      expect(yield* b.storage.roots).toEqual([])
+    }))
+
+  it.scoped("entries of another database or forged entries in a pull are refused; valid ones stay", () =>
+    Effect.gen(function*() {
+      const { a, b, treeId, otherTree } = yield* setup
+      const intruder = Option.getOrThrow(yield* a.storage.get(otherTree))
+      yield* b.sync.enableTransport(
+        fakePeer(a, (_req, res) =>
+          typeof res === "object" && "Bootstrap" in res
+            ? {
+              Bootstrap: {
+                ...res.Bootstrap,
+                all_entries: [...res.Bootstrap.all_entries, Buffer.from(intruder.bytes).toString("base64")]
+              }
+            }
+            : res
+        )
+      )
+      const error = yield* Effect.flip(b.sync.syncWithPeer("fake:a", treeId))
+      expect(error._tag).toBe("InvalidEntry")
+      expect(error.message).toContain(`belongs to database ${otherTree}`)
+      expect(yield* b.storage.count(treeId)).toBe(yield* a.storage.count(treeId))
+      expect(yield* b.storage.count(otherTree)).toBe(0)
+    }))
+
+  it.scoped("a peer that keeps paging without sending anything new is stopped", () =>
+    Effect.gen(function*() {
+      const { a, b, treeId } = yield* setup
+      let calls = 0
+      yield* b.sync.enableTransport(
+        fakePeer(a, (_req, res) => {
+          if (typeof res !== "object") return res
+          if ("Bootstrap" in res) return { Bootstrap: { ...res.Bootstrap, next: "more" } }
+          if ("Incremental" in res) {
+            calls++
+            return { Incremental: { ...res.Incremental, missing_entries: [], next: "more" } }
+          }
+          return res
+        })
+      )
+      const error = yield* Effect.flip(b.sync.syncWithPeer("fake:a", treeId))
+      expect(error._tag).toBe("RemoteError")
+      expect(calls).toBeLessThanOrEqual(2)
+    }))
+})
+
+describe("Sync handler: DAG sync (scenarios 31, 32)", () => {
+  /** A and B share the database; B holds only what `copy` gives it. */
+  const pair = Effect.gen(function*() {
+    const a = yield* makeNode()
+    const setup = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10) })
+    const b = yield* makeNode()
+    const copy = (ids: ReadonlyArray<string>, from: Node = a, to: Node = b) =>
+      Effect.gen(function*() {
+        const entries = yield* from.storage.getMany(ids)
+        const report = yield* to.run(ingestPartial(entries, "remote"))
+        expect(report.rejected).toEqual([])
+      })
+    return { a, b, copy, ...setup }
+  })
+
+  const incremental = (node: Node, treeId: string, tips: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const response = yield* node.sync.handle(syncTree(treeId, tips), {})
+      if (typeof response !== "object" || !("Incremental" in response)) throw new Error(text(response))
+      return { ids: response.Incremental.missing_entries.map(wireId), theirTips: response.Incremental.their_tips }
+    })
+
+  it.scoped("31: linear chain, branches and partial overlap", () =>
+    Effect.gen(function*() {
+      const { a, b, copy, treeId, signer } = yield* pair
+      const base = yield* allIds(a, treeId) // root and the global-grant entry
+      yield* copy(base)
+      const e1 = yield* write(a, treeId, signer, "k", 1)
+      const e2 = yield* write(a, treeId, signer, "k", 2)
+      const e3 = yield* write(a, treeId, signer, "k", 3)
+      const linear = yield* incremental(a, treeId, yield* b.storage.tips(treeId))
+      expect(linear.ids).toEqual([e1, e2, e3])
+      const entries = yield* a.storage.getMany(linear.ids)
+      yield* b.run(ingestPartial(entries, "remote"))
+      expect(yield* b.storage.tips(treeId)).toEqual([e3])
+      // partial overlap: a peer holding e2 gets only what follows e2
+      expect((yield* incremental(a, treeId, [e2])).ids).toEqual([e3])
+      // branching: A has e3 → {e4a, e4b} (e4b written on C, a third replica)
+      const c = yield* makeNode()
+      yield* copy(yield* allIds(a, treeId), a, c)
+      const e4a = yield* write(a, treeId, signer, "x", "a")
+      const e4b = yield* write(c, treeId, signer, "x", "b")
+      yield* copy([e4b], c, a)
+      expect([...(yield* a.storage.tips(treeId))].sort()).toEqual([e4a, e4b].sort())
+      const branches = yield* incremental(a, treeId, [e3])
+      expect([...branches.ids].sort()).toEqual([e4a, e4b].sort())
+      yield* b.run(ingestPartial(yield* a.storage.getMany(branches.ids), "remote"))
+      expect([...(yield* b.storage.tips(treeId))].sort()).toEqual([e4a, e4b].sort())
+      // the same through the client, over HTTP: nothing more to pull, nothing to push
+      yield* a.sync.enableHttpTransport()
+      yield* b.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      const result = yield* b.sync.syncWithPeer(address, treeId)
+      expect(result).toMatchObject({ received: 0, sent: 0 })
+    }))
+
+  it.scoped("32: out-of-order arrival within a push converges on the right tips; a lone child is refused", () =>
+    Effect.gen(function*() {
+      const { a, b, copy, treeId, signer } = yield* pair
+      yield* copy(yield* allIds(a, treeId))
+      const { user, key } = yield* setupDb(b, { username: "bob" })
+      yield* b.run(enableSync(user, treeId, key))
+      const e1 = yield* write(a, treeId, signer, "k", 1)
+      const e2 = yield* write(a, treeId, signer, "k", 2)
+      const e3 = yield* write(a, treeId, signer, "k", 3)
+      const wire = (ids: ReadonlyArray<string>) =>
+        Effect.map(a.storage.getMany(ids), (es) => es.map((e) => Buffer.from(e.bytes).toString("base64")))
+      // a child without its parents is refused and nothing of it stored
+      const lone = yield* b.sync.handle({ SendEntries: yield* wire([e3]) }, {})
+      expect(errorOf(lone)).toMatch(/^Rejected 1 entries: .*unknown parent/)
+      expect((yield* b.storage.has([e3])).size).toBe(0)
+      // the whole chain child-first is accepted
+      const reply = yield* b.sync.handle({ SendEntries: yield* wire([e3, e2, e1]) }, {})
+      expect(reply).toEqual({ Count: 3 })
+      expect(yield* b.storage.tips(treeId)).toEqual([e3])
+      expect(yield* b.storage.storeTips(treeId, "data")).toEqual([e3])
+      // diamond e3 → {e4a, e4b} → e5, delivered in every order
+      const c = yield* makeNode()
+      yield* copy(yield* allIds(a, treeId), a, c)
+      const e4a = yield* write(a, treeId, signer, "x", "a")
+      const e4b = yield* write(c, treeId, signer, "x", "b")
+      yield* copy([e4b], c, a)
+      const e5 = yield* write(a, treeId, signer, "x", "merged")
+      const orders = [[e4a, e4b, e5], [e5, e4b, e4a], [e4b, e5, e4a], [e5, e4a, e4b]]
+      for (const order of orders) {
+        const d = yield* makeNode()
+        const { user: du, key: dk } = yield* setupDb(d, { username: "dee" })
+        yield* d.run(enableSync(du, treeId, dk))
+        yield* copy(yield* allIds(b, treeId), b, d)
+        expect(yield* d.sync.handle({ SendEntries: yield* wire(order) }, {})).toEqual({ Count: 3 })
+        expect(yield* d.storage.tips(treeId)).toEqual([e5])
+        expect(yield* d.storage.storeTips(treeId, "data")).toEqual([e5])
+      }
+      // one entry answers Ack
+      const single = yield* write(a, treeId, signer, "y", 1)
+      expect(yield* b.sync.handle({ SendEntries: yield* wire([e4a]) }, {})).toEqual("Ack")
+      void single
+    }))
+})
+
+describe("Sync end to end over HTTP", () => {
+  const served = Effect.gen(function*() {
+    const a = yield* makeNode()
+    const setup = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10), data: { title: "hello", n: 1 } })
+    yield* a.sync.enableHttpTransport()
+    const address = yield* a.sync.startServer("127.0.0.1:0")
+    const b = yield* makeNode()
+    yield* b.sync.enableHttpTransport()
+    yield* b.instance.createUser("bob")
+    const bob = yield* b.instance.loginUser("bob")
+    return { a, b, address, bob, ...setup }
+  })
+
+  it.live("bootstrap, push, divergence and convergence in one call", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, b, address, bob, treeId, signer } = yield* served
+        // bootstrap
+        const first = yield* b.sync.syncWithPeer(address, treeId)
+        expect(first.received).toBe(yield* a.storage.count(treeId))
+        expect(first.sent).toBe(0)
+        expect(yield* readData(b, treeId)).toEqual({ title: "hello", n: 1 })
+        expect(yield* b.storage.tips(treeId)).toEqual(yield* a.storage.tips(treeId))
+        // a second sync costs one round trip: the handshake is cached and nothing moves
+        expect(yield* b.sync.syncWithPeer(address, treeId)).toEqual({ received: 0, sent: 0, roundTrips: 1 })
+        // B writes (under the global grant) and pushes
+        const opened = yield* b.run(bob.openDatabase(treeId))
+        const fromB = yield* write(b, treeId, opened.signer, "byB", true)
+        const push = yield* b.sync.syncWithPeer(address, treeId)
+        expect(push).toMatchObject({ received: 0, sent: 1 })
+        expect((yield* a.storage.has([fromB])).has(fromB)).toBe(true)
+        expect(yield* readData(a, treeId)).toEqual({ title: "hello", n: 1, byB: true })
+        // both diverge by several entries and converge in one call
+        for (let i = 0; i < 3; i++) yield* write(a, treeId, signer, `a${i}`, i)
+        for (let i = 0; i < 4; i++) yield* write(b, treeId, opened.signer, `b${i}`, i)
+        const both = yield* b.sync.syncWithPeer(address, treeId)
+        expect(both).toMatchObject({ received: 3, sent: 4 })
+        expect(yield* a.storage.tips(treeId)).toEqual(yield* b.storage.tips(treeId))
+        expect(yield* readData(a, treeId)).toEqual(yield* readData(b, treeId))
+        expect(Object.keys(yield* readData(a, treeId)).sort()).toEqual(
+          ["title", "n", "byB", "a0", "a1", "a2", "b0", "b1", "b2", "b3"].sort()
+        )
+        expect(yield* a.storage.count(treeId)).toBe(yield* b.storage.count(treeId))
+      })
+    ))
+
+  it.live("a bootstrap larger than one page arrives by continuation, every page verified", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const kinds: Array<string> = []
+        const counting = (t: TransportShape): TransportShape => ({
+          ...t,
+          send: (address, request) => {
+            kinds.push(Object.keys(request)[0]!)
+            return t.send(address, request)
+          }
+        })
+        const a = yield* makeNode()
+        const { treeId, signer } = yield* setupDb(a, { syncEnabled: true, global: Permission.Read })
+        // 3,000 entries with ~500-byte values, one commit each: about 2 MiB on the wire, several pages
+        const big = "v".repeat(500)
+        yield* a.run(
+          Effect.gen(function*() {
+            for (let i = 0; i < 3_000; i++) {
+              const txn = Transaction.begin({ rootId: treeId }, signer)
+              yield* new DocStore(txn, "data").set(`k${i % 50}`, `${i}:${big}`)
+              yield* Transaction.commit(txn)
+            }
+          })
+        )
+        yield* a.sync.enableHttpTransport()
+        const address = yield* a.sync.startServer("127.0.0.1:0")
+        const b = yield* makeNode({ wrapTransport: counting })
+        yield* b.sync.enableHttpTransport()
+        const result = yield* b.sync.syncWithPeer(address, treeId)
+        const total = yield* a.storage.count(treeId)
+        expect(total).toBeGreaterThan(3_000)
+        expect(result.received).toBe(total)
+        expect(kinds.filter((k) => k === "SyncTree").length).toBeGreaterThan(1)
+        expect(kinds.filter((k) => k === "SendEntries").length).toBe(0)
+        expect(yield* b.storage.tips(treeId)).toEqual(yield* a.storage.tips(treeId))
+        expect(new Set(yield* allIds(b, treeId))).toEqual(new Set(yield* allIds(a, treeId)))
+        expect(yield* readData(b, treeId)).toEqual(yield* readData(a, treeId))
+        // every page is a bounded message
+        const response = yield* a.sync.handle(syncTree(treeId, []), {})
+        expect(JSON.stringify(response).length).toBeLessThan(1024 * 1024)
+        if (typeof response !== "object" || !("Bootstrap" in response)) throw new Error("expected a bootstrap")
+        expect(response.Bootstrap.next).toBe("more")
+        // pushing a large backlog is paged too
+        const c = yield* makeNode({ wrapTransport: counting })
+        const { user, key } = yield* setupDb(c, { username: "carol" })
+        yield* c.run(enableSync(user, treeId, key))
+        // C holds the root and the entry that grants global Read, nothing else
+        const head = yield* a.storage.getMany((yield* allIds(a, treeId)).slice(0, 2))
+        yield* c.run(ingestPartial(head, "remote"))
+        yield* c.sync.enableHttpTransport()
+        const cAddress = yield* c.sync.startServer("127.0.0.1:0")
+        kinds.length = 0
+        const pushed = yield* b.sync.syncWithPeer(cAddress, treeId)
+        expect(pushed.sent).toBe(total - 2)
+        expect(kinds.filter((k) => k === "SendEntries").length).toBeGreaterThan(1)
+        expect(yield* c.storage.tips(treeId)).toEqual(yield* a.storage.tips(treeId))
+      })
+    ), 120_000)
+
+  it.live("a push containing a forged entry is refused and reported; only the valid entries are stored", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, b, address, bob, treeId } = yield* served
+        yield* b.sync.syncWithPeer(address, treeId)
+        const opened = yield* b.run(bob.openDatabase(treeId))
+        const good = yield* write(b, treeId, opened.signer, "good", 1)
+        const goodEntry = Option.getOrThrow(yield* b.storage.get(good))
+        // forge: same signer and signature, other data
+        const data = Doc.from({ good: 666 }).encode()
+        const forgedEntry: typeof goodEntry.entry = {
+          ...goodEntry.entry,
+          subtrees: goodEntry.entry.subtrees.map((s) => (s.name === "data" ? { ...s, data } : s))
+        }
+        const forged = Entry.stored(forgedEntry)
+        const before = { tips: yield* a.storage.tips(treeId), count: yield* a.storage.count(treeId) }
+        const response = yield* a.sync.handle(
+          { SendEntries: [goodEntry, forged].map((e) => Buffer.from(e.bytes).toString("base64")) },
+          {}
+        )
+        expect(errorOf(response)).toMatch(/^Rejected 1 entries: .*signature does not verify/)
+        expect((yield* a.storage.has([forged.id])).size).toBe(0)
+        expect((yield* a.storage.has([good])).size).toBe(1)
+        expect(yield* a.storage.count(treeId)).toBe(before.count + 1)
+        // sent alone over HTTP, the forged entry is refused with RemoteError and changes nothing
+        const alone = yield* a.sync.handle({ SendEntries: [Buffer.from(forged.bytes).toString("base64")] }, {})
+        expect(errorOf(alone)).toMatch(/^Rejected 1 entries/)
+        expect(yield* readData(a, treeId)).toMatchObject({ good: 1 })
+      })
+    ))
+})
+
+describe("Sync server under hostile input", () => {
+  it.live("malformed and hostile bodies: no 5xx, nothing leaked, no state change", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const a = yield* makeNode()
+        const priv = yield* setupDb(a, { username: "priv", syncEnabled: true, data: { secret: SECRET } })
+        const pub = yield* setupDb(a, { username: "pub", syncEnabled: true, global: Permission.Write(10), data: { x: 1 } })
+        yield* a.sync.enableHttpTransport()
+        const address = yield* a.sync.startServer("127.0.0.1:0")
+        const snapshot = Effect.gen(function*() {
+          return {
+            priv: { tips: yield* a.storage.tips(priv.treeId), count: yield* a.storage.count(priv.treeId) },
+            pub: { tips: yield* a.storage.tips(pub.treeId), count: yield* a.storage.count(pub.treeId) },
+            roots: [...(yield* a.storage.roots)].sort()
+          }
+        })
+        const before = yield* snapshot
+        const post = (body: string) =>
+          Effect.promise(async () => {
+            const res = await fetch(`http://${address}${API_PATH}`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body
+            })
+            return { status: res.status, body: await res.text() }
+          })
+        const privEntries = yield* a.storage.getMany(yield* allIds(a, priv.treeId))
+        const privWire = privEntries.map((e) => Buffer.from(e.bytes).toString("base64"))
+        const pubEntries = yield* a.storage.getMany(yield* allIds(a, pub.treeId))
+        const last = pubEntries[pubEntries.length - 1]!
+        const forged = Entry.stored({
+          ...last.entry,
+          subtrees: last.entry.subtrees.map((s) => ({ ...s, data: Doc.from({ x: 999 }).encode() }))
+        })
+        const validProof = yield* signProof(a.auth, priv.signer, {
+          serverPubkey: a.instance.deviceId,
+          treeId: priv.treeId,
+          tips: [fabricatedId],
+          timestampMs: yield* Clock.currentTimeMillis
+        })
+        const replayed = JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId], auth: validProof } })
+        const hugeTips = Array.from({ length: 20_000 }, () => fabricatedId)
+        const bodies: Array<string> = [
+          "",
+          "not json",
+          "{",
+          "null",
+          "[]",
+          "42",
+          "\"Ack\"",
+          "{}",
+          JSON.stringify({ Handshake: {} }),
+          JSON.stringify({ Handshake: { device_id: "x" }, SyncTree: {} }),
+          JSON.stringify({ Unknown: 1 }),
+          JSON.stringify({ SyncTree: { tree_id: "../../etc/passwd", our_tips: [] } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: "tips" } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [] } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId] } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [priv.treeId] } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: hugeTips } }),
+          JSON.stringify({ SyncTree: { tree_id: pub.treeId, our_tips: hugeTips } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [], requesting_key: "ed25519:bad" } }),
+          JSON.stringify({ SyncTree: { tree_id: fabricatedId, our_tips: [] } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId], auth: { ...validProof, key: "ed25519:bad" } } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId], auth: { ...validProof, nonce: [1, 2, 3] } } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId], auth: { ...validProof, signature: "AAAA" } } }),
+          JSON.stringify({ SyncTree: { tree_id: priv.treeId, our_tips: [fabricatedId], auth: { ...validProof, timestamp_ms: -1 } } }),
+          JSON.stringify({ SendEntries: "x" }),
+          JSON.stringify({ SendEntries: ["!!!not base64!!!"] }),
+          JSON.stringify({ SendEntries: ["AAAA", "////"] }),
+          JSON.stringify({ SendEntries: [Buffer.from("garbage bytes that are not cbor").toString("base64")] }),
+          JSON.stringify({ SendEntries: privWire }),
+          JSON.stringify({ SendEntries: [Buffer.from(forged.bytes).toString("base64")] }),
+          JSON.stringify({ SendEntries: Array.from({ length: 5_000 }, () => "AAAA") }),
+          JSON.stringify({ Handshake: { device_id: a.instance.deviceId, public_key: a.instance.deviceId, protocol_version: 99, challenge: Array(32).fill(0), listen_addresses: [] } }),
+          JSON.stringify({ Handshake: { device_id: a.instance.deviceId, public_key: a.instance.deviceId, protocol_version: 0, challenge: Array(32).fill(300), listen_addresses: [] } })
+        ]
+        const secretsOf = [SECRET, priv.key, a.instance.deviceId, ...privWire.slice(0, 3)]
+        for (const body of bodies) {
+          const res = yield* post(body)
+          expect(res.status, body.slice(0, 100)).toBeLessThan(500)
+          for (const s of secretsOf) {
+            // the handshake echoes nothing of the request but does name the server's own device key
+            if (s === a.instance.deviceId && res.body.includes("\"Handshake\"")) continue
+            expect(res.body, body.slice(0, 100)).not.toContain(s)
+          }
+          expect(res.body).not.toContain("missing_entries\":[\"")
+          if (!body.includes(pub.treeId)) expect(res.body).not.toContain("all_entries")
+        }
+        // replay: the first use is served, the second refused
+        const firstUse = yield* post(replayed)
+        expect(firstUse.status).toBe(200)
+        expect(firstUse.body).toContain("Incremental")
+        const replay = yield* post(replayed)
+        expect(replay.body).toContain("nonce already spent")
+        expect(replay.body).not.toContain(SECRET)
+        expect(yield* snapshot).toEqual(before)
+      })
+    ), 60_000)
+})
+
+describe("Sync misc", () => {
+  it.scoped("closing the node's scope stops its server", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const a = yield* Scope.extend(makeNode(), scope)
+      yield* a.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      yield* Scope.close(scope, Exit.void)
+      const refused = yield* Effect.promise(() =>
+        fetch(`http://${address}/health`).then(() => "up", () => "down")
+      )
+      expect(refused).toBe("down")
+    }))
+})

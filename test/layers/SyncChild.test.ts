@@ -1,0 +1,46 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { startServerProcess } from "../fixtures/SyncServerProcess.js"
+import { makeNode, readData, write } from "./SyncFixtures.js"
+
+describe("Sync with a server in a child process (SQLite, loopback HTTP)", () => {
+  it.live("bootstraps from the child, pulls its new entries and pushes ours", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startServerProcess({ entries: 40, valueBytes: 100 })),
+          (s) => Effect.promise(() => s.kill())
+        )
+        const { address, dbId } = server.info
+        expect(address).toMatch(/^127\.0\.0\.1:\d+$/)
+        const b = yield* makeNode()
+        yield* b.sync.enableHttpTransport()
+        // bootstrap: everything the child holds, the same tips
+        const first = yield* b.sync.syncWithPeer(address, dbId)
+        expect(first.received).toBe(server.info.count)
+        const remote = yield* Effect.promise(() => server.state())
+        expect(yield* b.storage.tips(dbId)).toEqual(remote.tips)
+        const data = yield* readData(b, dbId)
+        expect(Object.keys(data)).toHaveLength(40)
+        expect(data["k39"]).toMatch(/^39:x+$/)
+        // the child commits more; an incremental sync pulls exactly those
+        yield* Effect.promise(() => server.commit(5))
+        const second = yield* b.sync.syncWithPeer(address, dbId)
+        expect(second).toMatchObject({ received: 5, sent: 0, roundTrips: 1 })
+        // we write under the global grant and push
+        yield* b.instance.createUser("bob")
+        const bob = yield* b.instance.loginUser("bob")
+        const opened = yield* b.run(bob.openDatabase(dbId))
+        yield* write(b, dbId, opened.signer, "fromChildTest", "hi")
+        const third = yield* b.sync.syncWithPeer(address, dbId)
+        expect(third).toMatchObject({ received: 0, sent: 1 })
+        const after = yield* Effect.promise(() => server.state())
+        expect(after.tips).toEqual(yield* b.storage.tips(dbId))
+        expect(after.count).toBe(yield* b.storage.count(dbId))
+        // killing the child makes the next sync a transport error
+        yield* Effect.promise(() => server.kill())
+        const error = yield* Effect.flip(b.sync.syncWithPeer(address, dbId))
+        expect(error._tag).toBe("TransportError")
+      })
+    ), 120_000)
+})
