@@ -54,6 +54,11 @@ export const makeMemory: Effect.Effect<StorageShape> = Effect.sync(() => {
         const e = entries.get(id)
         return e === undefined ? [] : [e]
       })),
+    getBytes: (ids) =>
+      Effect.sync(() => ids.flatMap((id) => {
+        const e = entries.get(id)
+        return e === undefined ? [] : [{ id, bytes: e.bytes }]
+      })),
     has: (ids) => Effect.sync(() => new Set(ids.filter((id) => entries.has(id)))),
     heights: (ids) => Effect.sync(() => heightsFromIndex(index, ids)),
     roots: Effect.sync(() => index.roots()),
@@ -233,6 +238,28 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         })
       })
 
+    const getBytes: StorageShape["getBytes"] = (ids) =>
+      Effect.gen(function*() {
+        const found = new Map<string, Uint8Array>()
+        const rest: Array<string> = []
+        for (const id of new Set(ids)) {
+          const e = recent.get(id)
+          if (e !== undefined) found.set(id, e.bytes)
+          else rest.push(id)
+        }
+        for (const chunk of chunks(rest, SELECT_CHUNK)) {
+          const rows = yield* fromSql(
+            "get",
+            sql<{ id: string; bytes: Uint8Array }>`SELECT id, bytes FROM entries WHERE ${sql.in("id", chunk)}`
+          )
+          for (const row of rows) found.set(row.id, asBytes(row.bytes))
+        }
+        return ids.flatMap((id) => {
+          const bytes = found.get(id)
+          return bytes === undefined ? [] : [{ id, bytes }]
+        })
+      })
+
     const heights: StorageShape["heights"] = (ids) =>
       Effect.gen(function*() {
         const out = new Map<string, number>()
@@ -259,6 +286,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       put,
       get: (id) => Effect.map(getMany([id]), (es) => Option.fromNullable(es[0])),
       getMany,
+      getBytes,
       has: (ids) => Effect.map(heights(ids), (m) => new Set(m.keys())),
       heights,
       roots: fromSql("roots", sql<{ id: string }>`SELECT id FROM entries WHERE is_root = 1`).pipe(

@@ -180,7 +180,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         const wire: Array<string> = []
         let used = 0
         for (let offset = 0; offset < ids.length; offset += FETCH_CHUNK) {
-          const chunk = yield* storage.getMany(ids.slice(offset, offset + FETCH_CHUNK))
+          const chunk = yield* storage.getBytes(ids.slice(offset, offset + FETCH_CHUNK))
           for (const e of chunk) {
             const cost = SyncAuth.wireCost(e.bytes.length)
             if (wire.length > 0 && used + cost > budget) return { wire, more: true }

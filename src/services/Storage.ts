@@ -37,6 +37,10 @@ export interface StorageShape {
   readonly get: (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>
   /** The entries found among these IDs, in the order asked (missing ones left out). */
   readonly getMany: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredEntry>, StorageError>
+  /** The stored bytes of the entries found among these IDs, in the order asked, without decoding them (serving peers). */
+  readonly getBytes: (
+    ids: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly bytes: Uint8Array }>, StorageError>
   /** Which of these IDs are stored. */
   readonly has: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, StorageError>
   /** The height of each stored ID among these. */
