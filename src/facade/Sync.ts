@@ -1,12 +1,23 @@
 /**
- * The sync API of the Promise facade, over the Sync service: transports, the server, and
- * `syncWithPeer`. SEAM: bootstrap requests and approval and iroh are not in the Sync service yet;
- * `registerSyncPeer` and `flush` wait for a layer of `services/SyncEngine.ts` (the actors). Until
- * then they reject with NotImplemented.
+ * The sync API of the Promise facade, over the Sync service (transports, the server,
+ * `syncWithPeer`) and the background engine (`registerSyncPeer`, status handles, `flush`).
+ * SEAM: iroh is not in this build; enableIrohTransport rejects with NotImplemented.
  */
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import type { Address } from "../schema/Protocol.js"
+import {
+  type FlushReport,
+  type PeerState,
+  type PeerStatus as EnginePeerStatus,
+  SyncEngine,
+  type SyncHandle as EngineHandle
+} from "../services/SyncEngine.js"
 import type { User as UserService } from "../services/Instance.js"
 import { Sync as SyncTag, type SyncResult } from "../services/Sync.js"
+import { Instance as InstanceTag } from "../services/Instance.js"
+import * as BootstrapRequests from "../database/BootstrapRequests.js"
+import { KeyNotFound } from "../schema/Errors.js"
 import type * as Permission from "../schema/Permission.js"
 import { InvalidArgument, NotImplemented } from "./Errors.js"
 import type { Runner } from "./Runner.js"
@@ -67,34 +78,191 @@ export class Sync {
     return notYet("enableIrohTransport")
   }
 
-  /** Bootstrap a database asking for a permission for a key. SEAM: not in the Sync service yet. */
-  syncWithPeerForBootstrap(_address: string, _treeId: string, _keyId: string, _permission: Permission.Permission): Promise<void> {
-    return notYet("syncWithPeerForBootstrap")
+  /**
+   * Bootstrap (or sync) a database asking for access with one of a logged-in user's keys and a
+   * permission. Rejects with BootstrapPending (carrying `requestId`) until an admin approves.
+   */
+  syncWithPeerForBootstrap(address: string, treeId: string, keyId: string, permission: Permission.Permission): Promise<SyncResult> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.gen(function*() {
+          const instance = yield* InstanceTag
+          const signer = yield* instance.sessionSigner(checkString(keyId, "syncWithPeerForBootstrap expects a key id"))
+          if (signer === undefined) return yield* new KeyNotFound({ key: keyId })
+          const sync = yield* SyncTag
+          return yield* sync.syncWithPeer(checkString(address, "syncWithPeerForBootstrap expects an address"), treeId, {
+            signer,
+            request: { permission }
+          })
+        })
+      )
+    )
   }
 
-  /** Bootstrap requests waiting for approval. SEAM: not in the Sync service yet. */
-  pendingBootstrapRequests(): Promise<Array<never>> {
-    return notYet("pendingBootstrapRequests")
+  /** Bootstrap requests received by this node and waiting for an admin's decision. */
+  pendingBootstrapRequests(): Promise<Array<BootstrapRequests.BootstrapRequest>> {
+    return this.runner.run(Effect.map(BootstrapRequests.list("Pending"), (rows) => [...rows]))
   }
 
-  /** Push everything queued now. SEAM: the background engine is not there yet. */
-  flush(): Promise<void> {
-    return notYet("flush")
+  /** Every bootstrap request received by this node, whatever its status. */
+  bootstrapRequests(): Promise<Array<BootstrapRequests.BootstrapRequest>> {
+    return this.runner.run(Effect.map(BootstrapRequests.list(), (rows) => [...rows]))
   }
 
-  /** Register a peer for background sync. SEAM: the background engine is not there yet. */
-  registerSyncPeer(_info: unknown): Promise<never> {
-    return notYet("registerSyncPeer")
+  /**
+   * Push everything queued to every registered peer now, ignoring backoff, and sync every
+   * registered (peer, database) pair once; resolves when done with how many peers were reached.
+   * Work that failed again stays queued (nothing is dropped).
+   */
+  flush(): Promise<FlushReport> {
+    return this.runner.run(Effect.flatMap(SyncEngine, (engine) => engine.flush))
   }
 
-  /** @internal Approve a bootstrap request for a user. SEAM: not in the Sync service yet. */
-  approveBootstrapRequest(_user: UserService, _requestId: string, _keyId: string): Promise<void> {
-    return notYet("approveBootstrapRequest")
+  /** Register a peer to keep a database in sync with in the background; persisted across restarts. */
+  registerSyncPeer(info: SyncPeerOptions): Promise<SyncHandle> {
+    return this.runner.attempt(async () => {
+      const checked = checkPeer(info)
+      const handle = await this.runner.run(Effect.flatMap(SyncEngine, (engine) => engine.registerSyncPeer(checked)))
+      return new SyncHandle(this.runner, handle)
+    })
   }
 
-  /** @internal Reject a bootstrap request for a user. SEAM: not in the Sync service yet. */
-  rejectBootstrapRequest(_user: UserService, _requestId: string, _keyId: string): Promise<void> {
-    return notYet("rejectBootstrapRequest")
+  /** Stop syncing a database (every database when none is given) with a peer. */
+  unregisterSyncPeer(peerPubkey: string, treeId?: string): Promise<void> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.flatMap(SyncEngine, (engine) =>
+          engine.unregisterSyncPeer(checkString(peerPubkey, "unregisterSyncPeer expects a peer public key"), treeId)
+        )
+      )
+    )
+  }
+
+  /** @internal Approve a bootstrap request with one of a user's Admin keys (adds the key to auth). */
+  approveBootstrapRequest(user: UserService, requestId: string, keyId: string): Promise<void> {
+    return this.resolveRequest(user, requestId, keyId, true)
+  }
+
+  /** @internal Reject a bootstrap request with one of a user's Admin keys. */
+  rejectBootstrapRequest(user: UserService, requestId: string, keyId: string): Promise<void> {
+    return this.resolveRequest(user, requestId, keyId, false)
+  }
+
+  private resolveRequest(user: UserService, requestId: string, keyId: string, approve: boolean): Promise<void> {
+    return this.runner.run(
+      Effect.flatMap(user.signer(keyId), (signer) => Effect.asVoid(BootstrapRequests.resolve(requestId, signer, approve)))
+    )
+  }
+}
+
+/** A peer address as `registerSyncPeer` takes it. */
+export interface PeerAddressOptions {
+  /** `"http"` (or another enabled transport's type). */
+  readonly transportType: string
+  /** For http `host:port`. */
+  readonly address: string
+}
+
+/** What `registerSyncPeer` takes. */
+export interface SyncPeerOptions {
+  /** The peer's device key (its `instance.deviceId`), `ed25519:<base64>`. */
+  readonly peerPubkey: string
+  /** The database to keep in sync. */
+  readonly treeId: string
+  /** Where the peer can be reached; tried in order. */
+  readonly addresses: ReadonlyArray<PeerAddressOptions>
+  /** Which of a logged-in user's keys proves our read access (the device key when absent). */
+  readonly auth?: { readonly keyId: string } | undefined
+  readonly displayName?: string | undefined
+}
+
+/** The status of a registered peer for one database. */
+export interface PeerStatus {
+  /** `"idle" | "syncing" | "backoff" | "failed"`. */
+  readonly state: PeerState
+  /** Whether this node holds any entry of the database. */
+  readonly hasLocalData: boolean
+  /** When the last sync with the peer succeeded. */
+  readonly lastSync?: Date | undefined
+  /** The last failure, until a sync succeeds. */
+  readonly lastError?: string | undefined
+  /** Entries queued for the peer and not yet delivered. */
+  readonly pendingEntries: number
+  /** When the next retry is due, while in backoff. */
+  readonly retryAt?: Date | undefined
+}
+
+/** What `flush` did: peers whose queued work was delivered, and peers that failed again. */
+export type { FlushReport }
+
+/** A registered peer for one database: its status, changes, addresses. */
+export class SyncHandle {
+  /** @internal */
+  constructor(private readonly runner: Runner, private readonly handle: EngineHandle) {}
+
+  /** The peer's device key. */
+  get peerPubkey(): string {
+    return this.handle.peerPubkey
+  }
+
+  /** The database. */
+  get treeId(): string {
+    return this.handle.treeId
+  }
+
+  /** The current status. */
+  status(): Promise<PeerStatus> {
+    return this.runner.run(Effect.map(this.handle.status, toStatus))
+  }
+
+  /** Call `listener` with the current status and on every change; returns the function that stops it. */
+  subscribe(listener: (status: PeerStatus) => void): () => void {
+    if (typeof listener !== "function") throw new InvalidArgument("subscribe expects a function")
+    return this.runner.fork(
+      Stream.runForEach(this.handle.changes, (s) => Effect.sync(() => listener(toStatus(s))))
+    )
+  }
+
+  /** Add an address to try for this peer (persisted); failed work is tried again at once. */
+  addAddress(address: PeerAddressOptions): Promise<void> {
+    return this.runner.attempt(() => this.runner.run(this.handle.addAddress(checkAddress(address))))
+  }
+
+  /** Resolves once a sync of the database with this peer has succeeded. */
+  waitForInitialSync(): Promise<void> {
+    return this.runner.run(this.handle.waitForInitialSync)
+  }
+}
+
+const toStatus = (s: EnginePeerStatus): PeerStatus => ({
+  state: s.state,
+  hasLocalData: s.hasLocalData,
+  ...(s.lastSync !== undefined ? { lastSync: new Date(s.lastSync) } : {}),
+  ...(s.lastError !== undefined ? { lastError: s.lastError } : {}),
+  pendingEntries: s.pendingEntries,
+  ...(s.retryAt !== undefined ? { retryAt: new Date(s.retryAt) } : {})
+})
+
+const checkAddress = (a: PeerAddressOptions): Address => {
+  if (typeof a !== "object" || a === null) throw new InvalidArgument("an address is { transportType, address }")
+  return {
+    transport_type: checkString(a.transportType, "an address needs a transportType such as \"http\""),
+    address: checkString(a.address, "an address needs an address such as \"127.0.0.1:3000\"")
+  }
+}
+
+const checkPeer = (info: SyncPeerOptions) => {
+  if (typeof info !== "object" || info === null)
+    throw new InvalidArgument("registerSyncPeer expects { peerPubkey, treeId, addresses, auth?, displayName? }")
+  if (!Array.isArray(info.addresses)) throw new InvalidArgument("registerSyncPeer expects addresses: [{ transportType, address }]")
+  if (info.auth !== undefined && info.auth !== null && typeof info.auth.keyId !== "string")
+    throw new InvalidArgument("registerSyncPeer auth is { keyId } or undefined")
+  return {
+    peerPubkey: checkString(info.peerPubkey, "registerSyncPeer expects a peerPubkey"),
+    treeId: checkString(info.treeId, "registerSyncPeer expects a treeId"),
+    addresses: info.addresses.map(checkAddress),
+    auth: info.auth === undefined || info.auth === null ? undefined : { keyId: info.auth.keyId },
+    displayName: typeof info.displayName === "string" ? info.displayName : undefined
   }
 }
 

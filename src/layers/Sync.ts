@@ -22,6 +22,7 @@ import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
+import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import type { Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
 import { StateCache, stateOf } from "../database/StoreState.js"
@@ -29,6 +30,7 @@ import {
   AuthenticationRequired,
   CryptoError,
   HandshakeFailed,
+  BootstrapPending,
   InvalidEntry,
   NoTransportEnabled,
   NoTransportForAddress,
@@ -40,6 +42,7 @@ import {
   TreeNotFound
 } from "../schema/Errors.js"
 import { EntryId, PubKey } from "../schema/Ids.js"
+import * as Permission from "../schema/Permission.js"
 import {
   type Address,
   type HandshakeResponse,
@@ -139,12 +142,10 @@ export const make = (options: SyncLayerOptions = {}) =>
       return true
     }
 
-    /** Reads are open under an active global grant; otherwise the request must prove a key with Read. */
-    const authorizeRead = (request: SyncTreeRequest) =>
+    /** Check a request's proof of key possession: signed for this server, fresh. (The nonce is spent by the caller.) */
+    const verifyProof = (request: SyncTreeRequest) =>
       Effect.gen(function*() {
         const treeId = request.tree_id
-        const state = yield* authState(treeId)
-        if (isOpen(state)) return
         const proof = request.auth
         if (proof === undefined) {
           return yield* new Refusal({ message: `Authentication required to read database '${treeId}'` })
@@ -165,6 +166,16 @@ export const make = (options: SyncLayerOptions = {}) =>
         if (!SyncAuth.isFresh(proof.timestamp_ms, now)) {
           return yield* new Refusal({ message: "Authentication failed: request timestamp outside the freshness window" })
         }
+        return { proof, now }
+      })
+
+    /** Reads are open under an active global grant; otherwise the request must prove a key with Read. */
+    const authorizeRead = (request: SyncTreeRequest) =>
+      Effect.gen(function*() {
+        const treeId = request.tree_id
+        const state = yield* authState(treeId)
+        if (isOpen(state)) return
+        const { now, proof } = yield* verifyProof(request)
         const permission = state._tag === "Present" ? Settings.permissionOf(state.auth, proof.key) : undefined
         if (permission === undefined) {
           return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not read database '${treeId}'` })
@@ -237,7 +248,40 @@ export const make = (options: SyncLayerOptions = {}) =>
           })
         }
         yield* gate(treeId)
-        yield* authorizeRead(request)
+        let granted: Permission.Permission | undefined
+        if (request.requesting_key !== undefined && request.requested_permission !== undefined) {
+          // a request for access with a key: prove the key, then approve, refuse, or queue for an admin
+          const { now, proof } = yield* verifyProof(request)
+          if (proof.key !== request.requesting_key) {
+            return yield* new Refusal({ message: "Authentication failed: the request must be signed by the requesting key" })
+          }
+          const decision = BootstrapRequests.decide(yield* authState(treeId), proof.key, request.requested_permission)
+          if (decision._tag === "Refused") return yield* new Refusal({ message: `Permission denied: ${decision.reason}` })
+          if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
+            return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
+          }
+          if (decision._tag === "Pending") {
+            const pending = yield* Effect.provide(
+              BootstrapRequests.record({
+                treeId,
+                requestingKey: proof.key,
+                requestingKeyName: request.requesting_key_name,
+                requestedPermission: request.requested_permission
+              }),
+              env
+            )
+            const response: SyncResponse = {
+              BootstrapPending: {
+                request_id: pending.requestId,
+                message: `access to '${treeId}' with ${Permission.format(request.requested_permission)} awaits an admin's approval`
+              }
+            }
+            return response
+          }
+          granted = decision.permission
+        } else {
+          yield* authorizeRead(request)
+        }
         if (request.our_tips.length === 0) {
           const all = yield* storage.ancestors(treeId, yield* storage.tips(treeId))
           const root = yield* storage.get(treeId)
@@ -250,7 +294,8 @@ export const make = (options: SyncLayerOptions = {}) =>
               tree_id: treeId,
               root_entry: rootWire,
               all_entries: wire,
-              key_approved: false,
+              key_approved: granted !== undefined,
+              ...(granted !== undefined ? { granted_permission: granted } : {}),
               ...(more ? { next: "more" } : {})
             }
           }
@@ -437,6 +482,13 @@ export const make = (options: SyncLayerOptions = {}) =>
               our_tips: tips,
               peer_pubkey: instance.deviceId,
               auth: proof,
+              ...(syncOptions?.request !== undefined
+                ? {
+                  requesting_key: signer.publicKey,
+                  requested_permission: syncOptions.request.permission,
+                  ...(syncOptions.request.keyName !== undefined ? { requesting_key_name: syncOptions.request.keyName } : {})
+                }
+                : {}),
               ...(known.length > 0 ? { known } : {})
             }
           }))
@@ -457,6 +509,11 @@ export const make = (options: SyncLayerOptions = {}) =>
           let root: StoredEntry | undefined
           if (typeof response === "object" && "Error" in response) {
             return yield* remoteError(address, treeId, response.Error)
+          } else if (typeof response === "object" && "BootstrapPending" in response) {
+            return yield* new BootstrapPending({
+              requestId: response.BootstrapPending.request_id,
+              detail: response.BootstrapPending.message
+            })
           } else if (typeof response === "object" && "Bootstrap" in response) {
             const b = response.Bootstrap
             if (b.tree_id !== treeId) return yield* unexpected(address, `a bootstrap of ${b.tree_id}, not ${treeId}`)

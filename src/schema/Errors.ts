@@ -252,3 +252,22 @@ export class MailboxFull extends Schema.TaggedError<MailboxFull>()("MailboxFull"
     return `Mailbox of ${this.actor} is full (capacity ${this.capacity}); the work will be retried`
   }
 }
+
+/** A bootstrap request is not in the state the operation needs (e.g. approving one already approved). */
+export class InvalidRequestState extends Schema.TaggedError<InvalidRequestState>()("InvalidRequestState", {
+  requestId: Schema.String,
+  status: Schema.String
+}) {
+  override get message() {
+    return `Invalid request state: request ${this.requestId} is ${this.status}, not Pending`
+  }
+}
+
+/** No bootstrap request with this id. */
+export class RequestNotFound extends Schema.TaggedError<RequestNotFound>()("RequestNotFound", {
+  requestId: Schema.String
+}) {
+  override get message() {
+    return `Bootstrap request not found: ${this.requestId}`
+  }
+}

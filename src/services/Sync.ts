@@ -22,8 +22,10 @@ import type {
   StorageError,
   TransportError,
   TreeNotFound,
-  AuthenticationRequired
+  AuthenticationRequired,
+  BootstrapPending
 } from "../schema/Errors.js"
+import type { Permission } from "../schema/Permission.js"
 import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
 import type { RequestContext, TransportShape } from "./Transport.js"
 
@@ -41,6 +43,8 @@ export interface SyncResult {
 export interface SyncOptions {
   /** The key that signs the request's proof of read access (default: the device key). */
   readonly signer?: Signer | undefined
+  /** Ask for access with the signer's key and this permission (a bootstrap request); may fail with BootstrapPending. */
+  readonly request?: { readonly permission: Permission; readonly keyName?: string | undefined } | undefined
 }
 
 /** Options of the HTTP transport as enabled through Sync. */
@@ -68,6 +72,7 @@ export type SyncError =
   | MalformedMessage
   | PayloadTooLarge
   | CryptoError
+  | BootstrapPending
 
 /** The Sync service interface. */
 export interface SyncShape {
