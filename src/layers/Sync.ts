@@ -404,6 +404,30 @@ export const make = (options: SyncLayerOptions = {}) =>
         return { peer, roundTrips: 1 }
       })
 
+    /**
+     * Who proves our read access when the caller names no key: a logged-in user's key that the
+     * database's auth (as held here) knows, preferring the most authority; else the device key.
+     */
+    const defaultSigner = (treeId: string) =>
+      Effect.gen(function*() {
+        const signers = yield* instance.sessionSigners
+        if (signers.length === 0 || !(yield* storage.has([treeId])).has(treeId)) return instance.device
+        const state = yield* authState(treeId)
+        if (state._tag !== "Present") return instance.device
+        let best: Signer | undefined
+        let bestRank = -1
+        for (const s of signers) {
+          const own = state.auth.keys[s.publicKey]
+          if (own === undefined || own.status !== "Active") continue
+          const rank = Permission.rank(own.permissions)
+          if (rank > bestRank) {
+            best = s
+            bestRank = rank
+          }
+        }
+        return best ?? instance.device
+      }).pipe(Effect.orElseSucceed(() => instance.device))
+
     const checkSigner = (signer: Signer) =>
       Effect.gen(function*() {
         if (!isPubKey(signer.publicKey)) {
@@ -467,7 +491,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         const address = yield* parseAddress(target)
         if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
         if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
-        const signer = syncOptions?.signer ?? instance.device
+        const signer = syncOptions?.signer ?? (yield* defaultSigner(treeId))
         yield* checkSigner(signer)
         const connected = yield* connect(address)
         const peer = connected.peer

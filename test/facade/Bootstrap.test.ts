@@ -149,3 +149,23 @@ describe("bootstrap requests", () => {
     await rejection(b.sync.syncWithPeerForBootstrap(a.address, a.db.rootId, "ed25519:not-a-key", Permission.Read), "KeyNotFound")
   })
 })
+
+describe("syncWithPeer signs with a logged-in user's key that the database knows", () => {
+  it("a user granted Read on a private database syncs it with a plain syncWithPeer once it holds it", async () => {
+    const a = await server()
+    const b = await client()
+    // first access through a request that an admin approves
+    await rejection(b.sync.syncWithPeerForBootstrap(a.address, a.db.rootId, b.key, Permission.Read), "BootstrapPending")
+    const [request] = await a.sync.pendingBootstrapRequests()
+    await a.alice.approveBootstrapRequest(a.sync, request!.requestId, a.key)
+    await b.sync.syncWithPeerForBootstrap(a.address, a.db.rootId, b.key, Permission.Read)
+    // later writes on A reach B with a plain sync: B's key (not its device key) proves Read
+    const txn = await a.db.newTransaction()
+    await (await txn.docStore("data")).set("later", "yes")
+    await txn.commit()
+    const result = await b.sync.syncWithPeer(a.address, a.db.rootId)
+    expect(result.received).toBe(1)
+    const db = await b.user.openDatabase(a.db.rootId)
+    expect(await (await db.docStore("data")).get("later")).toBe("yes")
+  })
+})
