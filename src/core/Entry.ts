@@ -5,6 +5,7 @@
 import * as dagCbor from "@ipld/dag-cbor"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
+import { base32 } from "multiformats/bases/base32"
 import { CID } from "multiformats/cid"
 import * as Digest from "multiformats/hashes/digest"
 import type { SigKey } from "../schema/Auth.js"
@@ -77,9 +78,35 @@ export const encode = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(entry,
 /** The bytes a signature covers: the entry without `sig.sig` (the key hint stays in). */
 export const signingBytes = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(entry, false))
 
+/**
+ * The encoding of a signed entry from the signing bytes of the same entry: CBOR is concatenative
+ * and `sig` is the first key of the canonical top-level map, so only the `sig` map is re-encoded and
+ * swapped in. Equal to `encode(signed)` (which it falls back to if the layout is not the expected one).
+ */
+export const encodeSigned = (signed: Entry, signing: Uint8Array): Uint8Array => {
+  const key = stripUndefined(signed.sig.key)
+  const without = dagCbor.encode({ key })
+  const at = SIG_MAP_OFFSET
+  if (
+    signed._v !== undefined || signed.sig.sig === undefined || signing.length < at + without.length ||
+    !SIG_PREFIX.every((b, i) => signing[i] === b) || !without.every((b, i) => signing[at + i] === b)
+  ) return encode(signed)
+  const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
+  const out = new Uint8Array(signing.length - without.length + withSig.length)
+  out.set(signing.subarray(0, at))
+  out.set(withSig, at)
+  out.set(signing.subarray(at + without.length), at + withSig.length)
+  return out
+}
+
+/** A three-key map whose first key is "sig": how every encoded entry (no `_v`) starts. */
+const SIG_PREFIX = [0xa3, 0x63, 0x73, 0x69, 0x67]
+const SIG_MAP_OFFSET = SIG_PREFIX.length
+
 /** The CIDv1 string of encoded entry bytes. */
 export const idOfBytes = (bytes: Uint8Array): string =>
-  CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes))).toString()
+  // the base32 multibase string, as CID#toString gives for a v1 CID, without its per-CID string cache
+  base32.encode(CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes))).bytes)
 
 /** The ID of an entry. */
 export const id = (entry: Entry): string => idOfBytes(encode(entry))
@@ -109,11 +136,16 @@ export const decode = (bytes: Uint8Array): Either.Either<StoredEntry, string> =>
   } catch (e) {
     return Either.left(`not canonical DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
   }
-  const plain = fromCbor(raw)
-  if (typeof plain === "string") return Either.left(plain)
-  const decoded = decodeEntryEither(plain)
-  if (Either.isLeft(decoded)) return Either.left(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
-  const entry = decoded.right
+  // The fast structural check accepts only what the schema accepts, building the same value; anything
+  // else (including every invalid entry) takes the schema path, which also words the error.
+  let entry = fastEntry(raw)
+  if (entry === undefined) {
+    const plain = fromCbor(raw)
+    if (typeof plain === "string") return Either.left(plain)
+    const decoded = decodeEntryEither(plain)
+    if (Either.isLeft(decoded)) return Either.left(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+    entry = decoded.right
+  }
   const reason = validate(entry)
   if (reason !== undefined) return Either.left(reason)
   return Either.right(stored(entry, bytes))
@@ -242,6 +274,126 @@ const stripUndefined = (value: unknown): unknown => {
 
 const cidText = new Map<string, string>()
 
+/** The string form of a CID link, cached by its bytes (base32 is the slow part; IDs recur). */
+const linkText = (cid: CID): string => {
+  const key = String.fromCharCode.apply(null, cid.bytes as unknown as Array<number>)
+  let text = cidText.get(key)
+  if (text === undefined) {
+    text = cid.toString()
+    if (cidText.size > 100_000) cidText.clear()
+    cidText.set(key, text)
+  }
+  return text
+}
+
+type RawMap = Record<string, unknown>
+
+/** A plain CBOR map whose keys are all among `allowed`. */
+const isMapOf = (v: unknown, allowed: ReadonlySet<string>): v is RawMap => {
+  if (v === null || typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) return false
+  for (const k in v) if (!allowed.has(k)) return false
+  return Object.getOwnPropertySymbols(v).length === 0
+}
+
+const isHeight = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0
+
+/** An entry ID from a CIDv1 dag-cbor link, or undefined. */
+const fastLink = (v: unknown): string | undefined => {
+  const cid = CID.asCID(v)
+  return cid !== null && cid.version === 1 && cid.code === DAG_CBOR ? linkText(cid) : undefined
+}
+
+const fastLinks = (v: unknown): Array<string> | undefined => {
+  if (!Array.isArray(v)) return undefined
+  const out = new Array<string>(v.length)
+  for (let i = 0; i < v.length; i++) {
+    const id = fastLink(v[i])
+    if (id === undefined) return undefined
+    out[i] = id
+  }
+  return out
+}
+
+const ENTRY_KEYS = new Set(["_v", "tree", "subtrees", "sig"])
+const TREE_KEYS = new Set(["root", "parents", "metadata", "h"])
+const SUBTREE_KEYS = new Set(["name", "parents", "data", "h"])
+const SIG_KEYS = new Set(["sig", "key"])
+const DIRECT_KEYS = new Set(["Direct"])
+const HINT_WRAPPER_KEYS = new Set(["hint"])
+const HINT_KEYS = new Set(["pubkey", "name", "is_global"])
+const PUBKEY = /^ed25519:[A-Za-z0-9+/]{43}=$/
+
+/**
+ * The common shape of a well-formed entry (direct signer), checked by hand and built field by field
+ * in the schema's order; undefined for anything else, which then goes through the Entry schema.
+ */
+const fastEntry = (raw: unknown): Entry | undefined => {
+  if (!isMapOf(raw, ENTRY_KEYS)) return undefined
+  if ("_v" in raw && raw._v !== 0) return undefined
+  const t = raw.tree
+  if (!isMapOf(t, TREE_KEYS)) return undefined
+  const parents = fastLinks(t.parents)
+  if (parents === undefined) return undefined
+  const root = "root" in t ? fastLink(t.root) : undefined
+  if ("root" in t && root === undefined) return undefined
+  const tree: { root?: string; parents: Array<string>; metadata?: Uint8Array; h?: number } =
+    root !== undefined ? { root, parents } : { parents }
+  if ("metadata" in t) {
+    if (!(t.metadata instanceof Uint8Array)) return undefined
+    tree.metadata = t.metadata
+  }
+  if ("h" in t) {
+    if (!isHeight(t.h)) return undefined
+    tree.h = t.h
+  }
+  if (!Array.isArray(raw.subtrees)) return undefined
+  const subtrees = new Array<SubTreeNode>(raw.subtrees.length)
+  for (let i = 0; i < raw.subtrees.length; i++) {
+    const n: unknown = raw.subtrees[i]
+    if (!isMapOf(n, SUBTREE_KEYS)) return undefined
+    if (typeof n.name !== "string" || n.name.length === 0) return undefined
+    const sp = fastLinks(n.parents)
+    if (sp === undefined) return undefined
+    const node: { name: string; parents: Array<string>; data?: Uint8Array; h?: number } = { name: n.name, parents: sp }
+    if ("data" in n) {
+      if (!(n.data instanceof Uint8Array)) return undefined
+      node.data = n.data
+    }
+    if ("h" in n) {
+      if (!isHeight(n.h)) return undefined
+      node.h = n.h
+    }
+    subtrees[i] = node
+  }
+  const g = raw.sig
+  if (!isMapOf(g, SIG_KEYS) || !("key" in g)) return undefined
+  if ("sig" in g && typeof g.sig !== "string") return undefined
+  const k = g.key
+  if (!isMapOf(k, DIRECT_KEYS) || !("Direct" in k)) return undefined
+  const d = k.Direct
+  if (!isMapOf(d, HINT_WRAPPER_KEYS) || !("hint" in d)) return undefined
+  const h = d.hint
+  if (!isMapOf(h, HINT_KEYS)) return undefined
+  const hint: { pubkey?: string; name?: string; is_global?: true } = {}
+  if ("pubkey" in h) {
+    if (typeof h.pubkey !== "string" || !PUBKEY.test(h.pubkey)) return undefined
+    hint.pubkey = h.pubkey
+  }
+  if ("name" in h) {
+    if (typeof h.name !== "string") return undefined
+    hint.name = h.name
+  }
+  if ("is_global" in h) {
+    if (h.is_global !== true) return undefined
+    hint.is_global = true
+  }
+  const sig: { sig?: string; key: SigKey } = "sig" in g
+    ? { sig: g.sig as string, key: { Direct: { hint } } }
+    : { key: { Direct: { hint } } }
+  const entry = { tree, subtrees, sig }
+  return ("_v" in raw ? { _v: 0 as const, ...entry } : entry) as Entry
+}
+
 /** Decoded CBOR of an entry, before its CID links become strings. */
 interface RawEntry {
   readonly tree: { readonly root?: unknown; readonly parents: ReadonlyArray<unknown> }
@@ -253,15 +405,7 @@ const fromCborTrusted = (raw: RawEntry): Entry => {
   const link = (v: unknown): string => {
     const cid = CID.asCID(v)
     if (cid === null) throw new Error("an ID is not a CID link")
-    // Base32 is the slow part and the same IDs (root, parents) recur entry after entry.
-    const key = String.fromCharCode.apply(null, cid.bytes as unknown as Array<number>)
-    let text = cidText.get(key)
-    if (text === undefined) {
-      text = cid.toString()
-      if (cidText.size > 100_000) cidText.clear()
-      cidText.set(key, text)
-    }
-    return text
+    return linkText(cid)
   }
   const tree = { ...raw.tree, parents: raw.tree.parents.map(link) }
   if (raw.tree.root !== undefined) tree.root = link(raw.tree.root)

@@ -5,18 +5,18 @@
  * in one atomic batch, and announced as a write event.
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import { Doc } from "../core/Doc.js"
+import { Doc, DocFormatError } from "../core/Doc.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import { compareIds } from "../schema/Ids.js"
 import * as Permission from "../schema/Permission.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
-import { Auth } from "../services/Auth.js"
+import { Auth, type VerifyItem } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
-import { type Lookup, lookupWith, plainCodec, settingsAt, StateCache } from "./StoreState.js"
+import type { SubTreeNode } from "../schema/Entry.js"
+import { cachedSettingsAt, lookupWith, settingsAt, StateCache } from "./StoreState.js"
 
 /** What happened to a batch: the IDs newly stored, and every entry refused with its reason. */
 export interface IngestReport {
@@ -96,6 +96,19 @@ interface Pending {
   readonly deps: ReadonlyArray<string>
 }
 
+/** Entries per verification slice: large enough for the Auth layer's worker pool, small enough to pipeline. */
+const VERIFY_SLICE = 1_024
+
+/** What the checks before the pinned settings found: the entry's dependencies and settings inputs. */
+interface Structure {
+  readonly deps: Array<string>
+  readonly root: boolean
+  readonly tips: ReadonlyArray<string>
+  /** The entry's own `_settings` node, and its decoded delta when it carries data. */
+  readonly settingsNode: SubTreeNode | undefined
+  readonly settingsDelta: Doc | undefined
+}
+
 const check = (
   input: ReadonlyArray<StoredEntry>,
   verifySignatures: boolean
@@ -103,6 +116,7 @@ const check = (
   Effect.gen(function* () {
     const storage = yield* Storage
     const auth = yield* Auth
+    const cache = yield* StateCache
     const unique = new Map<string, StoredEntry>()
     for (const e of input) unique.set(e.id, e)
     const already = yield* storage.has([...unique.keys()])
@@ -110,28 +124,75 @@ const check = (
       .filter((e) => !already.has(e.id))
       .sort((a, b) => (a.height !== b.height ? a.height - b.height : compareIds(a.id, b.id)))
     const overlay = new Map(batch.map((e) => [e.id, e]))
-    const lookup = yield* lookupWith(overlay)
+    // every entry the batch refers to outside itself, fetched in one call
+    const outside = new Set<string>()
+    for (const e of batch) {
+      for (const p of e.entry.tree.parents) if (!overlay.has(p)) outside.add(p)
+      if (!overlay.has(e.treeId)) outside.add(e.treeId)
+      for (const node of e.entry.subtrees) for (const p of node.parents) if (!overlay.has(p)) outside.add(p)
+    }
+    const known = new Map<string, StoredEntry>()
+    if (outside.size > 0) for (const f of yield* storage.getMany([...outside])) known.set(f.id, f)
+    const find = (id: string): StoredEntry | undefined => overlay.get(id) ?? known.get(id)
     const rejected: Array<InvalidEntry> = []
     const pending: Array<Pending> = []
     for (const e of batch) {
-      const result = yield* prepare(e, lookup, overlay).pipe(
-        Effect.map((p): Pending | InvalidEntry => p),
-        Effect.catchTag("InvalidEntry", (err) => Effect.succeed(err))
-      )
-      if (result instanceof InvalidEntry) rejected.push(withId(result, e.id))
+      const structure = structureOf(e, find, overlay)
+      if (typeof structure === "string") {
+        rejected.push(new InvalidEntry({ entryId: e.id, reason: structure }))
+        continue
+      }
+      let pinned: Doc
+      if (structure.root) pinned = Doc.empty()
+      else {
+        // the pinned settings are nearly always cached: only a miss pays for an effect
+        const hit = cachedSettingsAt(cache, e.treeId, structure.tips)
+        if (hit !== undefined) pinned = hit
+        else {
+          const lookup = yield* lookupWith(overlay)
+          const folded = yield* Effect.either(settingsAt(e.treeId, structure.tips, lookup))
+          if (folded._tag === "Left") {
+            if (folded.left._tag === "InvalidEntry") {
+              rejected.push(new InvalidEntry({ entryId: e.id, reason: folded.left.reason }))
+              continue
+            }
+            return yield* folded.left
+          }
+          pinned = folded.right
+        }
+      }
+      const result = authorise(e, structure, pinned)
+      if (typeof result === "string") rejected.push(new InvalidEntry({ entryId: e.id, reason: result }))
       else pending.push(result)
     }
-    // verify every candidate signature in one batch
-    const items = pending.flatMap((p) =>
-      p.candidates.map((c) => ({ publicKey: c.pubkey, signature: p.entry.entry.sig.sig ?? "", message: Entry.signingBytes(p.entry.entry) }))
-    )
-    const results = verifySignatures ? yield* auth.verifyBatch(items) : items.map(() => true)
+    // verify every candidate signature, the signing bytes encoded once per entry; in slices run
+    // concurrently, so the next slice is encoded here while the verifier works on the previous one
+    const results: Array<boolean> = []
+    if (verifySignatures) {
+      const slices: Array<ReadonlyArray<Pending>> = []
+      for (let i = 0; i < pending.length; i += VERIFY_SLICE) slices.push(pending.slice(i, i + VERIFY_SLICE))
+      const answers = yield* Effect.forEach(
+        slices,
+        (slice) =>
+          Effect.suspend(() => {
+            const items: Array<VerifyItem> = []
+            for (const p of slice) {
+              const message = Entry.signingBytes(p.entry.entry)
+              const signature = p.entry.entry.sig.sig ?? ""
+              for (const c of p.candidates) items.push({ publicKey: c.pubkey, signature, message })
+            }
+            return auth.verifyBatch(items)
+          }),
+        { concurrency: "unbounded" }
+      )
+      for (const a of answers) for (const r of a) results.push(r)
+    }
     const bad = new Set(rejected.map((r) => r.entryId!))
     const valid: Array<StoredEntry> = []
     let k = 0
     for (const p of pending) {
-      let ok = false
-      for (let i = 0; i < p.candidates.length; i++) if (results[k++]) ok = true
+      let ok = !verifySignatures
+      for (let i = 0; i < p.candidates.length; i++) if (verifySignatures && results[k++]) ok = true
       const badDep = p.deps.find((d) => bad.has(d))
       if (!ok) {
         bad.add(p.entry.id)
@@ -144,85 +205,113 @@ const check = (
     return { valid, rejected }
   })
 
-const withId = (e: InvalidEntry, entryId: string) =>
-  e.entryId === entryId ? e : new InvalidEntry({ entryId, reason: e.reason })
+/** A plain store delta as a Doc, or the reason it is not one (worded as `plainCodec` words it). */
+const plainDelta = (data: Uint8Array): Doc | string => {
+  try {
+    return Doc.decode(data)
+  } catch (e) {
+    return e instanceof DocFormatError ? e.message : String(e)
+  }
+}
 
-const fail = (reason: string) => Effect.fail(new InvalidEntry({ reason }))
-
-const prepare = (
+/**
+ * The checks that need no settings: structure, signature present, parents present in this tree with
+ * the height one more than the highest, store parents, well-formed plain deltas, pinned tips.
+ * Returns the reason the entry is invalid, or what the settings checks need.
+ */
+const structureOf = (
   e: StoredEntry,
-  lookup: Lookup,
+  find: (id: string) => StoredEntry | undefined,
   overlay: ReadonlyMap<string, StoredEntry>
-): Effect.Effect<Pending, InvalidEntry | StorageError, StateCache> =>
-  Effect.gen(function* () {
-    const entry = e.entry
-    const structural = Entry.validate(entry)
-    if (structural !== undefined) return yield* fail(structural)
-    if (entry.sig.sig === undefined) return yield* fail("the entry is not signed")
-    const deps: Array<string> = []
-    const root = Entry.isRoot(entry)
-    // parents: present, same tree, and the height is one more than the highest
-    let maxParent = -1
-    for (const parent of entry.tree.parents) {
-      const p = yield* lookup(parent)
-      if (Option.isNone(p)) return yield* fail(`unknown parent ${parent}`)
-      if (p.value.treeId !== e.treeId) return yield* fail(`parent ${parent} belongs to another database`)
+): Structure | string => {
+  const entry = e.entry
+  const structural = Entry.validate(entry)
+  if (structural !== undefined) return structural
+  if (entry.sig.sig === undefined) return "the entry is not signed"
+  const deps: Array<string> = []
+  const root = Entry.isRoot(entry)
+  // parents: present, same tree, and the height is one more than the highest
+  let maxParent = -1
+  for (const parent of entry.tree.parents) {
+    const p = find(parent)
+    if (p === undefined) return `unknown parent ${parent}`
+    if (p.treeId !== e.treeId) return `parent ${parent} belongs to another database`
+    if (overlay.has(parent)) deps.push(parent)
+    maxParent = Math.max(maxParent, p.height)
+  }
+  if (!root) {
+    const r = find(e.treeId)
+    if (r === undefined || !Entry.isRoot(r.entry)) return `unknown database root ${e.treeId}`
+  }
+  if (e.height !== maxParent + 1) return `height ${e.height} should be ${maxParent + 1}`
+  // store parents: present, same tree, touching the same store, lower store height
+  let settingsNode: SubTreeNode | undefined
+  let settingsDelta: Doc | undefined
+  for (const node of entry.subtrees) {
+    const h = node.h ?? e.height
+    for (const parent of node.parents) {
+      const p = find(parent)
+      if (p === undefined) return `unknown parent ${parent} of store ${node.name}`
+      if (p.treeId !== e.treeId) return `store parent ${parent} belongs to another database`
+      const theirs = Entry.subtree(p.entry, node.name)
+      if (theirs === undefined) return `store parent ${parent} does not touch store ${node.name}`
+      if ((theirs.h ?? p.height) >= h) return `store ${node.name} height must grow`
       if (overlay.has(parent)) deps.push(parent)
-      maxParent = Math.max(maxParent, p.value.height)
     }
-    if (!root) {
-      const r = yield* lookup(e.treeId)
-      if (Option.isNone(r) || !Entry.isRoot(r.value.entry)) return yield* fail(`unknown database root ${e.treeId}`)
+    if (node.data !== undefined && node.name !== Entry.ROOT) {
+      // every plain store delta must be a well-formed Doc
+      const delta = plainDelta(node.data)
+      if (typeof delta === "string") return delta
+      if (node.name === Entry.SETTINGS) settingsDelta = delta
     }
-    if (e.height !== maxParent + 1) return yield* fail(`height ${e.height} should be ${maxParent + 1}`)
-    // store parents: present, same tree, touching the same store, lower store height
-    for (const node of entry.subtrees) {
-      const h = Entry.storeHeight(entry, node.name)
-      for (const parent of node.parents) {
-        const p = yield* lookup(parent)
-        if (Option.isNone(p)) return yield* fail(`unknown parent ${parent} of store ${node.name}`)
-        if (p.value.treeId !== e.treeId) return yield* fail(`store parent ${parent} belongs to another database`)
-        if (Entry.subtree(p.value.entry, node.name) === undefined)
-          return yield* fail(`store parent ${parent} does not touch store ${node.name}`)
-        if (Entry.storeHeight(p.value.entry, node.name) >= h) return yield* fail(`store ${node.name} height must grow`)
-        if (overlay.has(parent)) deps.push(parent)
-      }
-      if (node.data !== undefined && node.name !== Entry.ROOT) {
-        // every plain store delta must be a well-formed Doc
-        yield* plainCodec.decode(node.data)
-      }
-    }
-    // the settings the entry pins, and the settings it would produce
-    const meta = Entry.metadata(entry)
-    if (!root && entry.tree.metadata !== undefined && meta === undefined) return yield* fail("malformed metadata")
-    const tips = meta?.settings_tips ?? []
-    // only the root may start auth from nothing; every later entry pins the settings it was written under
-    if (!root && tips.length === 0) return yield* fail("the entry pins no settings tips")
-    for (const t of tips) if (overlay.has(t)) deps.push(t)
-    const pinned = root ? Doc.empty() : yield* settingsAt(e.treeId, tips, lookup)
-    const settingsNode = Entry.subtree(entry, Entry.SETTINGS)
-    const before = Settings.authOf(pinned)
-    let effective = before
-    let after = before
-    if (settingsNode?.data !== undefined) {
-      after = Settings.authOf(pinned.merge(yield* plainCodec.decode(settingsNode.data)))
-      if (before._tag !== "Present") effective = after
-    }
-    if (effective._tag !== "Present" || !Settings.isConfigured(effective.auth))
-      return yield* fail("the database has no auth configured")
-    const candidates = Settings.candidates(effective.auth, entry.sig.key)
-    if (candidates.length === 0) return yield* fail("the signing key is not an active key of this database")
-    const allowed = candidates.filter((c) =>
-      settingsNode !== undefined ? Permission.canAdmin(c.permission) : Permission.canWrite(c.permission)
-    )
-    if (allowed.length === 0)
-      return yield* fail(
-        `the signing key has ${Permission.format(candidates[0]!.permission)}; ${settingsNode !== undefined ? "changing _settings needs Admin" : "writing needs Write"}`
-      )
-    if (settingsNode !== undefined) {
-      const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission) === undefined)
-      if (permitted.length === 0) return yield* fail(Settings.checkChange(before, after, allowed[0]!.permission)!)
-      return { entry: e, candidates: permitted, deps }
-    }
-    return { entry: e, candidates: allowed, deps }
-  })
+    if (node.name === Entry.SETTINGS) settingsNode = node
+  }
+  // the settings the entry pins
+  const meta = Entry.metadata(entry)
+  if (!root && entry.tree.metadata !== undefined && meta === undefined) return "malformed metadata"
+  const tips = meta?.settings_tips ?? []
+  // only the root may start auth from nothing; every later entry pins the settings it was written under
+  if (!root && tips.length === 0) return "the entry pins no settings tips"
+  for (const t of tips) if (overlay.has(t)) deps.push(t)
+  return { deps, root, tips, settingsNode, settingsDelta }
+}
+
+/** Auth read from immutable pinned settings states (the settings cache's Docs), computed once per state. */
+const authCache = new WeakMap<Doc, Settings.AuthState>()
+
+/** The auth of a pinned settings state; cached when the state is one of the settings cache's immutable Docs. */
+export const pinnedAuthOf = (pinned: Doc): Settings.AuthState => {
+  let auth = authCache.get(pinned)
+  if (auth === undefined) {
+    auth = Settings.authOf(pinned)
+    authCache.set(pinned, auth)
+  }
+  return auth
+}
+
+/** The signer checks under the pinned settings (and the change rules when the entry edits `_settings`). */
+const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | string => {
+  const entry = e.entry
+  const settingsNode = s.settingsNode
+  const before = s.root ? Settings.authOf(pinned) : pinnedAuthOf(pinned)
+  let effective = before
+  let after = before
+  if (s.settingsDelta !== undefined) {
+    after = Settings.authOf(pinned.merge(s.settingsDelta))
+    if (before._tag !== "Present") effective = after
+  }
+  if (effective._tag !== "Present" || !Settings.isConfigured(effective.auth)) return "the database has no auth configured"
+  const candidates = Settings.candidates(effective.auth, entry.sig.key)
+  if (candidates.length === 0) return "the signing key is not an active key of this database"
+  const allowed = candidates.filter((c) =>
+    settingsNode !== undefined ? Permission.canAdmin(c.permission) : Permission.canWrite(c.permission)
+  )
+  if (allowed.length === 0)
+    return `the signing key has ${Permission.format(candidates[0]!.permission)}; ${settingsNode !== undefined ? "changing _settings needs Admin" : "writing needs Write"}`
+  if (settingsNode !== undefined) {
+    const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission) === undefined)
+    if (permitted.length === 0) return Settings.checkChange(before, after, allowed[0]!.permission)!
+    return { entry: e, candidates: permitted, deps: s.deps }
+  }
+  return { entry: e, candidates: allowed, deps: s.deps }
+}

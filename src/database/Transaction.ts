@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import { Doc } from "../core/Doc.js"
+import type { StoredEntry } from "../core/Entry.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import {
@@ -19,8 +20,16 @@ import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
-import { ingestSignedHere } from "./Ingest.js"
-import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
+import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
+import {
+  cachedSettingsAt,
+  type DeltaCodec,
+  lookupWith,
+  plainCodec,
+  settingsAt,
+  StateCache,
+  stateOf
+} from "./StoreState.js"
 
 /** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
 export interface StoreCodec extends DeltaCodec {
@@ -80,6 +89,8 @@ export const read = (
     return staged === undefined || staged.delta.isEmpty() ? state : state.merge(staged.delta)
   })
 
+const noOverlay: ReadonlyMap<string, StoredEntry> = new Map()
+
 /** Errors a commit can fail with. */
 export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
 
@@ -91,8 +102,13 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
     const auth = yield* Auth
     const treeId = txn.db.rootId
     yield* checkSigner(txn.signer)
-    const settingsState = yield* stateOf(treeId, Entry.SETTINGS)
-    const before = Settings.authOf(settingsState)
+    // The `_settings` state at its current tips (the same fold as its store state) is the state the
+    // entry pins; validation reads it from the same cache entry, so it is folded and read once.
+    const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
+    const cache = yield* StateCache
+    const settingsState = cachedSettingsAt(cache, treeId, settingsTips) ??
+      (yield* settingsAt(treeId, settingsTips, yield* lookupWith(noOverlay)))
+    const before = pinnedAuthOf(settingsState)
     const staged = txn.staged.get(Entry.SETTINGS)
     const touchesSettings = staged !== undefined && !staged.delta.isEmpty()
     const after = touchesSettings ? Settings.authOf(settingsState.merge(staged.delta)) : before
@@ -115,9 +131,9 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
       return yield* new PermissionDenied({ detail: `key ${txn.signer.publicKey} has ${Permission.format(held)}; writing needs Write or Admin` })
     }
     // register new stores in _index
-    const index = yield* stateOf(treeId, Entry.INDEX)
-    for (const [name, s] of txn.staged) {
-      if (name.startsWith("_") || s.delta.isEmpty()) continue
+    const unreserved = [...txn.staged].filter(([name, s]) => !name.startsWith("_") && !s.delta.isEmpty())
+    const index = unreserved.length > 0 ? yield* stateOf(treeId, Entry.INDEX) : Doc.empty()
+    for (const [name, s] of unreserved) {
       const known = index.get(name)
       if (known instanceof Doc && known.get("type_id") === s.typeId && s.config === undefined) continue
       const registration = Doc.empty()
@@ -128,7 +144,6 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
     const parents = yield* storage.tips(treeId)
     const heights = yield* storage.heights(parents)
     const height = Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1
-    const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {
       if (s.delta.isEmpty()) continue
@@ -142,8 +157,10 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
       subtrees,
       key: sigKeyOf(txn.signer)
     })
-    const sig = yield* auth.sign(txn.signer.secretKey, Entry.signingBytes(unsigned))
-    const stored = Entry.stored(Entry.withSignature(unsigned, sig))
+    const signing = Entry.signingBytes(unsigned)
+    const sig = yield* auth.sign(txn.signer.secretKey, signing)
+    const signed = Entry.withSignature(unsigned, sig)
+    const stored = Entry.stored(signed, Entry.encodeSigned(signed, signing))
     yield* ingestSignedHere([stored])
     txn.committed = true
     return stored.id

@@ -12,7 +12,10 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
 import { CryptoError } from "../schema/Errors.js"
 import { Auth, type AuthShape, type KeyPair, type VerifyItem } from "../services/Auth.js"
 
@@ -22,16 +25,35 @@ export { Auth }
 /** How many public (and, separately, secret) KeyObjects one node-backed service keeps. */
 export const keyCacheSize = 10_000
 
-/** Builds the node:crypto Auth service; each call has its own KeyObject caches. */
-export const makeNode: Effect.Effect<AuthShape> = Effect.sync(() =>
+/** Batches of at least this many items are verified in the worker pool; smaller ones on the calling thread. */
+export const poolThreshold = 256
+
+/** Worker threads of one node-backed service's verification pool: one per core, at most 4. */
+export const poolSize = Math.min(4, Math.max(1, availableParallelism()))
+
+/** A verification pool that lives as long as the enclosing scope. */
+const scopedPool: Effect.Effect<VerifyPool, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => makePool(poolSize)),
+  (pool) => pool.close
+)
+
+/**
+ * Builds the node:crypto Auth service; each call has its own KeyObject caches and its own
+ * verification pool (started on the first large batch, terminated when the scope closes).
+ */
+export const makeNode: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.map(scopedPool, (pool) =>
   makeNodeWith(
     Effect.sync(() => crypto.randomFillSync(new Uint8Array(32))),
-    (n) => Effect.sync(() => nodeRandomBytes(n))
+    (n) => Effect.sync(() => nodeRandomBytes(n)),
+    pool
   )
 )
 
-/** Auth on node:crypto: native ed25519 with cached KeyObjects, randomness from `crypto.randomFillSync`. */
-export const layerNode: Layer.Layer<Auth> = Layer.effect(Auth, makeNode)
+/**
+ * Auth on node:crypto: native ed25519 with cached KeyObjects, randomness from `crypto.randomFillSync`,
+ * large verification batches spread over worker threads.
+ */
+export const layerNode: Layer.Layer<Auth> = Layer.scoped(Auth, makeNode)
 
 /** Builds the @noble/ed25519 Auth service (sync API, SHA-512 from @noble/hashes). */
 export const makeNoble: Effect.Effect<AuthShape> = Effect.sync(() => {
@@ -86,15 +108,15 @@ export const layerNoble: Layer.Layer<Auth> = Layer.effect(Auth, makeNoble)
  * and `randomBytes` draw from Effect's `Random` service, so under `Effect.withRandom(Random.make(seed))`
  * every key and nonce is reproducible, and therefore predictable to anyone who knows the seed.
  */
-export const makeSeeded: Effect.Effect<AuthShape> = Effect.sync(() =>
-  makeNodeWith(seededBytes(32), seededBytes)
+export const makeSeeded: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.map(scopedPool, (pool) =>
+  makeNodeWith(seededBytes(32), seededBytes, pool)
 )
 
 /**
  * DETERMINISTIC SIMULATION ONLY, NEVER PRODUCTION: keys and randomness come from the fiber's
  * `Random` (seed it with `Effect.withRandom(Random.make(seed))`), so they are guessable.
  */
-export const layerSeeded: Layer.Layer<Auth> = Layer.effect(Auth, makeSeeded)
+export const layerSeeded: Layer.Layer<Auth> = Layer.scoped(Auth, makeSeeded)
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -177,7 +199,8 @@ const seededBytes = (n: number): Effect.Effect<Uint8Array> =>
 /** The node:crypto signature engine with a pluggable source of seeds and random bytes. */
 const makeNodeWith = (
   newSeed: Effect.Effect<Uint8Array>,
-  randomBytes: (n: number) => Effect.Effect<Uint8Array>
+  randomBytes: (n: number) => Effect.Effect<Uint8Array>,
+  pool: VerifyPool
 ): AuthShape => {
   const publicKeys = boundedCache<crypto.KeyObject>(keyCacheSize)
   const privateKeys = boundedCache<crypto.KeyObject>(keyCacheSize)
@@ -232,9 +255,150 @@ const makeNodeWith = (
       ),
     verify: (publicKey, signature, message) => Effect.sync(() => verifyOne(publicKey, signature, message)),
     verifyBatch: (items: ReadonlyArray<VerifyItem>) =>
-      Effect.sync(() => items.map((i) => verifyOne(i.publicKey, i.signature, i.message))),
+      items.length >= poolThreshold && pool.usable()
+        ? verifyInPool(pool, items, verifyOne)
+        : Effect.sync(() => items.map((i) => verifyOne(i.publicKey, i.signature, i.message))),
     randomBytes
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// verification pool
+
+/** Bytes before each message in a packed request: u32 length, 32-byte key, 64-byte signature. */
+const ITEM_HEADER = 100
+
+/** The worker threads that verify packed chunks; each chunk's callback gets one byte per item, or undefined if the pool failed. */
+interface VerifyPool {
+  readonly size: number
+  /** False once the pool is closed or a worker failed: callers then verify on their own thread. */
+  readonly usable: () => boolean
+  readonly submit: (buffer: ArrayBuffer, done: (results: Uint8Array | undefined) => void) => void
+  readonly close: Effect.Effect<void>
+}
+
+interface PoolTask {
+  readonly buffer: ArrayBuffer
+  readonly done: (results: Uint8Array | undefined) => void
+}
+
+/** A lazily started pool of `size` verification workers; idle workers are unref'd so they never keep a process alive. */
+const makePool = (size: number): VerifyPool => {
+  let workers: Array<Worker> | undefined
+  let broken = false
+  const idle: Array<Worker> = []
+  const queue: Array<PoolTask> = []
+  const running = new Map<Worker, PoolTask>()
+
+  const fail = () => {
+    broken = true
+    const orphans = [...running.values(), ...queue.splice(0)]
+    running.clear()
+    idle.length = 0
+    const all = workers ?? []
+    workers = []
+    for (const w of all) void w.terminate()
+    for (const t of orphans) t.done(undefined)
+  }
+
+  const pump = () => {
+    while (idle.length > 0 && queue.length > 0) {
+      const worker = idle.pop()!
+      const task = queue.shift()!
+      running.set(worker, task)
+      worker.ref()
+      worker.postMessage(task.buffer, [task.buffer])
+    }
+  }
+
+  const start = () => {
+    workers = []
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(new URL("./internal/verifyWorker.mjs", import.meta.url), { execArgv: [] })
+      worker.unref()
+      worker.on("message", (results: Uint8Array) => {
+        const task = running.get(worker)
+        running.delete(worker)
+        worker.unref()
+        idle.push(worker)
+        task?.done(results)
+        pump()
+      })
+      worker.on("error", fail)
+      worker.on("exit", () => {
+        if (!broken) fail()
+      })
+      workers.push(worker)
+      idle.push(worker)
+    }
+  }
+
+  return {
+    size,
+    usable: () => !broken,
+    submit: (buffer, done) => {
+      if (broken) return done(undefined)
+      if (workers === undefined) start()
+      queue.push({ buffer, done })
+      pump()
+    },
+    close: Effect.sync(() => {
+      if (!broken) fail()
+    })
+  }
+}
+
+/** Verify a large batch across the pool; items whose key or signature is malformed never leave this thread. */
+const verifyInPool = (
+  pool: VerifyPool,
+  items: ReadonlyArray<VerifyItem>,
+  verifyOne: (publicKey: string, signature: string, message: Uint8Array) => boolean
+): Effect.Effect<ReadonlyArray<boolean>> =>
+  Effect.async<ReadonlyArray<boolean>>((resume) => {
+    const results = new Array<boolean>(items.length).fill(false)
+    const rawKeys = new Map<string, Uint8Array | undefined>()
+    const sendable: Array<{ index: number; key: Uint8Array; sig: Uint8Array }> = []
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!
+      let key = rawKeys.get(item.publicKey)
+      if (key === undefined && !rawKeys.has(item.publicKey)) {
+        key = decodeKey(item.publicKey, decodeNode)
+        rawKeys.set(item.publicKey, key)
+      }
+      const sig = key && decodeNode(item.signature, 64)
+      if (key !== undefined && sig !== undefined) sendable.push({ index: i, key, sig })
+    }
+    if (sendable.length === 0) return resume(Effect.succeed(results))
+    // two chunks per worker, so a worker slowed by other load does not hold the batch back
+    const chunkCount = Math.min(sendable.length, pool.size * 2)
+    const per = Math.ceil(sendable.length / chunkCount)
+    let remaining = Math.ceil(sendable.length / per)
+    for (let from = 0; from < sendable.length; from += per) {
+      const chunk = sendable.slice(from, from + per)
+      let total = 0
+      for (const s of chunk) total += ITEM_HEADER + items[s.index]!.message.length
+      const buffer = new ArrayBuffer(total)
+      const bytes = new Uint8Array(buffer)
+      const view = new DataView(buffer)
+      let at = 0
+      for (const s of chunk) {
+        const message = items[s.index]!.message
+        view.setUint32(at, message.length, true)
+        bytes.set(s.key, at + 4)
+        bytes.set(s.sig, at + 36)
+        bytes.set(message, at + ITEM_HEADER)
+        at += ITEM_HEADER + message.length
+      }
+      pool.submit(buffer, (answers) => {
+        for (let j = 0; j < chunk.length; j++) {
+          const { index } = chunk[j]!
+          const item = items[index]!
+          // a failed pool answers undefined: verify this chunk here instead
+          results[index] = answers === undefined ? verifyOne(item.publicKey, item.signature, item.message) : answers[j] === 1
+        }
+        if (--remaining === 0) resume(Effect.succeed(results))
+      })
+    }
+  })
 
 const toBase64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")

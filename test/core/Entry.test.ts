@@ -5,7 +5,8 @@ import { CID } from "multiformats/cid"
 import * as dagCbor from "@ipld/dag-cbor"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
-import { directKey } from "../../src/schema/Auth.js"
+import { directKey, globalKey } from "../../src/schema/Auth.js"
+import { decodeEntryEither } from "../../src/schema/Entry.js"
 
 const KEY = directKey(`ed25519:${"A".repeat(43)}=`)
 const root = Entry.stored(
@@ -95,6 +96,70 @@ describe("Entry", () => {
     expect(Either.getLeft(Entry.decode(wrongField)).pipe((o) => (o._tag === "Some" ? o.value : ""))).toMatch(/h/)
     const extra = dagCbor.encode({ tree: { parents: [] }, subtrees: [], sig: { key: KEY }, evil: 1 })
     expect(Either.isLeft(Entry.decode(extra))).toBe(true)
+  })
+
+  it("encodeSigned (from the signing bytes) equals encode of the signed entry", () => {
+    const entries = [
+      root.entry,
+      child([root.id], "data", "v"),
+      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: globalKey(`ed25519:${"C".repeat(43)}=`) }),
+      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: { Direct: { hint: { name: "n", pubkey: undefined } } } })
+    ]
+    for (const e of entries) {
+      const signed = Entry.withSignature(e, "c2ln".repeat(22))
+      expect(new Uint8Array(Entry.encodeSigned(signed, Entry.signingBytes(signed)))).toEqual(new Uint8Array(Entry.encode(signed)))
+    }
+  })
+
+  /** CID links to their strings, everything else as is (the shape the schema decodes). */
+  const linksToText = (v: unknown): unknown => {
+    const c = CID.asCID(v)
+    if (c !== null) return c.toString()
+    if (Array.isArray(v)) return v.map(linksToText)
+    if (v !== null && typeof v === "object" && !(v instanceof Uint8Array))
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, linksToText(x)]))
+    return v
+  }
+
+  it("decode builds exactly the value the Entry schema builds, for every signer shape", () => {
+    const cid = (id: string) => CID.parse(id)
+    const pub = `ed25519:${"B".repeat(43)}=`
+    const keys = [
+      KEY,
+      globalKey(pub),
+      { Direct: { hint: { name: "laptop" } } },
+      { Direct: { hint: {} } },
+      { Delegation: { path: [{ tree: root.id, tips: [root.id] }], hint: { pubkey: pub } } }
+    ]
+    const raws = keys.flatMap((key) => [
+      { tree: { parents: [cid(root.id)], root: cid(root.id), h: 1 }, subtrees: [], sig: { key } },
+      {
+        _v: 0,
+        tree: { root: cid(root.id), parents: [cid(root.id)], metadata: new Uint8Array([1, 2]), h: 3 },
+        subtrees: [
+          { name: "a", parents: [cid(root.id)], data: new Uint8Array([3]), h: 2 },
+          { name: "b", parents: [] }
+        ],
+        sig: { sig: "c2ln", key }
+      }
+    ])
+    for (const raw of raws) {
+      const bytes = dagCbor.encode(raw)
+      const viaSchema = Either.getOrThrow(decodeEntryEither(linksToText(raw)))
+      const decoded = Either.getOrThrow(Entry.decode(bytes)).entry
+      expect(decoded).toStrictEqual(viaSchema)
+      // same key order too (it shows in JSON and in iteration)
+      expect(JSON.stringify(decoded)).toBe(JSON.stringify(viaSchema))
+    }
+    // what the fast path refuses still fails with the schema's message
+    const badPub = dagCbor.encode({ tree: { parents: [cid(root.id)], root: cid(root.id), h: 1 }, subtrees: [], sig: { key: directKey("ed25519:short") } })
+    expect(Either.getLeft(Entry.decode(badPub)).pipe((o) => (o._tag === "Some" ? o.value : ""))).toMatch(/public key/)
+    const emptyName = dagCbor.encode({ tree: { parents: [cid(root.id)], root: cid(root.id), h: 1 }, subtrees: [{ name: "", parents: [] }], sig: { key: KEY } })
+    expect(Either.getLeft(Entry.decode(emptyName)).pipe((o) => (o._tag === "Some" ? o.value : ""))).toMatch(/subtree name must not be empty/)
+    const negative = dagCbor.encode({ tree: { parents: [cid(root.id)], root: cid(root.id), h: -1 }, subtrees: [], sig: { key: KEY } })
+    expect(Either.isLeft(Entry.decode(negative))).toBe(true)
+    const version = dagCbor.encode({ _v: 1, tree: { parents: [cid(root.id)], root: cid(root.id), h: 1 }, subtrees: [], sig: { key: KEY } })
+    expect(Either.isLeft(Entry.decode(version))).toBe(true)
   })
 
   it.prop(

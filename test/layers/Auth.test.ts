@@ -157,6 +157,54 @@ contract("node:crypto", layerNode)
 contract("@noble/ed25519", layerNoble)
 contract("seeded (simulation only)", layerSeeded)
 
+/** A large batch goes through the worker pool; its answers must equal one-by-one verification. */
+const largeBatch = (name: string, layer: Layer.Layer<Auth>) =>
+  describe(`Auth large batches: ${name}`, () => {
+    it.effect("a 2,000-item mixed batch (pooled) answers exactly as per-item verify", () =>
+      Effect.gen(function*() {
+        const auth = yield* Auth
+        const keys = yield* Effect.all(Array.from({ length: 5 }, () => auth.generateKey))
+        const notAPoint = "ed25519:" + Buffer.alloc(32, 0xff).toString("base64")
+        const items: Array<{ publicKey: string; signature: string; message: Uint8Array }> = []
+        for (let i = 0; i < 2_000; i++) {
+          const key = keys[i % keys.length]!
+          const message = bytes("m".repeat(i % 300) + i)
+          const signature = yield* auth.sign(key.secretKey, message)
+          switch (i % 7) {
+            case 0: // signed by another key
+              items.push({ publicKey: keys[(i + 1) % keys.length]!.publicKey, signature, message })
+              break
+            case 1: // tampered message
+              items.push({ publicKey: key.publicKey, signature, message: bytes(`x${i}`) })
+              break
+            case 2: // flipped signature bit, or a malformed key or signature
+              items.push({
+                publicKey: i % 3 === 0 ? "garbage" : i % 3 === 1 ? notAPoint : key.publicKey,
+                signature: i % 3 === 2 ? flipBit(signature, i % 64) : signature,
+                message
+              })
+              break
+            case 3:
+              items.push({ publicKey: key.publicKey, signature: i % 2 === 0 ? "garbage" : nonCanonical(signature), message })
+              break
+            default:
+              items.push({ publicKey: key.publicKey, signature, message })
+          }
+        }
+        items.push({ publicKey: keys[0]!.publicKey, signature: yield* auth.sign(keys[0]!.secretKey, bytes("")), message: bytes("") })
+        const one = yield* Effect.forEach(items, (i) => auth.verify(i.publicKey, i.signature, i.message))
+        const batch = yield* auth.verifyBatch(items)
+        expect(batch).toEqual(one)
+        expect(one.filter((x) => x).length).toBeGreaterThan(800)
+        expect(one.filter((x) => !x).length).toBeGreaterThan(1_000)
+        // the pool stays usable for the next batch
+        expect(yield* auth.verifyBatch(items)).toEqual(one)
+      }).pipe(Effect.provide(layer)), 30_000)
+  })
+
+largeBatch("node:crypto", layerNode)
+largeBatch("seeded (simulation only)", layerSeeded)
+
 describe("Auth interop and determinism", () => {
   const signWith = (layer: Layer.Layer<Auth>, message: Uint8Array) =>
     Effect.gen(function*() {
