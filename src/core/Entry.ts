@@ -148,7 +148,17 @@ export const decode = (bytes: Uint8Array): Either.Either<StoredEntry, string> =>
   }
   const reason = validate(entry)
   if (reason !== undefined) return Either.left(reason)
+  // One entry, one encoding: bytes that decode but are not what encoding the entry gives (map keys
+  // out of order, non-minimal integers, defaults written out) would give the same signed content
+  // a second ID.
+  if (!sameBytes(encode(entry), bytes)) return Either.left("not in canonical form: re-encoding the entry gives other bytes")
   return Either.right(stored(entry, bytes))
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 /**

@@ -3,6 +3,8 @@ import * as Either from "effect/Either"
 import * as fc from "effect/FastCheck"
 import { CID } from "multiformats/cid"
 import * as dagCbor from "@ipld/dag-cbor"
+import * as cborg from "cborg"
+import { Token, Type } from "cborg"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
 import { directKey, globalKey } from "../../src/schema/Auth.js"
@@ -134,7 +136,6 @@ describe("Entry", () => {
     const raws = keys.flatMap((key) => [
       { tree: { parents: [cid(root.id)], root: cid(root.id), h: 1 }, subtrees: [], sig: { key } },
       {
-        _v: 0,
         tree: { root: cid(root.id), parents: [cid(root.id)], metadata: new Uint8Array([1, 2]), h: 3 },
         subtrees: [
           { name: "a", parents: [cid(root.id)], data: new Uint8Array([3]), h: 2 },
@@ -184,3 +185,31 @@ describe("Entry", () => {
     { fastCheck: { numRuns: 100 } }
   )
 })
+
+describe("canonical bytes", () => {
+  it("bytes that decode to a valid entry but are not its canonical encoding are refused (no second ID for one entry)", () => {
+    const e = Entry.stored(child([root.id], "a", "1"))
+    // re-encode the same content with the top-level map keys in another order (cborg without sorting)
+    const raw = dagCbor.decode(e.bytes) as Record<string, unknown>
+    const reordered = cborg.encode(new Map([["subtrees", raw.subtrees], ["tree", raw.tree], ["sig", raw.sig]]), {
+      typeEncoders: { Object: cidEncoder },
+      mapSorter: () => 0
+    })
+    expect(Buffer.from(reordered).equals(Buffer.from(e.bytes))).toBe(false)
+    const decoded = Entry.decode(reordered)
+    expect(Either.isLeft(decoded) && decoded.left).toMatch(/canonical/)
+    expect(Either.isRight(Entry.decode(e.bytes))).toBe(true)
+    // the version written out as 0 (it is left out when 0)
+    const withVersion = dagCbor.encode({ ...raw, _v: 0 })
+    expect(Either.isLeft(Entry.decode(withVersion))).toBe(true)
+  })
+})
+
+/** Encode CIDs as tag 42 (as dag-cbor does) while leaving map order alone. */
+function cidEncoder(obj: unknown): Array<Token> | null {
+  const cid = CID.asCID(obj)
+  if (cid === null) return null
+  const bytes = new Uint8Array(cid.bytes.byteLength + 1)
+  bytes.set(cid.bytes, 1)
+  return [new Token(Type.tag, 42), new Token(Type.bytes, bytes)]
+}
