@@ -192,8 +192,9 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
             if (fresh.length === 0) return []
             const nodes = fresh.map((e, i) => nodeOf(e, seq + 1 + i))
             const rows = fresh.map((e, i) => rowOf(e, nodes[i]!))
+            // one row (a local commit) takes a fixed statement: the hot path skips query building
             const write = rows.length === 1
-              ? sql`INSERT INTO entries ${sql.insert(rows[0]!)}`
+              ? sql.unsafe(INSERT_ONE, rowValues(rows[0]!)).raw
               : sql.withTransaction(
                 Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => sql`INSERT INTO entries ${sql.insert(chunk)}`, {
                   discard: true
@@ -455,6 +456,10 @@ const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
       )
     }
   }).pipe(Effect.mapError((cause) => cause instanceof StorageError ? cause : new StorageError({ operation: "migrate", cause })))
+
+const INSERT_ONE = "INSERT INTO entries (seq, id, tree_id, height, is_root, parents, stores, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+const rowValues = (r: ReturnType<typeof rowOf>) => [r.seq, r.id, r.tree_id, r.height, r.is_root, r.parents, r.stores, r.bytes]
 
 const rowOf = (e: StoredEntry, n: DagNode) => ({
   seq: n.seq,
