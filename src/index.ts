@@ -14,6 +14,8 @@ export * as Transport from "./layers/Transport.js"
 export * as Instance from "./layers/Instance.js"
 /** Sync: the Tag and `layer` (transports, the server, syncWithPeer). */
 export * as Sync from "./layers/Sync.js"
+/** SyncEngine: the Tag and `layer` (the background engine: peer and database actors). */
+export * as SyncEngine from "./actors/SyncEngine.js"
 /** WriteEvents: the Tag and `layer` (a stream of stored entries). */
 export * as WriteEvents from "./services/WriteEvents.js"
 /** Eidetica: `layer(options)`, one complete engine. */
@@ -48,3 +50,7 @@ export * as Stores from "./database/Stores.js"
 export * as SettingsStore from "./database/SettingsStore.js"
 /** The store-state cache layer (`layerCache`). */
 export * as StoreState from "./database/StoreState.js"
+/** PasswordStore: DocStore or Table sealed with a password (AES-256-GCM, Argon2id). */
+export * as PasswordStore from "./database/PasswordStore.js"
+/** Bootstrap requests: list, approve, reject. */
+export * as BootstrapRequests from "./database/BootstrapRequests.js"

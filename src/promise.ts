@@ -19,9 +19,9 @@ export { Database, DocStore, DocStoreView, SettingsStore, Table, TableView, Tran
 /** Types of the Database API. */
 export type { AuthKeyOptions, WriteEvent } from "./facade/Database.js"
 /** The sync API. */
-export { Sync } from "./facade/Sync.js"
+export { Sync, SyncHandle } from "./facade/Sync.js"
 /** Types of the sync API. */
-export type { HttpTransportOptions, SyncResult } from "./facade/Sync.js"
+export type { FlushReport, HttpTransportOptions, PeerAddressOptions, PeerStatus, SyncPeerOptions, SyncResult } from "./facade/Sync.js"
 /** EideticaError and one subclass per `_tag` (each also a type). */
 export {
   EideticaError,

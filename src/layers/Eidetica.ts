@@ -1,7 +1,7 @@
 /**
  * The whole engine in one layer: storage (embedded SQLite by default), node crypto, the password
- * cipher, the store-state cache, write events, the Instance service and Sync (transports off until
- * enabled). Build it once and provide
+ * cipher, the store-state cache, write events, the Instance service, Sync (transports off until
+ * enabled) and the background sync engine (its actors). Build it once and provide
  * it at the edge: every call of `layer` builds a separate engine (and opens its own storage).
  */
 import * as Layer from "effect/Layer"
@@ -12,7 +12,9 @@ import type { Cipher } from "../services/Cipher.js"
 import type { Instance } from "../services/Instance.js"
 import type { Storage } from "../services/Storage.js"
 import type { Sync } from "../services/Sync.js"
+import type { SyncEngine } from "../services/SyncEngine.js"
 import * as WriteEvents from "../services/WriteEvents.js"
+import * as SyncEngineLayers from "../actors/SyncEngine.js"
 import * as AuthLayers from "./Auth.js"
 import * as CipherLayers from "./Cipher.js"
 import * as InstanceLayers from "./Instance.js"
@@ -27,13 +29,15 @@ export interface Options {
   readonly filename?: string | undefined
   /** Options of the Sync layer (tests and benchmarks; the defaults suit production). */
   readonly sync?: SyncLayers.SyncLayerOptions | undefined
+  /** Options of the background sync engine (tests and benchmarks). */
+  readonly engine?: SyncEngineLayers.Options | undefined
 }
 
 /** The SQLite file used when no filename is given. */
 export const defaultFilename = "./eidetica.db"
 
 /** Every service a complete engine provides. */
-export type Services = Instance | Sync | Storage | Auth | Cipher | StateCache | WriteEvents.WriteEvents
+export type Services = Instance | Sync | SyncEngine | Storage | Auth | Cipher | StateCache | WriteEvents.WriteEvents
 
 /** A complete engine; the graph is built once per call (each call is a separate engine). */
 export const layer = (options: Options = {}): Layer.Layer<Services, StorageError> => {
@@ -43,7 +47,9 @@ export const layer = (options: Options = {}): Layer.Layer<Services, StorageError
       : StorageLayers.layerSqlite({ filename: options.filename ?? defaultFilename })
   const base = Layer.mergeAll(storage, AuthLayers.layerNode, CipherLayers.layerNode, layerCache, WriteEvents.layer)
   const withInstance = InstanceLayers.layer.pipe(Layer.provideMerge(base))
-  return SyncLayers.layer(options.sync).pipe(Layer.provideMerge(withInstance))
+  const withSync = SyncLayers.layer(options.sync).pipe(Layer.provideMerge(withInstance))
+  // last, so its actors stop before the servers and storage they use
+  return SyncEngineLayers.layer(options.engine).pipe(Layer.provideMerge(withSync))
 }
 
 /** A complete in-memory engine, for tests. */

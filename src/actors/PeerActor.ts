@@ -1,0 +1,396 @@
+/**
+ * One actor per registered peer (DESIGN.md §4): a bounded mailbox of per-database work (push
+ * these entries, sync this database) with duplicates coalesced, executed against the peer's
+ * addresses (the first that works), failures retried per database with exponential backoff
+ * (2 s doubling to 64 s, jitter from Effect's Random), and a `SubscriptionRef` status per
+ * database. Backoff spaces out the retries of work that failed; new work (a commit, a sync
+ * request) is tried at once. Nothing is dropped: after `maxAttempts` consecutive failures the work stays pending
+ * (state "failed") and is tried again on the next sync request, push, flush or new address.
+ * Pending work is saved through a `PendingStore` so it survives a restart.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { MailboxFull } from "../schema/Errors.js"
+import type { Address } from "../schema/Protocol.js"
+import type { PeerStatus } from "../services/SyncEngine.js"
+import type { Actor } from "./SyncSupervisor.js"
+
+/** A failure of one attempt, as the actor reports it. */
+export interface PeerFailure {
+  readonly _tag: string
+  readonly message: string
+}
+
+/** How the actor reaches the peer: one database sync, or a push of given entries, at one address. */
+export interface PeerClient {
+  /** Sync one database with the peer (pull, then push what it lacks). */
+  readonly sync: (address: Address, treeId: string) => Effect.Effect<unknown, PeerFailure>
+  /** Deliver these entries (and whatever of their history the peer lacks). */
+  readonly push: (address: Address, treeId: string, entryIds: ReadonlyArray<string>) => Effect.Effect<unknown, PeerFailure>
+}
+
+/** The work pending for one database: entries to push and whether a full sync is wanted. */
+export interface PendingWork {
+  readonly entries: ReadonlyArray<string>
+  readonly sync: boolean
+}
+
+/** Where pending work is kept across restarts (Storage metadata in the engine). */
+export interface PendingStore {
+  readonly save: (treeId: string, work: PendingWork) => Effect.Effect<void>
+  readonly remove: (treeId: string) => Effect.Effect<void>
+}
+
+/** Retry policy of failed work. */
+export interface Backoff {
+  /** First retry delay in ms (default 2,000). */
+  readonly baseMs: number
+  /** Longest delay in ms (default 64,000). */
+  readonly capMs: number
+  /** Jitter as a fraction of the delay, drawn uniformly in ±jitter (default 0.1; 0 disables). */
+  readonly jitter: number
+  /** Consecutive failures after which the state is "failed" and timed retries stop (default 10). */
+  readonly maxAttempts: number
+}
+
+/** The default retry policy: 2 s doubling to 64 s, ±10% jitter, "failed" after 10 attempts. */
+export const defaultBackoff: Backoff = { baseMs: 2_000, capMs: 64_000, jitter: 0.1, maxAttempts: 10 }
+
+/** The default mailbox capacity: databases with pending work per peer. */
+export const DEFAULT_CAPACITY = 1_024
+
+/** Options of a peer actor. */
+export interface Options {
+  /** The peer's device key. */
+  readonly peer: string
+  readonly client: PeerClient
+  /** The peer's addresses, read before each attempt (they may change). */
+  readonly addresses: Effect.Effect<ReadonlyArray<Address>>
+  readonly store?: PendingStore | undefined
+  /** Databases with pending work the mailbox holds at most (default 1,024). */
+  readonly capacity?: number | undefined
+  readonly backoff?: Partial<Backoff> | undefined
+  /** Work loaded from the store at start. */
+  readonly initial?: ReadonlyMap<string, PendingWork> | undefined
+}
+
+/** What a flush of one peer did. */
+export interface FlushOutcome {
+  /** Databases whose work was delivered. */
+  readonly delivered: number
+  /** Databases whose work failed again (still pending). */
+  readonly failed: number
+}
+
+/** A running peer actor. */
+export interface PeerActor {
+  readonly peer: string
+  /** Queue entries to push for a database (coalesced with those already queued). */
+  readonly push: (treeId: string, entryIds: ReadonlyArray<string>) => Effect.Effect<void, MailboxFull>
+  /** Queue a sync of a database (several collapse into one). */
+  readonly sync: (treeId: string) => Effect.Effect<void, MailboxFull>
+  /** Sync every known database and push everything queued now, ignoring backoff; waits for the round. */
+  readonly flush: Effect.Effect<FlushOutcome>
+  /** Try failed work again now (an address was added). */
+  readonly poke: Effect.Effect<void>
+  /** Start reporting a database's status (registration); its work is kept. */
+  readonly addTree: (treeId: string) => Effect.Effect<void>
+  /** Forget a database: its pending work and status (unregistration). */
+  readonly removeTree: (treeId: string) => Effect.Effect<void>
+  /** The status ref of a database. */
+  readonly statusRef: (treeId: string) => Effect.Effect<SubscriptionRef.SubscriptionRef<PeerStatus>>
+  /** The current status of a database. */
+  readonly status: (treeId: string) => Effect.Effect<PeerStatus>
+  /** Every status change of a database, starting with the current one. */
+  readonly changes: (treeId: string) => Stream.Stream<PeerStatus>
+  /** Completes after the first successful sync of the database with this peer. */
+  readonly waitForInitialSync: (treeId: string) => Effect.Effect<void>
+  /** Databases this actor knows. */
+  readonly trees: Effect.Effect<ReadonlyArray<string>>
+}
+
+/** The retry delay after `attempt` consecutive failures (1-based), for a uniform draw `r` in [0, 1). */
+export const backoffDelay = (attempt: number, backoff: Backoff, r: number): number => {
+  const base = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30))
+  const jittered = base * (1 + backoff.jitter * (2 * r - 1))
+  return Math.max(0, Math.min(backoff.capMs, Math.round(jittered)))
+}
+
+/** Build a peer actor in the current scope; supervise its `run`. */
+export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const backoff: Backoff = { ...defaultBackoff, ...options.backoff }
+    const capacity = options.capacity ?? DEFAULT_CAPACITY
+    const store = options.store
+    const wake = yield* Queue.sliding<void>(1)
+    const trees = new Map<string, TreeState>()
+    let flushRequested = 0
+    let flushCompleted = 0
+    let lastOutcome: FlushOutcome = { delivered: 0, failed: 0 }
+    const flushWaiters: Array<{ readonly gen: number; readonly done: Deferred.Deferred<FlushOutcome> }> = []
+    /** The index of the address that worked last; tried first. */
+    let preferred = 0
+
+    const tree = (treeId: string) =>
+      Effect.gen(function*() {
+        const found = trees.get(treeId)
+        if (found !== undefined) return found
+        const created: TreeState = {
+          entries: new Set(),
+          sync: false,
+          syncGen: 0,
+          attempts: 0,
+          retryAt: undefined,
+          trigger: false,
+          dirty: false,
+          status: yield* SubscriptionRef.make<PeerStatus>(idleStatus),
+          initial: yield* Deferred.make<void>()
+        }
+        // a concurrent creator may have won while this one allocated
+        const again = trees.get(treeId)
+        if (again !== undefined) return again
+        trees.set(treeId, created)
+        return created
+      })
+
+    const hasWork = (t: TreeState) => t.sync || t.entries.size > 0
+    const busy = () => {
+      let n = 0
+      for (const t of trees.values()) if (hasWork(t)) n++
+      return n
+    }
+
+    const publish = (t: TreeState, patch: Partial<Mutable<PeerStatus>>) =>
+      SubscriptionRef.update(t.status, (s) => normalize({ ...s, pendingEntries: t.entries.size, ...patch }))
+
+    const enqueue = (treeId: string, mutate: (t: TreeState) => boolean, alwaysTrigger = false) =>
+      Effect.gen(function*() {
+        const existing = trees.get(treeId)
+        if ((existing === undefined || !hasWork(existing)) && busy() >= capacity) {
+          return yield* new MailboxFull({ actor: `peer ${options.peer}`, capacity })
+        }
+        const t = existing ?? (yield* tree(treeId))
+        const changed = mutate(t)
+        // New work is tried at once even in backoff or failed (the backoff spaces out retries of
+        // work that already failed, as the reference's retry queue does); a burst of commits is
+        // one attempt, since the actor runs one attempt at a time and coalesces the rest.
+        const retry = (changed || alwaysTrigger) && !t.trigger
+        if (retry) t.trigger = true
+        if (changed) {
+          t.dirty = true
+          yield* publish(t, {})
+        }
+        if (changed || retry) yield* Queue.offer(wake, undefined)
+      })
+
+    const push: PeerActor["push"] = (treeId, entryIds) =>
+      enqueue(treeId, (t) => {
+        const before = t.entries.size
+        for (const id of entryIds) t.entries.add(id)
+        return t.entries.size !== before
+      })
+
+    const sync: PeerActor["sync"] = (treeId) =>
+      enqueue(treeId, (t) => {
+        t.syncGen++
+        if (t.sync) return false
+        t.sync = true
+        return true
+      }, true)
+
+    const persist = (treeId: string, t: TreeState) =>
+      Effect.suspend(() => {
+        if (!t.dirty || store === undefined || trees.get(treeId) !== t) return Effect.void
+        t.dirty = false
+        return hasWork(t) ? store.save(treeId, { entries: [...t.entries], sync: t.sync }) : store.remove(treeId)
+      })
+
+    const persistAll = Effect.suspend(() =>
+      Effect.forEach([...trees], ([id, t]) => persist(id, t), { discard: true })
+    )
+
+    /** One attempt at the peer's addresses, the last one that worked first. */
+    const attempt = (run: (address: Address) => Effect.Effect<unknown, PeerFailure>) =>
+      Effect.gen(function*() {
+        const addresses = yield* options.addresses
+        if (addresses.length === 0) {
+          return yield* Effect.fail<PeerFailure>({ _tag: "NoAddress", message: `no address known for peer ${options.peer}` })
+        }
+        const start = preferred < addresses.length ? preferred : 0
+        let last: PeerFailure | undefined
+        for (let i = 0; i < addresses.length; i++) {
+          const index = (start + i) % addresses.length
+          const result = yield* Effect.either(run(addresses[index]!))
+          if (result._tag === "Right") {
+            preferred = index
+            return
+          }
+          last = result.left
+        }
+        return yield* Effect.fail(last!)
+      })
+
+    /** Run the pending work of one database once. */
+    const runTree = (treeId: string, t: TreeState) =>
+      Effect.gen(function*() {
+        const entries = [...t.entries]
+        const syncing = t.sync
+        const syncGen = t.syncGen
+        t.trigger = false
+        yield* publish(t, { state: "syncing", retryAt: undefined })
+        const result = yield* Effect.either(
+          syncing ? attempt((a) => options.client.sync(a, treeId)) : attempt((a) => options.client.push(a, treeId, entries))
+        )
+        const now = yield* Clock.currentTimeMillis
+        if (result._tag === "Right") {
+          for (const id of entries) t.entries.delete(id)
+          // a sync asked for while this one ran is kept: it may need what arrived meanwhile
+          if (syncing && t.syncGen === syncGen) t.sync = false
+          t.attempts = 0
+          t.retryAt = undefined
+          t.dirty = true
+          yield* persist(treeId, t)
+          yield* publish(t, { state: "idle", lastSync: now, lastError: undefined, retryAt: undefined })
+          if (syncing) yield* Deferred.succeed(t.initial, undefined)
+          return true
+        }
+        t.attempts++
+        if (t.attempts >= backoff.maxAttempts) {
+          t.retryAt = undefined
+          yield* publish(t, { state: "failed", lastError: result.left.message, retryAt: undefined })
+        } else {
+          const r = backoff.jitter === 0 ? 0.5 : yield* Random.next
+          t.retryAt = now + backoffDelay(t.attempts, backoff, r)
+          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: t.retryAt })
+        }
+        return false
+      })
+
+    const due = (t: TreeState, now: number, forced: boolean) =>
+      hasWork(t) && (forced || t.trigger || (t.attempts < backoff.maxAttempts && (t.retryAt === undefined || t.retryAt <= now)))
+
+    const run: Effect.Effect<void> = Effect.gen(function*() {
+      // after a restart, nothing is running any more
+      for (const t of trees.values()) {
+        const s = yield* SubscriptionRef.get(t.status)
+        if (s.state === "syncing") yield* publish(t, { state: t.attempts > 0 ? "backoff" : "idle" })
+      }
+      while (true) {
+        yield* persistAll
+        const now = yield* Clock.currentTimeMillis
+        const flushGen = flushRequested
+        const forced = flushGen > flushCompleted
+        const work = [...trees].filter(([, t]) => due(t, now, forced))
+        if (work.length === 0 && !forced) {
+          let next: number | undefined
+          for (const t of trees.values()) {
+            if (hasWork(t) && t.retryAt !== undefined && t.attempts < backoff.maxAttempts) {
+              next = next === undefined ? t.retryAt : Math.min(next, t.retryAt)
+            }
+          }
+          const wait = Queue.take(wake)
+          yield* next === undefined ? wait : Effect.timeoutOption(wait, Duration.millis(Math.max(0, next - now)))
+          continue
+        }
+        let delivered = 0
+        let failed = 0
+        for (const [treeId, t] of work) {
+          if (!trees.has(treeId)) continue
+          if (yield* runTree(treeId, t)) delivered++
+          else failed++
+        }
+        if (forced) {
+          flushCompleted = flushGen
+          lastOutcome = { delivered, failed }
+          for (let i = flushWaiters.length - 1; i >= 0; i--) {
+            const w = flushWaiters[i]!
+            if (w.gen <= flushGen) {
+              flushWaiters.splice(i, 1)
+              yield* Deferred.succeed(w.done, lastOutcome)
+            }
+          }
+        }
+      }
+    })
+
+    // work saved at the last run comes back
+    for (const [treeId, work] of options.initial ?? new Map<string, PendingWork>()) {
+      const t = yield* tree(treeId)
+      for (const id of work.entries) t.entries.add(id)
+      if (work.sync) t.sync = true
+      yield* publish(t, {})
+    }
+    // whatever was queued but not yet saved is saved when the actor closes
+    yield* Effect.addFinalizer(() => persistAll)
+
+    const actor: PeerActor = {
+      peer: options.peer,
+      push,
+      sync,
+      flush: Effect.gen(function*() {
+        for (const [treeId] of trees) yield* Effect.ignore(sync(treeId))
+        const done = yield* Deferred.make<FlushOutcome>()
+        flushRequested++
+        flushWaiters.push({ gen: flushRequested, done })
+        yield* Queue.offer(wake, undefined)
+        return yield* Deferred.await(done)
+      }),
+      poke: Effect.gen(function*() {
+        for (const t of trees.values()) if (hasWork(t)) t.trigger = true
+        yield* Queue.offer(wake, undefined)
+      }),
+      addTree: (treeId) => Effect.asVoid(tree(treeId)),
+      removeTree: (treeId) =>
+        Effect.gen(function*() {
+          const t = trees.get(treeId)
+          if (t === undefined) return
+          trees.delete(treeId)
+          if (store !== undefined) yield* store.remove(treeId)
+        }),
+      statusRef: (treeId) => Effect.map(tree(treeId), (t) => t.status),
+      status: (treeId) => Effect.flatMap(tree(treeId), (t) => SubscriptionRef.get(t.status)),
+      changes: (treeId) => Stream.unwrap(Effect.map(tree(treeId), (t) => t.status.changes)),
+      waitForInitialSync: (treeId) => Effect.flatMap(tree(treeId), (t) => Deferred.await(t.initial)),
+      trees: Effect.sync(() => [...trees.keys()])
+    }
+    return { value: actor, run }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+interface TreeState {
+  readonly entries: Set<string>
+  sync: boolean
+  /** Bumped by every sync request, so one asked for during a running sync is not lost. */
+  syncGen: number
+  /** Consecutive failures. */
+  attempts: number
+  retryAt: number | undefined
+  /** Run at the next turn even in backoff or failed (new work after giving up, a new address). */
+  trigger: boolean
+  /** Changed since last saved. */
+  dirty: boolean
+  readonly status: SubscriptionRef.SubscriptionRef<PeerStatus>
+  readonly initial: Deferred.Deferred<void>
+}
+
+const idleStatus: PeerStatus = { state: "idle", hasLocalData: false, pendingEntries: 0 }
+
+/** Leave out undefined optional fields, so statuses compare and print cleanly. */
+const normalize = (s: Mutable<PeerStatus>): PeerStatus => {
+  const out: Mutable<PeerStatus> = { state: s.state, hasLocalData: s.hasLocalData, pendingEntries: s.pendingEntries }
+  if (s.lastSync !== undefined) out.lastSync = s.lastSync
+  if (s.lastError !== undefined) out.lastError = s.lastError
+  if (s.retryAt !== undefined) out.retryAt = s.retryAt
+  return out
+}

@@ -1,0 +1,322 @@
+/**
+ * The background sync engine (DESIGN.md §4): the SyncEngine port over supervised peer and
+ * database actors. Registered peers live in Storage metadata (`sync/peers/<peer>`), pending work
+ * in `sync/pending/<peer>/<tree>`; both come back when the layer starts again. One subscription
+ * to write events feeds the database actors, so commits are never blocked by sync.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import type { Signer } from "../database/Database.js"
+import type { StorageError } from "../schema/Errors.js"
+import type { Address } from "../schema/Protocol.js"
+import type { SyncSettings } from "../schema/SyncSettings.js"
+import { Instance } from "../services/Instance.js"
+import { Storage } from "../services/Storage.js"
+import { Sync, type SyncShape } from "../services/Sync.js"
+import {
+  type FlushReport,
+  type PeerStatus,
+  SyncEngine,
+  type SyncEngineShape,
+  type SyncHandle
+} from "../services/SyncEngine.js"
+import { formatAddress } from "../services/Transport.js"
+import { type WriteEvent, WriteEvents } from "../services/WriteEvents.js"
+import * as DatabaseActor from "./DatabaseActor.js"
+import * as PeerActor from "./PeerActor.js"
+import * as SyncSupervisor from "./SyncSupervisor.js"
+
+export { SyncEngine } from "../services/SyncEngine.js"
+
+/** Options of the engine (tests and benchmarks; the defaults suit production). */
+export interface Options {
+  /** Retry policy of failed work (default 2 s doubling to 64 s, ±10% jitter, "failed" after 10). */
+  readonly backoff?: Partial<PeerActor.Backoff> | undefined
+  /** Databases with pending work per peer mailbox (default 1,024). */
+  readonly capacity?: number | undefined
+  /** How actors reach peers (default: the Sync service); the simulation and tests may replace it. */
+  readonly client?: ((peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>) => PeerActor.PeerClient) | undefined
+}
+
+/** The key a request to a peer is signed with, and why, when it is not the one asked for. */
+export interface SignerChoice {
+  readonly signer: Signer
+  /** Set when the tracked user's key is not available and the device key stands in. */
+  readonly note?: string | undefined
+}
+
+/** A registered peer as persisted. */
+export interface PeerRecord {
+  readonly peerPubkey: string
+  readonly displayName?: string | undefined
+  readonly addresses: ReadonlyArray<Address>
+  /** The databases synced with this peer, with the key proving our read access. */
+  readonly trees: Readonly<Record<string, { readonly keyId?: string | undefined }>>
+}
+
+/** Metadata key prefix of registered peers. */
+export const PEERS_PREFIX = "sync/peers/"
+/** Metadata key prefix of pending work. */
+export const PENDING_PREFIX = "sync/pending/"
+
+/** The default client: sync and push through the Sync service (a push is a sync: pull, then push what the peer lacks). */
+export const syncClient = (sync: SyncShape) =>
+(_peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>): PeerActor.PeerClient => {
+  const run = (address: Address, treeId: string) =>
+    Effect.flatMap(signerFor(treeId), (choice) =>
+      sync.syncWithPeer(address, treeId, { signer: choice.signer }).pipe(
+        Effect.mapError((e): PeerActor.PeerFailure => ({
+          _tag: e._tag,
+          message: `${e.message || e._tag}${choice.note === undefined ? "" : ` (${choice.note})`}`
+        }))
+      ))
+  return { sync: run, push: (address, treeId) => run(address, treeId) }
+}
+
+/** Build the engine in the current scope: reload peers and pending work, start their actors. */
+export const make = (options: Options = {}): Effect.Effect<
+  SyncEngineShape,
+  StorageError,
+  Scope.Scope | Sync | Instance | Storage | WriteEvents
+> =>
+  Effect.gen(function*() {
+    const storage = yield* Storage
+    const instance = yield* Instance
+    const sync = yield* Sync
+    const writeEvents = yield* WriteEvents
+    const makeClient = options.client ?? syncClient(sync)
+    const records = new Map<string, PeerRecord>()
+
+    for (const [, value] of yield* storage.listMeta(PEERS_PREFIX)) {
+      const record = JSON.parse(value) as PeerRecord
+      records.set(record.peerPubkey, record)
+    }
+
+    const saveRecord = (record: PeerRecord) => storage.setMeta(PEERS_PREFIX + enc(record.peerPubkey), JSON.stringify(record))
+
+    const signerFor = (peer: string) => (treeId: string): Effect.Effect<SignerChoice> =>
+      Effect.gen(function*() {
+        const keyId = records.get(peer)?.trees[treeId]?.keyId
+        if (keyId === undefined || keyId === instance.deviceId) return { signer: instance.device }
+        const signer = yield* instance.sessionSigner(keyId)
+        if (signer !== undefined) return { signer }
+        return {
+          signer: instance.device,
+          note: `signed with the device key: user key ${keyId} is not logged in on this instance`
+        }
+      })
+
+    const pendingStore = (peer: string): PeerActor.PendingStore => ({
+      save: (treeId, work) =>
+        storage.setMeta(pendingKey(peer, treeId), JSON.stringify(work)).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`could not save pending sync work for ${peer}`, e))
+        ),
+      remove: (treeId) =>
+        storage.deleteMeta(pendingKey(peer, treeId)).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`could not clear pending sync work for ${peer}`, e))
+        )
+    })
+
+    const loadPending = (peer: string) =>
+      storage.listMeta(PENDING_PREFIX + enc(peer) + "/").pipe(
+        Effect.map((rows) =>
+          new Map(rows.map(([key, value]) => [key.slice(key.lastIndexOf("/") + 1), JSON.parse(value) as PeerActor.PendingWork]))
+        ),
+        Effect.catchAll((e) =>
+          Effect.as(Effect.logWarning(`could not load pending sync work for ${peer}`, e), new Map<string, PeerActor.PendingWork>())
+        )
+      )
+
+    const peers = yield* SyncSupervisor.make(
+      (peer) =>
+        Effect.flatMap(loadPending(peer), (initial) =>
+          PeerActor.make({
+            peer,
+            client: makeClient(peer, signerFor(peer)),
+            addresses: Effect.sync(() => records.get(peer)?.addresses ?? []),
+            store: pendingStore(peer),
+            capacity: options.capacity,
+            backoff: options.backoff,
+            initial
+          })
+        ),
+      { name: "peer" }
+    )
+
+    const targetsOf = (treeId: string): ReadonlyArray<DatabaseActor.PeerTarget> =>
+      [...records.values()].filter((r) => treeId in r.trees).map((r) => ({
+        peer: r.peerPubkey,
+        push: (t, ids) => Effect.flatMap(peers.get(r.peerPubkey), (a) => a.push(t, ids)),
+        sync: (t) => Effect.flatMap(peers.get(r.peerPubkey), (a) => a.sync(t))
+      }))
+
+    const settingsOf = (treeId: string): Effect.Effect<SyncSettings | undefined> =>
+      instance.combinedSyncSettings(treeId).pipe(
+        Effect.catchAll((e) => Effect.as(Effect.logWarning(`could not read sync settings of ${treeId}`, e), undefined))
+      )
+
+    const databases = yield* SyncSupervisor.make(
+      (treeId) =>
+        DatabaseActor.make({
+          treeId,
+          settings: settingsOf(treeId),
+          peers: Effect.sync(() => targetsOf(treeId))
+        }),
+      { name: "database" }
+    )
+
+    /** Start the database actors of databases with registered peers and sync enabled. */
+    const reconcile = (treeIds: Iterable<string>) =>
+      Effect.forEach(new Set(treeIds), (treeId) =>
+        Effect.flatMap(settingsOf(treeId), (s) => (s?.syncEnabled === true ? Effect.asVoid(databases.get(treeId)) : Effect.void)), {
+        discard: true
+      })
+
+    const allTrees = () => [...records.values()].flatMap((r) => Object.keys(r.trees))
+
+    const onWrite = (event: WriteEvent) =>
+      Effect.gen(function*() {
+        if (!allTrees().includes(event.treeId)) return
+        const settings = yield* settingsOf(event.treeId)
+        if (settings?.syncEnabled !== true) return
+        const actor = yield* databases.get(event.treeId)
+        yield* actor.onWrite(event, settings)
+      }).pipe(Effect.catchAllCause((cause) => Effect.logError("sync engine: a write event was not handled", cause)))
+
+    // the subscription is taken now, so no write after the layer is built is missed
+    const events = yield* writeEvents.subscribe
+    yield* Effect.forkScoped(Stream.runForEach(events, onWrite))
+
+    // restart: every registered pair syncs once, and saved work resumes
+    for (const record of records.values()) {
+      const actor = yield* peers.get(record.peerPubkey)
+      for (const treeId of Object.keys(record.trees)) {
+        yield* actor.addTree(treeId)
+        yield* Effect.ignore(actor.sync(treeId))
+      }
+    }
+    yield* reconcile(allTrees())
+    // settings changes (sync turned on for a database) are noticed within a minute without a write
+    yield* Effect.forkScoped(
+      Effect.repeat(Effect.suspend(() => reconcile(allTrees())), Schedule.spaced(`${DatabaseActor.SETTINGS_REFRESH_SECONDS} seconds`))
+    )
+
+    const hasLocalData = (treeId: string) =>
+      Effect.map(storage.tips(treeId), (tips) => tips.length > 0).pipe(Effect.orElseSucceed(() => false))
+
+    const withLocal = (treeId: string) => (s: PeerStatus) => Effect.map(hasLocalData(treeId), (hasLocalData) => ({ ...s, hasLocalData }))
+
+    const handleOf = (peer: string, treeId: string): SyncHandle => ({
+      peerPubkey: peer,
+      treeId,
+      status: Effect.flatMap(peers.get(peer), (a) => Effect.flatMap(a.status(treeId), withLocal(treeId))),
+      changes: Stream.unwrap(Effect.map(peers.get(peer), (a) => a.changes(treeId))).pipe(
+        Stream.mapEffect(withLocal(treeId))
+      ),
+      addAddress: (address) =>
+        Effect.gen(function*() {
+          const record = records.get(peer)
+          if (record === undefined) return
+          const updated = { ...record, addresses: mergeAddresses(record.addresses, [address]) }
+          records.set(peer, updated)
+          yield* saveRecord(updated)
+          yield* Effect.flatMap(peers.get(peer), (a) => a.poke)
+        }),
+      waitForInitialSync: Effect.flatMap(peers.get(peer), (a) => a.waitForInitialSync(treeId))
+    })
+
+    const registerSyncPeer: SyncEngineShape["registerSyncPeer"] = (info) =>
+      Effect.gen(function*() {
+        const existing = records.get(info.peerPubkey)
+        const record: PeerRecord = {
+          peerPubkey: info.peerPubkey,
+          displayName: info.displayName ?? existing?.displayName,
+          addresses: mergeAddresses(existing?.addresses ?? [], info.addresses),
+          trees: {
+            ...existing?.trees,
+            [info.treeId]: info.auth?.keyId === undefined ? {} : { keyId: info.auth.keyId }
+          }
+        }
+        records.set(info.peerPubkey, record)
+        yield* saveRecord(record)
+        const actor = yield* peers.get(info.peerPubkey)
+        yield* actor.addTree(info.treeId)
+        yield* Effect.ignore(actor.sync(info.treeId))
+        yield* actor.poke
+        yield* reconcile([info.treeId])
+        return handleOf(info.peerPubkey, info.treeId)
+      })
+
+    const unregisterSyncPeer: SyncEngineShape["unregisterSyncPeer"] = (peer, treeId) =>
+      Effect.gen(function*() {
+        const record = records.get(peer)
+        if (record === undefined) return
+        const trees = Object.fromEntries(Object.entries(record.trees).filter(([t]) => treeId !== undefined && t !== treeId))
+        if (Object.keys(trees).length === 0) {
+          records.delete(peer)
+          yield* peers.stop(peer)
+          yield* storage.deleteMeta(PEERS_PREFIX + enc(peer))
+          for (const [key] of yield* storage.listMeta(PENDING_PREFIX + enc(peer) + "/")) yield* storage.deleteMeta(key)
+          return
+        }
+        const updated = { ...record, trees }
+        records.set(peer, updated)
+        yield* saveRecord(updated)
+        const actor = yield* peers.find(peer)
+        if (actor._tag === "Some" && treeId !== undefined) yield* actor.value.removeTree(treeId)
+      })
+
+    const flush: SyncEngineShape["flush"] = Effect.gen(function*() {
+      const outcomes = yield* Effect.forEach(
+        [...records.keys()],
+        (peer) => Effect.flatMap(peers.get(peer), (a) => a.flush),
+        { concurrency: "unbounded" }
+      )
+      return {
+        delivered: outcomes.filter((o) => o.failed === 0).length,
+        failed: outcomes.filter((o) => o.failed > 0).length
+      } satisfies FlushReport
+    })
+
+    const service: SyncEngineShape = {
+      registerSyncPeer,
+      unregisterSyncPeer,
+      handle: (peer, treeId) =>
+        Effect.sync(() => (records.get(peer)?.trees[treeId] === undefined ? undefined : handleOf(peer, treeId))),
+      flush,
+      requestSync: (peer, treeId) =>
+        records.get(peer)?.trees[treeId] === undefined
+          ? Effect.void
+          : Effect.flatMap(peers.get(peer), (a) => a.sync(treeId))
+    }
+    return service
+  })
+
+/** The engine's layer: its actors live until the layer's scope closes. */
+export const layer = (options: Options = {}): Layer.Layer<
+  SyncEngine,
+  StorageError,
+  Sync | Instance | Storage | WriteEvents
+> => Layer.scoped(SyncEngine, make(options))
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/** Device keys hold `/` and `+`: keep metadata keys splittable. */
+const enc = (peer: string) => encodeURIComponent(peer)
+
+const pendingKey = (peer: string, treeId: string) => `${PENDING_PREFIX}${enc(peer)}/${treeId}`
+
+const mergeAddresses = (current: ReadonlyArray<Address>, added: ReadonlyArray<Address>): ReadonlyArray<Address> => {
+  const seen = new Set(current.map(formatAddress))
+  const out = [...current]
+  for (const a of added) {
+    if (seen.has(formatAddress(a))) continue
+    seen.add(formatAddress(a))
+    out.push({ transport_type: a.transport_type, address: a.address })
+  }
+  return out
+}

@@ -1,0 +1,356 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as PeerActor from "../../src/actors/PeerActor.js"
+import * as SyncSupervisor from "../../src/actors/SyncSupervisor.js"
+import type { Address } from "../../src/schema/Protocol.js"
+import type { PeerStatus } from "../../src/services/SyncEngine.js"
+
+const TREE = "tree-1"
+const ADDRESS: Address = { transport_type: "fake", address: "peer-b" }
+
+interface Call {
+  readonly at: number
+  readonly op: "sync" | "push"
+  readonly treeId: string
+  readonly entries: ReadonlyArray<string>
+}
+
+/** A peer we control: up or down, a gate that holds calls, a one-shot defect. */
+const fakePeer = () => {
+  const state = {
+    up: true,
+    dieOnce: false,
+    gate: undefined as Deferred.Deferred<void> | undefined,
+    calls: [] as Array<Call>,
+    delivered: new Set<string>(),
+    interrupted: 0
+  }
+  const call = (op: Call["op"], treeId: string, entries: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const at = yield* Clock.currentTimeMillis
+      state.calls.push({ at, op, treeId, entries: [...entries] })
+      if (state.gate !== undefined) yield* Deferred.await(state.gate).pipe(Effect.onInterrupt(() => Effect.sync(() => state.interrupted++)))
+      if (state.dieOnce) {
+        state.dieOnce = false
+        return yield* Effect.die(new Error("injected defect"))
+      }
+      if (!state.up) return yield* Effect.fail({ _tag: "TransportError", message: "connection refused" })
+      for (const e of entries) state.delivered.add(e)
+    })
+  const client: PeerActor.PeerClient = {
+    sync: (_address, treeId) => call("sync", treeId, []),
+    push: (_address, treeId, entryIds) => call("push", treeId, entryIds)
+  }
+  return { state, client }
+}
+
+/** A pending-work store in a Map, to look at what would be saved. */
+const memoryStore = () => {
+  const saved = new Map<string, PeerActor.PendingWork>()
+  const store: PeerActor.PendingStore = {
+    save: (treeId, work) => Effect.sync(() => void saved.set(treeId, work)),
+    remove: (treeId) => Effect.sync(() => void saved.delete(treeId))
+  }
+  return { saved, store }
+}
+
+/** Start one supervised peer actor in the test's scope. */
+const startActor = (
+  client: PeerActor.PeerClient,
+  options: Partial<PeerActor.Options> = {}
+) =>
+  Effect.gen(function*() {
+    const supervisor = yield* SyncSupervisor.make(
+      (peer) => PeerActor.make({ peer, client, addresses: Effect.succeed([ADDRESS]), ...options }),
+      { name: "peer" }
+    )
+    const actor = yield* supervisor.get("peer-b")
+    return { supervisor, actor }
+  })
+
+/** Wait (without moving the clock) until the tree's status satisfies `pred`. */
+const waitFor = (actor: PeerActor.PeerActor, pred: (s: PeerStatus) => boolean, treeId = TREE) =>
+  actor.changes(treeId).pipe(Stream.filter(pred), Stream.runHead, Effect.map(Option.getOrThrow))
+
+const noJitter = { jitter: 0 }
+
+describe("PeerActor", () => {
+  it.scoped("backoff: fails at t=0, retried after 2, 4, 8, 16, 32, 64, 64 s exactly (jitter off)", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* actor.push(TREE, ["e1"])
+      let s = yield* waitFor(actor, (s) => s.state === "backoff")
+      expect(s).toEqual({
+        state: "backoff",
+        hasLocalData: false,
+        pendingEntries: 1,
+        lastError: "connection refused",
+        retryAt: 2_000
+      })
+      const expected = [2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 64_000]
+      let now = 0
+      for (const delay of expected) {
+        const before = peer.state.calls.length
+        yield* TestClock.adjust(delay - 1)
+        expect(peer.state.calls.length).toBe(before) // not a millisecond early
+        yield* TestClock.adjust(1)
+        now += delay
+        s = yield* waitFor(actor, (s) => s.state === "backoff" && s.retryAt !== now)
+        expect(peer.state.calls.length).toBe(before + 1)
+        expect(peer.state.calls.at(-1)!.at).toBe(now)
+      }
+      expect(peer.state.calls.map((c) => c.at)).toEqual([0, 2_000, 6_000, 14_000, 30_000, 62_000, 126_000, 190_000])
+      expect(s.retryAt).toBe(190_000 + 64_000)
+    }))
+
+  it.scoped("backoff jitter comes from Effect's Random and stays within ±10%, capped at 64 s", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor } = yield* startActor(peer.client, { backoff: { jitter: 0.1, maxAttempts: 100 } })
+      yield* actor.push(TREE, ["e1"])
+      let s = yield* waitFor(actor, (s) => s.state === "backoff")
+      const delays: Array<number> = []
+      let at = 0
+      for (let i = 0; i < 9; i++) {
+        const retryAt = s.retryAt!
+        delays.push(retryAt - at)
+        yield* TestClock.setTime(retryAt)
+        at = retryAt
+        s = yield* waitFor(actor, (x) => x.state === "backoff" && x.retryAt !== retryAt)
+      }
+      const bases = [2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 64_000, 64_000, 64_000]
+      delays.forEach((d, i) => {
+        expect(d).toBeGreaterThanOrEqual(bases[i]! * 0.9)
+        expect(d).toBeLessThanOrEqual(Math.min(bases[i]! * 1.1, 64_000))
+      })
+      expect(new Set(delays.slice(0, 5).map((d, i) => d / bases[i]!)).size).toBeGreaterThan(1) // really jittered
+    }).pipe(Effect.withRandom(Random.make(42))))
+
+  it.scoped("the same seed gives the same retry times", () =>
+    Effect.gen(function*() {
+      const run = Effect.suspend(() => Effect.gen(function*() {
+        const peer = fakePeer()
+        peer.state.up = false
+        const scope = yield* Scope.make()
+        const { actor } = yield* Scope.extend(startActor(peer.client), scope)
+        yield* actor.push(TREE, ["e1"])
+        const s = yield* waitFor(actor, (s) => s.state === "backoff")
+        yield* Scope.close(scope, Exit.void)
+        return s.retryAt
+      }).pipe(Effect.withRandom(Random.make("seed-7"))))
+      expect(yield* run).toBe(yield* run)
+    }))
+
+  it.scoped("status goes idle → syncing → idle with real lastSync, and reports lastError then clears it", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* TestClock.setTime(5_000)
+      yield* actor.push(TREE, ["e1", "e2"])
+      const syncing = yield* waitFor(actor, (s) => s.state === "syncing")
+      expect(syncing).toEqual({ state: "syncing", hasLocalData: false, pendingEntries: 2 })
+      yield* Deferred.succeed(gate, undefined)
+      const idle = yield* waitFor(actor, (s) => s.state === "idle" && s.lastSync !== undefined)
+      expect(idle).toEqual({ state: "idle", hasLocalData: false, pendingEntries: 0, lastSync: 5_000 })
+      expect([...peer.state.delivered]).toEqual(["e1", "e2"])
+
+      // a failure is reported with its message; the next success clears it and moves lastSync
+      peer.state.gate = undefined
+      peer.state.up = false
+      yield* actor.push(TREE, ["e3"])
+      const failed = yield* waitFor(actor, (s) => s.state === "backoff")
+      expect(failed).toMatchObject({ lastError: "connection refused", pendingEntries: 1, lastSync: 5_000, retryAt: 7_000 })
+      peer.state.up = true
+      yield* TestClock.adjust(2_000)
+      const back = yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0)
+      expect(back).toEqual({ state: "idle", hasLocalData: false, pendingEntries: 0, lastSync: 7_000 })
+    }))
+
+  it.scoped("duplicate work is coalesced: entry IDs as a set, several syncs as one", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      const { actor } = yield* startActor(peer.client)
+      yield* actor.push(TREE, ["a"])
+      yield* waitFor(actor, (s) => s.state === "syncing")
+      // while the first push is in flight
+      yield* actor.push(TREE, ["b"])
+      yield* actor.push(TREE, ["b", "c"])
+      yield* actor.push(TREE, ["c"])
+      expect((yield* actor.status(TREE)).pendingEntries).toBe(3) // a (in flight), b, c
+      yield* Deferred.succeed(gate, undefined)
+      yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0)
+      expect(peer.state.calls.map((c) => [c.op, c.entries])).toEqual([["push", ["a"]], ["push", ["b", "c"]]])
+
+      const gate2 = yield* Deferred.make<void>()
+      peer.state.gate = gate2
+      yield* actor.push("tree-2", ["x"])
+      yield* waitFor(actor, (s) => s.state === "syncing", "tree-2")
+      yield* actor.sync(TREE)
+      yield* actor.sync(TREE)
+      yield* actor.sync(TREE)
+      yield* Deferred.succeed(gate2, undefined)
+      yield* waitFor(actor, (s) => s.lastSync !== undefined && s.state === "idle", "tree-2")
+      yield* actor.waitForInitialSync(TREE)
+      expect(peer.state.calls.filter((c) => c.op === "sync")).toHaveLength(1)
+    }))
+
+  it.scoped("a full mailbox fails with the typed MailboxFull; work for a queued database is still accepted", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      const { actor } = yield* startActor(peer.client, { capacity: 2 })
+      yield* actor.push("t1", ["a"])
+      yield* actor.push("t2", ["b"])
+      const error = yield* Effect.flip(actor.push("t3", ["c"]))
+      expect(error._tag).toBe("MailboxFull")
+      expect(error.capacity).toBe(2)
+      expect(error.message).toContain("capacity 2")
+      expect((yield* Effect.flip(actor.sync("t3")))._tag).toBe("MailboxFull")
+      yield* actor.push("t1", ["a2"]) // coalesces into t1's slot
+      yield* actor.sync("t2")
+      yield* Deferred.succeed(gate, undefined)
+      yield* waitFor(actor, (s) => s.pendingEntries === 0 && s.lastSync !== undefined, "t1")
+      yield* waitFor(actor, (s) => s.pendingEntries === 0 && s.lastSync !== undefined, "t2")
+      yield* actor.push("t3", ["c"]) // room again
+      yield* waitFor(actor, (s) => s.pendingEntries === 0 && s.lastSync !== undefined, "t3")
+      expect([...peer.state.delivered].sort()).toEqual(["a", "a2", "c"])
+    }))
+
+  it.scoped("a defect restarts the actor after 100 ms and it finishes the work", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.dieOnce = true
+      const { actor, supervisor } = yield* startActor(peer.client)
+      yield* actor.push(TREE, ["e1"])
+      yield* Effect.repeat(supervisor.restarts, { until: (n) => n === 1 })
+      expect(peer.state.delivered.size).toBe(0)
+      yield* TestClock.adjust(99)
+      expect(peer.state.calls).toHaveLength(1)
+      yield* TestClock.adjust(1)
+      const s = yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0 && s.lastSync !== undefined)
+      expect(s.lastSync).toBe(100)
+      expect([...peer.state.delivered]).toEqual(["e1"])
+      // the same actor (same mailbox) keeps working: no dead mailbox
+      expect(Option.getOrThrow(yield* supervisor.find("peer-b"))).toBe(actor)
+      yield* actor.push(TREE, ["e2"])
+      yield* waitFor(actor, (s) => s.pendingEntries === 0)
+      expect(peer.state.delivered.has("e2")).toBe(true)
+    }))
+
+  it.effect("closing the supervisor's scope stops every actor fiber", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.gate = yield* Deferred.make<void>() // never opened: calls hang until interrupted
+      let running = 0
+      const scope = yield* Scope.make()
+      const supervisor = yield* SyncSupervisor.make(
+        (key) =>
+          Effect.map(PeerActor.make({ peer: key, client: peer.client, addresses: Effect.succeed([ADDRESS]) }), (a) => ({
+            value: a.value,
+            run: Effect.suspend(() => {
+              running++
+              return a.run
+            }).pipe(Effect.ensuring(Effect.sync(() => running--)))
+          })),
+        { name: "peer" }
+      ).pipe(Scope.extend(scope))
+      const actors = yield* Effect.forEach(["p1", "p2", "p3", "p4"], (k) => Scope.extend(supervisor.get(k), scope))
+      yield* Effect.forEach(actors, (a) => a.push(TREE, ["e"]))
+      yield* Effect.forEach(actors, (a) => waitFor(a, (s) => s.state === "syncing"))
+      expect(running).toBe(4)
+      yield* Scope.close(scope, Exit.void)
+      expect(running).toBe(0)
+      expect(peer.state.interrupted).toBe(4)
+      expect(yield* supervisor.all).toEqual([])
+    }))
+
+  it.scoped("nothing is dropped: after 10 failures the work stays pending (failed), and is delivered once the peer is back", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { saved, store } = memoryStore()
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter, store })
+      yield* actor.push(TREE, ["e1", "e2"])
+      yield* TestClock.adjust("1 hour")
+      const failed = yield* waitFor(actor, (s) => s.state === "failed")
+      expect(peer.state.calls).toHaveLength(10)
+      expect(failed).toEqual({ state: "failed", hasLocalData: false, pendingEntries: 2, lastError: "connection refused" })
+      expect(saved.get(TREE)).toEqual({ entries: ["e1", "e2"], sync: false })
+      yield* TestClock.adjust("10 hours")
+      expect(peer.state.calls).toHaveLength(10) // no timed retries once failed…
+      // …but a new commit (or the interval's sync, a flush, an address) tries again at once
+      yield* actor.push(TREE, ["e3"])
+      yield* waitFor(actor, (s) => s.state === "failed" && s.pendingEntries === 3)
+      expect(peer.state.calls).toHaveLength(11)
+      peer.state.up = true
+      const outcome = yield* actor.flush
+      expect(outcome).toEqual({ delivered: 1, failed: 0 })
+      const s = yield* actor.status(TREE)
+      expect(s.state).toBe("idle")
+      expect(s.pendingEntries).toBe(0)
+      expect(s.lastError).toBeUndefined()
+      // flush ran a sync of the database, which pushes everything the peer lacks
+      expect(peer.state.calls.at(-1)!.op).toBe("sync")
+      expect(saved.has(TREE)).toBe(false)
+    }))
+
+  it.scoped("flush ignores backoff and awaits the round; work saved at the last run resumes", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { saved, store } = memoryStore()
+      const initial = new Map([[TREE, { entries: ["old"], sync: false }]])
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter, store, initial })
+      yield* waitFor(actor, (s) => s.state === "backoff")
+      expect(yield* actor.flush).toEqual({ delivered: 0, failed: 1 })
+      expect(saved.get(TREE)).toEqual({ entries: ["old"], sync: true }) // flush also asked for a sync
+      peer.state.up = true
+      expect(yield* actor.flush).toEqual({ delivered: 1, failed: 0 })
+      expect(yield* Clock.currentTimeMillis).toBe(0) // no waiting for the backoff
+      expect(peer.state.calls.at(-1)!.op).toBe("sync")
+      expect(saved.size).toBe(0)
+    }))
+
+  it.scoped("poke (an address added) retries failed work; the first working address is used", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      let addresses: ReadonlyArray<Address> = []
+      const { actor } = yield* startActor(peer.client, {
+        backoff: { jitter: 0, maxAttempts: 1 },
+        addresses: Effect.sync(() => addresses)
+      })
+      yield* actor.sync(TREE)
+      const s = yield* waitFor(actor, (s) => s.state === "failed")
+      expect(s.lastError).toContain("no address")
+      addresses = [ADDRESS]
+      yield* actor.poke
+      yield* actor.waitForInitialSync(TREE)
+      expect((yield* actor.status(TREE)).state).toBe("idle")
+    }))
+
+  it("backoffDelay is 2^(n-1) × 2 s capped at 64 s, jitter bounded", () => {
+    const b = PeerActor.defaultBackoff
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map((n) => PeerActor.backoffDelay(n, { ...b, jitter: 0 }, 0.3))).toEqual([
+      2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 64_000, 64_000
+    ])
+    expect(PeerActor.backoffDelay(1, b, 0)).toBe(1_800)
+    expect(PeerActor.backoffDelay(1, b, 0.999999)).toBe(2_200)
+    expect(PeerActor.backoffDelay(7, b, 0.999999)).toBe(64_000)
+  })
+})

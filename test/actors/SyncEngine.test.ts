@@ -1,0 +1,246 @@
+/**
+ * The background engine end to end over real HTTP on 127.0.0.1: commits reach registered peers
+ * with no explicit sync call, writes made while a peer is down arrive after it returns, peers and
+ * pending work survive a restart on SQLite, and a line A–B–C relays.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Doc, type Plain } from "../../src/core/Doc.js"
+import type { Signer } from "../../src/database/Database.js"
+import { SettingsStore } from "../../src/database/SettingsStore.js"
+import { DocStore, DocStoreView } from "../../src/database/Stores.js"
+import * as Transaction from "../../src/database/Transaction.js"
+import * as Eidetica from "../../src/layers/Eidetica.js"
+import * as Permission from "../../src/schema/Permission.js"
+import { Instance, type InstanceShape, type User } from "../../src/services/Instance.js"
+import { Storage, type StorageShape } from "../../src/services/Storage.js"
+import { Sync, type SyncShape } from "../../src/services/Sync.js"
+import { SyncEngine, type SyncEngineShape, type SyncHandle } from "../../src/services/SyncEngine.js"
+
+const onCommit = { syncEnabled: true, syncOnCommit: true, properties: {} }
+
+interface Node {
+  readonly instance: InstanceShape
+  readonly sync: SyncShape
+  readonly engine: SyncEngineShape
+  readonly storage: StorageShape
+  readonly address: string
+  readonly run: <A, E>(effect: Effect.Effect<A, E, Eidetica.Services>) => Effect.Effect<A, E>
+}
+
+/** A complete engine with HTTP on 127.0.0.1 (port 0 unless given), built in `scope`. */
+const makeNode = (options: Eidetica.Options = { storage: "memory" }, port = 0) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(Eidetica.layer(options))
+    const run = <A, E>(effect: Effect.Effect<A, E, Eidetica.Services>) => Effect.provide(effect, context)
+    return yield* run(
+      Effect.gen(function*() {
+        const sync = yield* Sync
+        yield* sync.enableHttpTransport({ timeout: "2 seconds" })
+        const address = yield* sync.startServer(`127.0.0.1:${port}`)
+        return {
+          instance: yield* Instance,
+          sync,
+          engine: yield* SyncEngine,
+          storage: yield* Storage,
+          address,
+          run
+        } satisfies Node
+      })
+    )
+  }).pipe(Effect.orDie)
+
+/** A user on `node`, its default key, logged in. */
+const userOn = (node: Node, name: string) =>
+  Effect.gen(function*() {
+    yield* node.instance.createUser(name)
+    const user = yield* node.instance.loginUser(name)
+    return { user, key: yield* user.getDefaultKey }
+  }).pipe(Effect.orDie)
+
+/** A database on `node` anyone may write (global Write(10)), tracked with sync on commit. */
+const sharedDb = (node: Node, user: User, key: string) =>
+  node.run(
+    Effect.gen(function*() {
+      const { db, signer } = yield* user.createDatabase(Doc.from({ name: "notes" }), key)
+      const txn = Transaction.begin(db, signer)
+      yield* new SettingsStore(txn).setGlobalPermission(Permission.Write(10))
+      yield* Transaction.commit(txn)
+      yield* user.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: onCommit })
+      return { treeId: db.rootId, signer }
+    })
+  ).pipe(Effect.orDie)
+
+/** Commit `data[key] = value`. */
+const write = (node: Node, treeId: string, signer: Signer, key: string, value: Plain) =>
+  node.run(
+    Effect.gen(function*() {
+      const txn = Transaction.begin({ rootId: treeId }, signer)
+      yield* new DocStore(txn, "data").set(key, value)
+      return yield* Transaction.commit(txn)
+    })
+  ).pipe(Effect.orDie)
+
+const readKey = (node: Node, treeId: string, key: string) =>
+  node.run(new DocStoreView({ rootId: treeId }, "data").get(key)).pipe(Effect.orElseSucceed(() => undefined))
+
+/** Poll (every 10 ms, at most `within`) until `node` reads `key` = `value`; fails the test otherwise. */
+const eventually = (node: Node, treeId: string, key: string, value: Plain, within: Duration.DurationInput = "5 seconds") =>
+  poll(readKey(node, treeId, key), (v) => v === value, within)
+
+/** Run `effect` every 10 ms until its value satisfies `pred` (at most `within`). */
+const poll = <A, E>(effect: Effect.Effect<A, E>, pred: (a: A) => boolean, within: Duration.DurationInput = "5 seconds") =>
+  Effect.repeat(Effect.delay(effect, "10 millis"), { until: pred }).pipe(
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`condition not met within ${Duration.format(within)}`) }),
+    Effect.orDie
+  )
+
+/** Register `peer` on `node` for a database (with the peer's device key and address). */
+const register = (node: Node, peer: Node, treeId: string): Effect.Effect<SyncHandle> =>
+  node.engine.registerSyncPeer({
+    peerPubkey: peer.instance.deviceId,
+    treeId,
+    addresses: [{ transport_type: "http", address: peer.address }],
+    displayName: "peer"
+  }).pipe(Effect.orDie)
+
+/** Track a database (held or not yet) on a node with sync on commit. */
+const track = (node: Node, user: User, key: string, treeId: string) =>
+  node.run(user.trackDatabase({ databaseId: treeId, keyId: key, syncSettings: onCommit })).pipe(Effect.orDie)
+
+/** A and B, with a shared database on A that B bootstrapped through the engine; peers registered both ways. */
+const pair = Effect.gen(function*() {
+  const a = yield* makeNode()
+  const b = yield* makeNode()
+  const alice = yield* userOn(a, "alice")
+  const bob = yield* userOn(b, "bob")
+  const { signer, treeId } = yield* sharedDb(a, alice.user, alice.key)
+  yield* track(b, bob.user, bob.key, treeId)
+  const onA = yield* register(a, b, treeId)
+  const onB = yield* register(b, a, treeId)
+  yield* onB.waitForInitialSync.pipe(Effect.timeout("5 seconds"))
+  return { a, b, alice, bob, signer, treeId, onA, onB }
+})
+
+describe("SyncEngine over HTTP", () => {
+  it.scopedLive("A commits, B sees it with no sync call; and back from B to A", () =>
+    Effect.gen(function*() {
+      const { a, b, bob, onA, onB, signer, treeId } = yield* pair
+      const status = yield* onB.status
+      expect(status.hasLocalData).toBe(true)
+      expect(status.lastSync).toBeGreaterThan(0)
+      yield* write(a, treeId, signer, "hello", "from A")
+      yield* eventually(b, treeId, "hello", "from A")
+      // B writes with its own user under the global grant; A sees it
+      const opened = yield* b.run(bob.user.openDatabase(treeId)).pipe(Effect.orDie)
+      yield* write(b, treeId, opened.signer, "reply", "from B")
+      yield* eventually(a, treeId, "reply", "from B")
+      const s = yield* poll(onA.status, (x) => x.state === "idle")
+      expect(s.state).toBe("idle")
+      expect(s.pendingEntries).toBe(0)
+      expect(s.lastError).toBeUndefined()
+      expect(typeof s.lastSync).toBe("number")
+    }))
+
+  it.scopedLive("writes made while B is down arrive after B returns (flush)", () =>
+    Effect.gen(function*() {
+      const { a, b, onA, signer, treeId } = yield* pair
+      const port = Number(b.address.split(":")[1])
+      yield* b.sync.stopServer.pipe(Effect.orDie)
+      yield* write(a, treeId, signer, "offline", "1")
+      yield* write(a, treeId, signer, "offline2", "2")
+      const down = yield* poll(onA.status, (x) => x.state === "backoff")
+      expect(down.lastError).toBeDefined()
+      expect(down.pendingEntries).toBeGreaterThan(0)
+      expect(down.retryAt).toBeGreaterThan(down.lastSync ?? 0)
+      yield* b.sync.startServer(`127.0.0.1:${port}`).pipe(Effect.orDie)
+      const report = yield* a.engine.flush
+      expect(report).toEqual({ delivered: 1, failed: 0 })
+      expect(yield* readKey(b, treeId, "offline")).toBe("1")
+      expect(yield* readKey(b, treeId, "offline2")).toBe("2")
+      const after = yield* onA.status
+      expect(after).toMatchObject({ state: "idle", pendingEntries: 0 })
+    }))
+
+  it.scopedLive("registered peers, tracking and pending work survive closing and reopening a SQLite instance", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "eidetica-engine-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const filename = join(dir, "a.db")
+      const b = yield* makeNode()
+      const bob = yield* userOn(b, "bob")
+      const bPort = Number(b.address.split(":")[1])
+
+      const first = yield* Scope.make()
+      const a1 = yield* Scope.extend(makeNode({ storage: "sqlite", filename }), first)
+      const alice = yield* userOn(a1, "alice")
+      const { signer, treeId } = yield* sharedDb(a1, alice.user, alice.key)
+      yield* track(b, bob.user, bob.key, treeId)
+      yield* register(b, a1, treeId) // B bootstraps from A
+      const onA1 = yield* register(a1, b, treeId)
+      yield* onA1.waitForInitialSync.pipe(Effect.timeout("5 seconds"))
+      yield* b.sync.stopServer.pipe(Effect.orDie)
+      const entryId = yield* write(a1, treeId, signer, "while-b-down", "kept")
+      yield* poll(onA1.status, (s) => s.state === "backoff")
+      yield* Scope.close(first, Exit.void)
+
+      const a2 = yield* makeNode({ storage: "sqlite", filename })
+      const handle = yield* a2.engine.handle(b.instance.deviceId, treeId)
+      expect(handle).toBeDefined()
+      const pending = yield* a2.storage.listMeta("sync/pending/").pipe(Effect.orDie)
+      expect(pending.length).toBe(1)
+      expect(pending[0]![1]).toContain(entryId)
+      expect((yield* a2.instance.combinedSyncSettings(treeId).pipe(Effect.orDie))?.syncOnCommit).toBe(true)
+      expect(yield* readKey(b, treeId, "while-b-down")).toBeUndefined()
+      yield* b.sync.startServer(`127.0.0.1:${bPort}`).pipe(Effect.orDie)
+      expect(yield* a2.engine.flush).toEqual({ delivered: 1, failed: 0 })
+      expect(yield* readKey(b, treeId, "while-b-down")).toBe("kept")
+      expect(yield* a2.storage.listMeta("sync/pending/").pipe(Effect.orDie)).toEqual([])
+      expect((yield* handle!.status).state).toBe("idle")
+    }))
+
+  it.scopedLive("a line A–B–C relays: a write on A reaches C with no A–C link", () =>
+    Effect.gen(function*() {
+      const { a, b, signer, treeId } = yield* pair
+      const c = yield* makeNode()
+      const carol = yield* userOn(c, "carol")
+      yield* track(c, carol.user, carol.key, treeId)
+      yield* register(b, c, treeId)
+      const onC = yield* register(c, b, treeId)
+      yield* onC.waitForInitialSync.pipe(Effect.timeout("5 seconds"))
+      yield* write(a, treeId, signer, "relayed", "yes")
+      yield* eventually(c, treeId, "relayed", "yes")
+      // and back: C's write reaches A through B
+      const opened = yield* c.run(carol.user.openDatabase(treeId)).pipe(Effect.orDie)
+      yield* write(c, treeId, opened.signer, "from-c", "ok")
+      yield* eventually(a, treeId, "from-c", "ok")
+      expect(yield* a.engine.handle(c.instance.deviceId, treeId)).toBeUndefined()
+    }))
+
+  it.scopedLive("auth.keyId is honoured: a key that is not logged in falls back to the device key and says so", () =>
+    Effect.gen(function*() {
+      const a = yield* makeNode()
+      const b = yield* makeNode()
+      const alice = yield* userOn(a, "alice")
+      // a private database: no global grant, so reads need a proven key
+      const { db } = yield* a.run(alice.user.createDatabase(Doc.from({ name: "private" }), alice.key)).pipe(Effect.orDie)
+      yield* track(a, alice.user, alice.key, db.rootId)
+      const handle = yield* b.engine.registerSyncPeer({
+        peerPubkey: a.instance.deviceId,
+        treeId: db.rootId,
+        addresses: [{ transport_type: "http", address: a.address }],
+        auth: { keyId: "ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" }
+      }).pipe(Effect.orDie)
+      const s = yield* poll(handle.status, (x) => x.lastError !== undefined)
+      expect(s.state).toBe("backoff")
+      expect(s.lastError).toContain("not logged in")
+      expect(s.hasLocalData).toBe(false)
+    }))
+})
