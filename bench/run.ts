@@ -4,7 +4,7 @@
  */
 type Suite = { run: () => Promise<void> }
 const load = (name: string) => (): Promise<Suite> => import(`./${name}.js`) as Promise<Suite>
-const suites: Record<string, () => Promise<Suite>> = { local: load("local"), sync: load("sync"), live: load("live") }
+const suites: Record<string, () => Promise<Suite>> = { local: load("local"), sync: load("sync"), live: load("live"), sim: load("sim") }
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"))
 for (const name of wanted.length > 0 ? wanted : Object.keys(suites)) {

@@ -1,0 +1,332 @@
+/**
+ * The deterministic simulation runner (DESIGN.md §6): N complete peers on a simulated network
+ * under a virtual clock and a seeded `Random`, the cluster room set up, then a seeded schedule of
+ * writes and faults (partitions and heals of directed links, crashes and restarts on persisted
+ * storage, message loss and duplication, and an intruder pushing forged and unauthorized
+ * entries), then everything healed, the engine left to settle, and the invariants checked. The
+ * same options give a deeply equal trace.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Encoding from "effect/Encoding"
+import * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
+import { Doc } from "../core/Doc.js"
+import * as Entry from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
+import type { Signer } from "../database/Database.js"
+import * as EngineActors from "../actors/SyncEngine.js"
+import * as SimClock from "../layers/SimClock.js"
+import * as SimNetwork from "../layers/TransportSim.js"
+import { directKey, globalKey, type SigKey } from "../schema/Auth.js"
+import * as Permission from "../schema/Permission.js"
+import { responseKind } from "../schema/Protocol.js"
+import { Auth, type AuthShape } from "../services/Auth.js"
+import type { StorageShape } from "../services/Storage.js"
+import * as Cluster from "./Cluster.js"
+import * as Invariants from "./Invariants.js"
+
+/** Fault rates; all optional, all default 0. */
+export interface Faults {
+  /** Per message: the probability a request is lost. */
+  readonly dropRate?: number | undefined
+  /** Per message: the probability a request arrives twice. */
+  readonly duplicateRate?: number | undefined
+  /** Per step: the probability of cutting or healing a random directed link. */
+  readonly partitionRate?: number | undefined
+  /** Per step: the probability of crashing (or restarting) a random peer. */
+  readonly crashRate?: number | undefined
+}
+
+/** Options of one simulation run. */
+export interface Options {
+  /** How many peers (at least 2). */
+  readonly peers: number
+  /** The seed of everything random: keys, schedule, delays, losses. */
+  readonly seed: number
+  /** How many schedule steps. */
+  readonly steps: number
+  readonly faults?: Faults | undefined
+  /** Delivery delays in virtual ms (default 1 to 200). */
+  readonly minDelayMs?: number | undefined
+  readonly maxDelayMs?: number | undefined
+  /** Per step: the probability that the intruder offers a forged entry (default 0.02; three forgeries happen regardless). */
+  readonly forgeRate?: number | undefined
+  /** "engine" (default): the background engine moves entries; "manual": random explicit exchanges do. */
+  readonly mode?: "engine" | "manual" | undefined
+}
+
+/** What a run found. */
+export interface Report {
+  readonly converged: boolean
+  readonly noLostEntries: boolean
+  readonly allSigned: boolean
+  readonly noUnauthorizedEntries: boolean
+  /** Every event, plain JSON; the same options give an equal trace. */
+  readonly trace: ReadonlyArray<SimNetwork.TraceEvent>
+  readonly stats: Stats
+  readonly seed: number
+  readonly peers: number
+  readonly steps: number
+  /** Every invariant violation, one line each (empty when all hold). */
+  readonly violations: ReadonlyArray<string>
+  /** Virtual time the run took, ms. */
+  readonly virtualMs: number
+}
+
+/** Counts over the trace. */
+export interface Stats {
+  readonly writes: number
+  readonly sends: number
+  readonly deliveries: number
+  readonly drops: number
+  readonly duplicates: number
+  readonly partitions: number
+  readonly crashes: number
+  readonly forgeries: number
+}
+
+/** The background engine of simulated peers: the actors with their production defaults. */
+export const engineLayer: Cluster.EngineLayer = Layer.orDie(EngineActors.layer())
+
+/** Run one simulation as an Effect (it brings its own virtual clock, scheduler and seeded Random). */
+export const runEffect = (options: Options): Effect.Effect<Report> => {
+  const clock = SimClock.make()
+  return simulate(options, clock).pipe(
+    Effect.scoped,
+    Effect.withRandom(Random.make(options.seed)),
+    SimClock.provide(clock)
+  )
+}
+
+/** Run one simulation; resolves with its report. */
+export const run = (options: Options): Promise<Report> => Effect.runPromise(runEffect(options))
+
+/** Whether every invariant of a report holds. */
+export const passed = (report: Report): boolean =>
+  report.converged && report.noLostEntries && report.allSigned && report.noUnauthorizedEntries
+
+/** Counts over a trace. */
+export const statsOf = (trace: ReadonlyArray<SimNetwork.TraceEvent>): Stats => {
+  const count = (type: SimNetwork.TraceEvent["type"]) => trace.filter((e) => e.type === type).length
+  return {
+    writes: count("write"),
+    sends: count("send"),
+    deliveries: count("deliver"),
+    drops: count("drop"),
+    duplicates: count("duplicate"),
+    partitions: count("partition"),
+    crashes: count("crash"),
+    forgeries: count("forge")
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the run
+
+const simulate = (options: Options, clock: SimClock.SimClock) =>
+  Effect.gen(function* () {
+    const n = Math.max(2, Math.floor(options.peers))
+    const faults = options.faults ?? {}
+    const schedule = Random.make(`schedule/${options.seed}`)
+    const network = yield* SimNetwork.make({ seed: options.seed })
+    const engine = options.mode === "manual" ? undefined : engineLayer
+    const drive = clock.drive
+    const cluster = yield* drive(Cluster.make({ peers: n, network, engine }))
+    const start = yield* clock.currentTimeMillis
+    const room = cluster.room()
+    const peers = cluster.peers
+
+    // a private database (no global grant) the intruder will try to write to
+    const owner = peers[0]!
+    const privateDb = yield* owner.run(
+      Effect.gen(function* () {
+        const { db } = yield* owner.user().createDatabase(Doc.from({ name: "private" }), owner.key())
+        yield* owner.user().trackDatabase({ databaseId: db.rootId, keyId: owner.key(), syncSettings: Cluster.roomSyncSettings() })
+        return db.rootId
+      })
+    ).pipe(Effect.orDie)
+
+    const intruderAuth = Context.get(yield* Layer.build(Cluster.layerSimAuth), Auth)
+    const intruderKey = yield* intruderAuth.generateKey
+    const intruder = network.transport("sim-intruder")
+    const forged = new Set<string>()
+    const written = new Set<string>()
+
+    yield* network.setLinkPolicy({
+      dropRate: faults.dropRate ?? 0,
+      duplicateRate: faults.duplicateRate ?? 0,
+      minDelayMs: options.minDelayMs ?? 1,
+      maxDelayMs: options.maxDelayMs ?? 200
+    })
+
+    const pick = (k: number) => schedule.nextIntBetween(0, k)
+    const upPeers = () => peers.filter((p) => p.isUp()).map((p) => p.index)
+
+    const forge = (kindIndex: number) =>
+      Effect.gen(function* () {
+        const kind = forgeryKinds[kindIndex % forgeryKinds.length]!
+        const up = upPeers()
+        if (up.length === 0) return
+        const target = peers[kind === "non-member" && owner.isUp() ? 0 : up[yield* pick(up.length)]!]!
+        const treeId = kind === "non-member" ? privateDb : room
+        const entry = yield* forgeEntry(target.storage, intruderAuth, treeId, intruderKey, kind)
+        forged.add(entry.id)
+        const response = yield* drive(intruder.send(target.address, { SendEntries: [Encoding.encodeBase64(entry.bytes)] }).pipe(
+          Effect.map(responseKind),
+          Effect.orElseSucceed(() => "TransportError")
+        ))
+        yield* network.record({ type: "forge", peer: target.name, kind, entry: entry.id, response })
+      })
+
+    const forgeRate = options.forgeRate ?? 0.02
+    // each kind of forgery is tried at least once, a quarter, half and three quarters into the run
+    const forcedForgeries = new Map<number, Array<number>>()
+    forgeryKinds.forEach((_, k) => {
+      const at = Math.floor(((k + 1) * options.steps) / 4)
+      forcedForgeries.set(at, [...(forcedForgeries.get(at) ?? []), k])
+    })
+
+    for (let step = 0; step < options.steps; step++) {
+      const r = yield* schedule.next
+      const partitionRate = faults.partitionRate ?? 0
+      const crashRate = faults.crashRate ?? 0
+      if (r < partitionRate) {
+        const a = yield* pick(n)
+        const b = (a + 1 + (yield* pick(n - 1))) % n
+        const from = peers[a]!.name
+        const to = peers[b]!.name
+        if (yield* network.isPartitioned(from, to)) yield* network.heal(from, to)
+        else yield* network.partition(from, to)
+      } else if (r < partitionRate + crashRate) {
+        const p = yield* pick(n)
+        if (peers[p]!.isUp()) yield* drive(cluster.crash(p))
+        else yield* drive(cluster.restart(p))
+      } else if (r < partitionRate + crashRate + forgeRate) {
+        yield* forge(yield* pick(forgeryKinds.length))
+      } else {
+        let up = upPeers()
+        if (up.length === 0) {
+          yield* drive(cluster.restart(yield* pick(n)))
+          up = upPeers()
+        }
+        const writer = up[yield* pick(up.length)]!
+        const id = yield* drive(Effect.either(cluster.write(writer, `k${step}`, `v${step}@${writer}`)))
+        if (id._tag === "Right") written.add(id.right)
+        else yield* network.record({ type: "note", text: `write at ${peers[writer]!.name} failed: ${id.left._tag}` })
+      }
+      for (const k of forcedForgeries.get(step) ?? []) yield* forge(k)
+      if (engine === undefined && (yield* schedule.nextBoolean)) {
+        const up = upPeers()
+        if (up.length >= 2) {
+          const a = up[yield* pick(up.length)]!
+          const others = up.filter((x) => x !== a)
+          yield* drive(cluster.exchange(a, others[yield* pick(others.length)]!))
+        }
+      }
+      yield* clock.advance(yield* schedule.nextIntBetween(10, 400))
+    }
+
+    for (const [at, kinds] of forcedForgeries) if (at >= options.steps) for (const k of kinds) yield* forge(k)
+
+    // heal, restart, settle
+    yield* network.record({ type: "note", text: "settle" })
+    yield* network.healAll
+    yield* network.setLinkPolicy({ dropRate: 0, duplicateRate: 0 })
+    for (const p of peers) yield* drive(cluster.restart(p.index))
+    const checked = peers.map((p) => ({ name: p.name, storage: p.storage }))
+    const isConverged = Effect.map(Invariants.converged(checked, room, []), (r) => r.ok)
+    if (engine === undefined) {
+      yield* drive(cluster.converge())
+    } else {
+      // the engine retries with backoff up to 64 s and syncs every interval: let that time pass, flushing between
+      for (let round = 0; round < 3 * n + 8 && !(yield* isConverged); round++) {
+        if (round % 2 === 0) {
+          for (const p of peers) yield* drive(cluster.flush(p.index))
+        } else yield* clock.advance(70_000)
+      }
+    }
+    yield* clock.advance(1_000)
+
+    const convergence = yield* Invariants.converged(checked, room)
+    const lost = yield* Invariants.noLostEntries(checked, room, written)
+    const signed = yield* Invariants.allSigned(checked, [room, privateDb], intruderAuth)
+    const unauthorized = yield* Invariants.noUnauthorizedEntries(checked, forged)
+    const trace = yield* network.trace()
+    const end = yield* clock.currentTimeMillis
+    return {
+      converged: convergence.ok,
+      noLostEntries: lost.ok,
+      allSigned: signed.ok,
+      noUnauthorizedEntries: unauthorized.ok && forged.size > 0,
+      trace,
+      stats: statsOf(trace),
+      seed: options.seed,
+      peers: n,
+      steps: options.steps,
+      violations: [
+        ...convergence.violations.map((v) => `converged: ${v}`),
+        ...lost.violations.map((v) => `noLostEntries: ${v}`),
+        ...signed.violations.map((v) => `allSigned: ${v}`),
+        ...unauthorized.violations.map((v) => `noUnauthorizedEntries: ${v}`),
+        ...(forged.size === 0 ? ["noUnauthorizedEntries: no forgery was attempted"] : [])
+      ],
+      virtualMs: end - start
+    } satisfies Report
+  })
+
+// ---------------------------------------------------------------------------------------------
+// forgeries
+
+/** The intruder's attempts: a tampered signature, a Write key changing settings, a key outside a private database's auth. */
+export const forgeryKinds = ["bad-signature", "escalation", "non-member"] as const
+
+/** One kind of forgery. */
+export type ForgeryKind = (typeof forgeryKinds)[number]
+
+/**
+ * Build an entry the way a commit would, on top of what `storage` holds of `treeId`, but one no
+ * honest peer may accept: its signature is broken ("bad-signature"), it gives the intruder Admin
+ * under a Write grant ("escalation"), or it is signed by a key the database's auth does not know
+ * ("non-member").
+ */
+export const forgeEntry = (
+  storage: StorageShape,
+  auth: AuthShape,
+  treeId: string,
+  intruder: Signer,
+  kind: ForgeryKind
+) =>
+  Effect.gen(function* () {
+    const parents = yield* storage.tips(treeId)
+    const heights = yield* storage.heights(parents)
+    const height = Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1
+    const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
+    const key: SigKey = kind === "non-member" ? directKey(intruder.publicKey) : globalKey(intruder.publicKey)
+    const subtrees =
+      kind === "escalation"
+        ? [{ name: Entry.SETTINGS, parents: settingsTips, data: escalation(intruder.publicKey).encode() }]
+        : [{ name: "data", parents: yield* storage.storeTips(treeId, "data"), data: Doc.from({ forged: kind }).encode() }]
+    const unsigned = Entry.make({
+      root: treeId,
+      parents,
+      height,
+      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
+      subtrees,
+      key
+    })
+    const signed = Entry.signingBytes(unsigned)
+    const message = kind === "bad-signature" ? Uint8Array.from([...signed, 0]) : signed
+    const sig = yield* auth.sign(intruder.secretKey, message)
+    return Entry.stored(Entry.withSignature(unsigned, sig))
+  }).pipe(Effect.orDie)
+
+const escalation = (pubkey: string): Doc => {
+  const keys = Doc.empty()
+  keys.set(pubkey, Settings.authKeyDoc({ permissions: Permission.Admin(0), status: "Active" }))
+  const auth = Doc.empty()
+  auth.set("keys", keys)
+  const settings = Doc.empty()
+  settings.set("auth", auth)
+  return settings
+}
