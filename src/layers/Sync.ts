@@ -96,7 +96,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     const router = yield* Ref.make(TransportRouter.empty)
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
-    let server: { readonly scope: Scope.CloseableScope; readonly address: string } | undefined
+    let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
     /** Verified handshakes by formatted address, for the service's life. */
     const handshakes = new Map<string, HandshakeResponse>()
     /** Spent (key, nonce) pairs of signed requests, with when they may be forgotten. */
@@ -377,7 +377,7 @@ export const make = (options: SyncLayerOptions = {}) =>
             public_key: instance.deviceId,
             protocol_version: PROTOCOL_VERSION,
             challenge: Array.from(challenge),
-            listen_addresses: server === undefined ? [] : [{ transport_type: "http", address: server.address }]
+            listen_addresses: server === undefined ? [] : [{ transport_type: server.transportType, address: server.address }]
           }
         })
         if (typeof response === "object" && "Error" in response) {
@@ -634,7 +634,7 @@ export const make = (options: SyncLayerOptions = {}) =>
             Scope.extend(scope),
             Effect.onError(() => Scope.close(scope, Exit.void))
           )
-          server = { scope, address: bound.address }
+          server = { scope, address: bound.address, transportType: bound.transport_type }
           return bound.address
         })
       )
