@@ -5,46 +5,9 @@ import * as Entry from "../../src/core/Entry.js"
 import type { StoredEntry } from "../../src/core/Entry.js"
 import { compareIds } from "../../src/schema/Ids.js"
 
-const KEY = { Direct: { hint: { pubkey: "ed25519:" + "A".repeat(43) + "=" } } }
+import { child, KEY, root } from "../fixtures/Entries.js"
+
 const text = new TextEncoder()
-
-/** A root entry; `label` keeps otherwise identical roots apart. */
-const root = (label = "root", stores: ReadonlyArray<string> = []): StoredEntry =>
-  Entry.stored(
-    Entry.make({
-      parents: [],
-      height: 0,
-      metadata: text.encode(label),
-      subtrees: [
-        { name: "_root", parents: [], data: text.encode("\"\"") },
-        ...stores.map((name) => ({ name, parents: [], data: text.encode(label) }))
-      ],
-      key: KEY
-    })
-  )
-
-/** A child entry of `parents`, touching `stores` (name → store parents, with an optional own store height). */
-const child = (
-  r: StoredEntry,
-  label: string,
-  parents: ReadonlyArray<StoredEntry>,
-  stores: Record<string, { readonly parents: ReadonlyArray<StoredEntry>; readonly h?: number }> = {}
-): StoredEntry =>
-  Entry.stored(
-    Entry.make({
-      root: r.id,
-      parents: parents.map((p) => p.id),
-      height: Math.max(...parents.map((p) => p.height)) + 1,
-      metadata: text.encode(label),
-      subtrees: Object.entries(stores).map(([name, s]) => ({
-        name,
-        parents: s.parents.map((p) => p.id),
-        data: text.encode(label),
-        h: s.h
-      })),
-      key: KEY
-    })
-  )
 
 const indexOf = (entries: ReadonlyArray<StoredEntry>): DagIndex => {
   const index = new DagIndex()

@@ -14,44 +14,7 @@ import { layerMemory, layerSqlite, Storage } from "../../src/layers/Storage.js"
 import type { StorageError } from "../../src/schema/Errors.js"
 import { compareIds } from "../../src/schema/Ids.js"
 
-const KEY = { Direct: { hint: { pubkey: "ed25519:" + "A".repeat(43) + "=" } } }
-const text = new TextEncoder()
-
-const root = (label = "root", stores: ReadonlyArray<string> = []): StoredEntry =>
-  Entry.stored(
-    Entry.make({
-      parents: [],
-      height: 0,
-      metadata: text.encode(label),
-      subtrees: [
-        { name: "_root", parents: [], data: text.encode("\"\"") },
-        ...stores.map((name) => ({ name, parents: [], data: text.encode(label) }))
-      ],
-      key: KEY
-    })
-  )
-
-const child = (
-  r: StoredEntry,
-  label: string,
-  parents: ReadonlyArray<StoredEntry>,
-  stores: Record<string, { readonly parents: ReadonlyArray<StoredEntry>; readonly h?: number }> = {}
-): StoredEntry =>
-  Entry.stored(
-    Entry.make({
-      root: r.id,
-      parents: parents.map((p) => p.id),
-      height: Math.max(...parents.map((p) => p.height)) + 1,
-      metadata: text.encode(label),
-      subtrees: Object.entries(stores).map(([name, s]) => ({
-        name,
-        parents: s.parents.map((p) => p.id),
-        data: text.encode(label),
-        h: s.h
-      })),
-      key: KEY
-    })
-  )
+import { child, root } from "../fixtures/Entries.js"
 
 /** A chain of `n` entries after `r`, each touching store "a". */
 const chain = (r: StoredEntry, n: number, label = "c"): Array<StoredEntry> => {
