@@ -22,6 +22,9 @@ import { Sync } from "../services/Sync.js"
 /** The passwordless user the command line acts as. */
 export const NODE_USER = "node"
 
+/** How the command line tracks the databases it creates or syncs: served, pushed on commit. */
+const SERVED = { syncEnabled: true, syncOnCommit: true, properties: {} }
+
 const json = Options.boolean("json").pipe(Options.withDescription("print JSON instead of text"))
 const dataDir = Options.text("data-dir").pipe(
   Options.withDescription("where the node keeps its SQLite file (default .eidetica, or env EIDETICA_DATA_DIR)"),
@@ -134,7 +137,7 @@ const dbCreate = Command.make(
           yield* new SettingsStore(t).setGlobalPermission(Permission.Write(10))
           yield* Transaction.commit(t)
         }
-        yield* user.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: { syncEnabled: true, syncOnCommit: true, properties: {} } })
+        yield* user.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: SERVED })
         yield* out(o.json, { databaseId: db.rootId, name: o.name, public: o.public }, db.rootId)
       })
     )
@@ -224,7 +227,7 @@ const syncCmd = Command.make(
         const result = yield* sync.syncWithPeer(o.address, o.id)
         const key = yield* user.getDefaultKey
         // keep serving what we synced
-        yield* user.trackDatabase({ databaseId: o.id, keyId: key, syncSettings: { syncEnabled: true, syncOnCommit: true, properties: {} } })
+        yield* user.trackDatabase({ databaseId: o.id, keyId: key, syncSettings: SERVED })
         yield* out(o.json, { ...result }, `received ${result.received}, sent ${result.sent}`)
       })
     )
