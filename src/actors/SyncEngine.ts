@@ -62,7 +62,11 @@ export const PEERS_PREFIX = "sync/peers/"
 /** Metadata key prefix of pending work. */
 export const PENDING_PREFIX = "sync/pending/"
 
-/** The default client: sync and push through the Sync service (a push is a sync: pull, then push what the peer lacks). */
+/**
+ * The default client, through the Sync service: a sync is `syncWithPeer`; a push sends the entries
+ * alone (one round trip) and falls back to a full sync when the peer refuses them (it lacks their
+ * history, or the push went wrong in any way the peer could explain).
+ */
 export const syncClient = (sync: SyncShape) =>
 (_peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>): PeerActor.PeerClient => {
   const run = (address: Address, treeId: string) =>
@@ -73,7 +77,15 @@ export const syncClient = (sync: SyncShape) =>
           message: `${e.message || e._tag}${choice.note === undefined ? "" : ` (${choice.note})`}`
         }))
       ))
-  return { sync: run, push: (address, treeId) => run(address, treeId) }
+  const push = (address: Address, treeId: string, entryIds: ReadonlyArray<string>) =>
+    sync.pushEntries(address, treeId, entryIds).pipe(
+      Effect.catchTags({
+        RemoteError: () => run(address, treeId),
+        InvalidEntry: () => run(address, treeId)
+      }),
+      Effect.mapError((e): PeerActor.PeerFailure => ({ _tag: e._tag, message: e.message || e._tag }))
+    )
+  return { sync: run, push }
 }
 
 /** Build the engine in the current scope: reload peers and pending work, start their actors. */

@@ -606,6 +606,32 @@ export const make = (options: SyncLayerOptions = {}) =>
         return { received, sent, roundTrips } satisfies SyncResult
       }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted
 
+    const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds) =>
+      Effect.gen(function*() {
+        const address = yield* parseAddress(target)
+        if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
+        if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
+        const connected = yield* connect(address)
+        let roundTrips = connected.roundTrips
+        // parents first: a child's height is above each of its parents'
+        const heights = yield* storage.heights(entryIds)
+        const ordered = [...heights.keys()].sort((x, y) => heights.get(x)! - heights.get(y)! || (x < y ? -1 : x > y ? 1 : 0))
+        let sent = 0
+        while (sent < ordered.length) {
+          const { wire } = yield* encodePage(ordered.slice(sent, sent + MAX_PUSH_IDS), pageBytes)
+          const response = yield* send(address, { SendEntries: wire })
+          roundTrips++
+          if (typeof response === "object" && "Error" in response) {
+            return yield* remoteError(address, treeId, response.Error)
+          }
+          if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
+            return yield* unexpected(address, `a ${describeResponse(response)} response to pushed entries`)
+          }
+          sent += wire.length
+        }
+        return { received: 0, sent, roundTrips } satisfies SyncResult
+      })
+
     // ---------------------------------------------------------------------------------------
     // transports and server
 
@@ -659,6 +685,7 @@ export const make = (options: SyncLayerOptions = {}) =>
       stopServer,
       getServerAddress,
       syncWithPeer,
+      pushEntries,
       handle
     })
   })

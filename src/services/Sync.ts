@@ -88,6 +88,12 @@ export interface SyncShape {
   readonly getServerAddress: Effect.Effect<string, ServerNotRunning>
   /** Sync one database with a peer: handshake (cached), pull (bootstrap or incremental, paged), then push what the peer lacks. */
   readonly syncWithPeer: (address: PeerAddress, treeId: string, options?: SyncOptions) => Effect.Effect<SyncResult, SyncError>
+  /**
+   * Push given entries of one database to a peer (handshake cached, then SendEntries pages, parents
+   * first), without asking what it holds: one round trip for a fresh commit. A peer lacking their
+   * parents refuses them (a RemoteError); `syncWithPeer` then repairs the gap.
+   */
+  readonly pushEntries: (address: PeerAddress, treeId: string, entryIds: ReadonlyArray<string>) => Effect.Effect<SyncResult, SyncError>
   /** The server's handler: answers one request; problems become `{"Error": …}` responses, never failures. */
   readonly handle: (request: SyncRequest, context: RequestContext) => Effect.Effect<SyncResponse>
 }

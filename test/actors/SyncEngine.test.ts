@@ -206,6 +206,19 @@ describe("SyncEngine over HTTP", () => {
       expect((yield* handle!.status).state).toBe("idle")
     }))
 
+  it.scopedLive("pushEntries sends given entries in one round trip; a gap in the peer's history is refused", () =>
+    Effect.gen(function*() {
+      const { a, b, signer, treeId } = yield* pair
+      yield* a.engine.unregisterSyncPeer(b.instance.deviceId) // no background pushes in this test
+      const e1 = yield* write(a, treeId, signer, "p1", "1")
+      const e2 = yield* write(a, treeId, signer, "p2", "2")
+      const gap = yield* Effect.flip(a.sync.pushEntries(b.address, treeId, [e2]))
+      expect(gap._tag).toBe("RemoteError")
+      const result = yield* a.sync.pushEntries(b.address, treeId, [e2, e1]).pipe(Effect.orDie)
+      expect(result).toMatchObject({ sent: 2, received: 0 })
+      expect(yield* readKey(b, treeId, "p2")).toBe("2")
+    }))
+
   it.scopedLive("a line A–B–C relays: a write on A reaches C with no A–C link", () =>
     Effect.gen(function*() {
       const { a, b, signer, treeId } = yield* pair
