@@ -340,7 +340,8 @@ export class DagIndex {
         stores: new Map(),
         heightsOk: true,
         rootPresent: false,
-        sample: undefined
+        sample: undefined,
+        walk: undefined
       }
       this.trees.set(treeId, t)
     }
@@ -359,23 +360,50 @@ export class DagIndex {
     }
     for (const t of tips) add(t)
     for (const t of tips) {
-      let n = this.nodes.get(t)!
-      let distance = 0
-      let next = 1
-      for (;;) {
-        const first = n.parents[0]
-        const pn = first === undefined ? undefined : this.inTree(treeId, first)
-        if (pn === undefined) break
-        n = pn
-        distance++
-        if (distance === next) {
-          add(n.id)
-          next *= 2
-        }
-      }
-      add(n.id)
+      const path = this.firstParentPath(treeId, t)
+      // path[0] is where the walk ends, path[last] is the tip itself
+      const last = path.length - 1
+      for (let distance = 1; distance <= last; distance *= 2) add(path[last - distance]!.id)
+      add(path[0]!.id)
     }
     return out
+  }
+
+  /**
+   * The first-parent walk from `tip` down to where it ends, end first. The last walk is kept, so a
+   * tip that grew from it walks only the new part (a commit extends a chain by one).
+   */
+  private firstParentPath(treeId: string, tip: string): Array<DagNode> {
+    const tree = this.treeState(treeId)
+    let memo = tree.walk
+    // the walk's end gained its first parent since: the memo no longer ends where a walk would
+    const end = memo?.path[0]
+    const endParent = end?.parents[0]
+    if (memo !== undefined && endParent !== undefined && this.inTree(treeId, endParent) !== undefined) memo = undefined
+    const fresh: Array<DagNode> = []
+    let n: DagNode | undefined = this.nodes.get(tip)!
+    let joined = -1
+    while (n !== undefined) {
+      const at = memo?.positions.get(n.id)
+      if (at !== undefined) {
+        joined = at
+        break
+      }
+      fresh.push(n)
+      const first: string | undefined = n.parents[0]
+      n = first === undefined ? undefined : this.inTree(treeId, first)
+    }
+    if (memo === undefined || joined < 0) memo = { path: [], positions: new Map() }
+    else {
+      for (let i = joined + 1; i < memo.path.length; i++) memo.positions.delete(memo.path[i]!.id)
+      memo.path.length = joined + 1
+    }
+    for (let i = fresh.length - 1; i >= 0; i--) {
+      memo.positions.set(fresh[i]!.id, memo.path.length)
+      memo.path.push(fresh[i]!)
+    }
+    tree.walk = memo
+    return memo.path
   }
 
   /** The exact fallback when some entry is not higher than a parent: complement of the known ancestors. */
@@ -401,6 +429,8 @@ interface TreeState {
   rootPresent: boolean
   /** The last `sample` answer, dropped when an entry is added to the tree. */
   sample: Array<string> | undefined
+  /** The last first-parent walk of `sample` (end first) and each node's position on it. */
+  walk: { readonly path: Array<DagNode>; readonly positions: Map<string, number> } | undefined
 }
 
 interface StoreState {

@@ -99,6 +99,33 @@ export const encodeSigned = (signed: Entry, signing: Uint8Array): Uint8Array => 
   return out
 }
 
+/**
+ * The signing bytes of a stored entry, cut from its canonical bytes: the inverse of `encodeSigned`
+ * (only the `sig` map is re-encoded). Equal to `signingBytes(e.entry)`, which it falls back to when
+ * the bytes do not have the expected layout.
+ */
+export const signingBytesOf = (e: StoredEntry): Uint8Array => {
+  const signed = e.entry
+  const bytes = e.bytes
+  if (signed._v !== undefined || signed.sig.sig === undefined) return signingBytes(signed)
+  const key = stripUndefined(signed.sig.key)
+  const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
+  const at = SIG_MAP_OFFSET
+  if (bytes.length < at + withSig.length || !startsWith(bytes, SIG_PREFIX, 0) || !startsWith(bytes, withSig, at))
+    return signingBytes(signed)
+  const without = dagCbor.encode({ key })
+  const out = new Uint8Array(bytes.length - withSig.length + without.length)
+  out.set(bytes.subarray(0, at))
+  out.set(without, at)
+  out.set(bytes.subarray(at + withSig.length), at + without.length)
+  return out
+}
+
+const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): boolean => {
+  for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false
+  return true
+}
+
 /** A three-key map whose first key is "sig": how every encoded entry (no `_v`) starts. */
 const SIG_PREFIX = [0xa3, 0x63, 0x73, 0x69, 0x67]
 const SIG_MAP_OFFSET = SIG_PREFIX.length

@@ -177,7 +177,7 @@ const check = (
           Effect.suspend(() => {
             const items: Array<VerifyItem> = []
             for (const p of slice) {
-              const message = Entry.signingBytes(p.entry.entry)
+              const message = Entry.signingBytesOf(p.entry)
               const signature = p.entry.entry.sig.sig ?? ""
               for (const c of p.candidates) items.push({ publicKey: c.pubkey, signature, message })
             }

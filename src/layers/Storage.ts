@@ -18,6 +18,7 @@ import { decodeTrusted, type StoredEntry } from "../core/Entry.js"
 import { StorageError } from "../schema/Errors.js"
 import { compareIds } from "../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../services/Storage.js"
+import * as Session from "./internal/SqliteSession.js"
 
 /** The Storage service tag (re-exported beside its layers). */
 export { Storage } from "../services/Storage.js"
@@ -134,15 +135,23 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
 /** Open (creating or migrating) a SQLite storage; the file is closed when the scope closes. */
 export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, StorageError, Scope.Scope> =>
   Effect.gen(function*() {
-    const sql = yield* openClient(options.filename)
-    yield* fromSql("open", sql.unsafe(`PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`))
-    yield* migrate(sql)
+    const client = yield* openClient(options.filename)
+    yield* fromSql("open", client.unsafe(`PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`))
+    yield* migrate(client)
+    // from here on every statement runs on the reserved connection (see SqliteSession)
+    const db = yield* fromSql("open", Session.reserve(client))
+    const sql = db.sql
 
     const index = new DagIndex()
     const loaded = new Set<string>()
-    const lock = yield* Effect.makeSemaphore(1)
-    const maxSeq = yield* fromSql("open", sql<{ s: number | null }>`SELECT max(seq) AS s FROM entries`)
+    const maxSeq = yield* fromSql("open", db.query(sql<{ s: number | null }>`SELECT max(seq) AS s FROM entries`))
     let seq = maxSeq[0]?.s ?? 0
+    // Every tree with entries here: once all are loaded, the index holds every stored entry and an
+    // ID it lacks is not stored (a fresh commit's duplicate check then needs no query).
+    const trees = new Set(
+      (yield* fromSql("open", db.query(sql<{ tree_id: string }>`SELECT DISTINCT tree_id FROM entries`))).map((r) => r.tree_id)
+    )
+    const complete = () => loaded.size >= trees.size
     // Recently put or read entries, decoded: sync serves fresh entries again soon after they land.
     const recent = new Map<string, StoredEntry>()
     const remember = (e: StoredEntry) => {
@@ -157,13 +166,14 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         if (loaded.has(treeId)) return Effect.void
         return fromSql(
           "load tree",
-          sql<IndexRow>`SELECT id, height, seq, parents, stores FROM entries WHERE tree_id = ${treeId} ORDER BY seq`
+          db.queryHeld(sql<IndexRow>`SELECT id, height, seq, parents, stores FROM entries WHERE tree_id = ${treeId} ORDER BY seq`)
         ).pipe(
           Effect.flatMap((rows) =>
             Effect.try({
               try: () => {
                 for (const row of rows) index.add(nodeOfRow(treeId, row))
                 loaded.add(treeId)
+                trees.add(treeId)
               },
               catch: (cause) => new StorageError({ operation: "load tree", cause })
             })
@@ -172,14 +182,14 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       })
 
     const loadTree = (treeId: string): Effect.Effect<void, StorageError> =>
-      Effect.suspend(() => (loaded.has(treeId) ? Effect.void : lock.withPermits(1)(ensureLoaded(treeId))))
+      Effect.suspend(() => (loaded.has(treeId) ? Effect.void : db.locked(ensureLoaded(treeId))))
 
     const put: StorageShape["put"] = (batch) =>
       Effect.suspend(() => {
         const bad = checkBatch(batch)
         if (bad !== undefined) return Effect.fail(new StorageError({ operation: "put", cause: new Error(bad) }))
         if (batch.length === 0) return Effect.succeed([])
-        return lock.withPermits(1)(
+        return db.locked(
           Effect.gen(function*() {
             for (const treeId of new Set(batch.map((e) => e.treeId))) yield* ensureLoaded(treeId)
             const fresh: Array<StoredEntry> = []
@@ -194,9 +204,9 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
             const rows = fresh.map((e, i) => rowOf(e, nodes[i]!))
             // one row (a local commit) takes a fixed statement: the hot path skips query building
             const write = rows.length === 1
-              ? sql.unsafe(INSERT_ONE, rowValues(rows[0]!)).raw
-              : sql.withTransaction(
-                Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => sql`INSERT INTO entries ${sql.insert(chunk)}`, {
+              ? db.queryHeld([INSERT_ONE, rowValues(rows[0]!)])
+              : db.transactionHeld(
+                Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => db.queryHeld(sql`INSERT INTO entries ${sql.insert(chunk)}`), {
                   discard: true
                 })
               )
@@ -222,7 +232,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         for (const chunk of chunks(rest, SELECT_CHUNK)) {
           const rows = yield* fromSql(
             "get",
-            sql<{ id: string; bytes: Uint8Array }>`SELECT id, bytes FROM entries WHERE ${sql.in("id", chunk)}`
+            db.query(sql<{ id: string; bytes: Uint8Array }>`SELECT id, bytes FROM entries WHERE ${sql.in("id", chunk)}`)
           )
           for (const row of rows) {
             const decoded = decodeTrusted(asBytes(row.bytes), row.id)
@@ -251,7 +261,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         for (const chunk of chunks(rest, SELECT_CHUNK)) {
           const rows = yield* fromSql(
             "get",
-            sql<{ id: string; bytes: Uint8Array }>`SELECT id, bytes FROM entries WHERE ${sql.in("id", chunk)}`
+            db.query(sql<{ id: string; bytes: Uint8Array }>`SELECT id, bytes FROM entries WHERE ${sql.in("id", chunk)}`)
           )
           for (const row of rows) found.set(row.id, asBytes(row.bytes))
         }
@@ -270,10 +280,11 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
           if (n !== undefined) out.set(id, n.height)
           else rest.push(id)
         }
+        if (complete()) return out
         for (const chunk of chunks(rest, SELECT_CHUNK)) {
           const rows = yield* fromSql(
             "heights",
-            sql<{ id: string; height: number }>`SELECT id, height FROM entries WHERE ${sql.in("id", chunk)}`
+            db.query(sql<{ id: string; height: number }>`SELECT id, height FROM entries WHERE ${sql.in("id", chunk)}`)
           )
           for (const row of rows) out.set(row.id, row.height)
         }
@@ -290,14 +301,14 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       getBytes,
       has: (ids) => Effect.map(heights(ids), (m) => new Set(m.keys())),
       heights,
-      roots: fromSql("roots", sql<{ id: string }>`SELECT id FROM entries WHERE is_root = 1`).pipe(
+      roots: fromSql("roots", db.query(sql<{ id: string }>`SELECT id FROM entries WHERE is_root = 1`)).pipe(
         Effect.map((rows) => rows.map((r) => r.id).sort(compareIds))
       ),
       count: (treeId) =>
         Effect.suspend(() =>
           loaded.has(treeId)
             ? Effect.succeed(index.count(treeId))
-            : fromSql("count", sql<{ n: number }>`SELECT count(*) AS n FROM entries WHERE tree_id = ${treeId}`).pipe(
+            : fromSql("count", db.query(sql<{ n: number }>`SELECT count(*) AS n FROM entries WHERE tree_id = ${treeId}`)).pipe(
               Effect.map((rows) => rows[0]?.n ?? 0)
             )
         ),
@@ -305,8 +316,8 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       getCachedState: (treeId, store) =>
         fromSql(
           "get cached state",
-          sql<{ state: string; seq: number; max_height: number; max_id: string }>`
-            SELECT state, seq, max_height, max_id FROM state_cache WHERE tree_id = ${treeId} AND store = ${store}`
+          db.query(sql<{ state: string; seq: number; max_height: number; max_id: string }>`
+            SELECT state, seq, max_height, max_id FROM state_cache WHERE tree_id = ${treeId} AND store = ${store}`)
         ).pipe(
           Effect.map((rows) =>
             Option.map(Option.fromNullable(rows[0]), (r): CachedState => ({
@@ -320,7 +331,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       putCachedState: (treeId, store, state) =>
         fromSql(
           "put cached state",
-          sql`INSERT INTO state_cache ${
+          db.query(sql`INSERT INTO state_cache ${
             sql.insert({
               tree_id: treeId,
               store,
@@ -330,22 +341,24 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
               max_id: state.maxId
             })
           } ON CONFLICT (tree_id, store) DO UPDATE SET state = excluded.state, seq = excluded.seq,
-            max_height = excluded.max_height, max_id = excluded.max_id`
+            max_height = excluded.max_height, max_id = excluded.max_id`)
         ).pipe(Effect.asVoid),
       getMeta: (key) =>
-        fromSql("get meta", sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`).pipe(
+        fromSql("get meta", db.query(sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`)).pipe(
           Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.value))
         ),
       setMeta: (key, value) =>
         fromSql(
           "set meta",
-          sql`INSERT INTO meta ${sql.insert({ key, value })} ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+          db.query(sql`INSERT INTO meta ${sql.insert({ key, value })} ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
         ).pipe(Effect.asVoid),
-      deleteMeta: (key) => fromSql("delete meta", sql`DELETE FROM meta WHERE key = ${key}`).pipe(Effect.asVoid),
+      deleteMeta: (key) => fromSql("delete meta", db.query(sql`DELETE FROM meta WHERE key = ${key}`)).pipe(Effect.asVoid),
       listMeta: (prefix) =>
         fromSql(
           "list meta",
-          sql<{ key: string; value: string }>`SELECT key, value FROM meta WHERE substr(key, 1, length(${prefix})) = ${prefix}`
+          db.query(
+            sql<{ key: string; value: string }>`SELECT key, value FROM meta WHERE substr(key, 1, length(${prefix})) = ${prefix}`
+          )
         ).pipe(
           Effect.map((rows) =>
             rows

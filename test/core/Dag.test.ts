@@ -241,6 +241,21 @@ describe("DagIndex properties", () => {
   )
 
   it.prop(
+    "sample read between additions (in any order) equals the sample of a fresh index",
+    [specArb, fc.array(fc.nat(1000), { minLength: 1, maxLength: 40 })],
+    ([spec, keys]) => {
+      const entries = permute(build(spec), keys)
+      const T = build(spec)[0]!.id
+      const index = new DagIndex()
+      entries.forEach((e, i) => {
+        index.add(nodeOf(e, i + 1))
+        expect(index.sample(T)).toEqual(indexOf(entries.slice(0, i + 1)).sample(T))
+      })
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.prop(
     "store entries stay sorted by (store height, ID) when read between additions",
     [specArb, fc.array(fc.nat(1000), { minLength: 1, maxLength: 40 })],
     ([spec, keys]) => {

@@ -113,6 +113,21 @@ describe("Entry", () => {
     }
   })
 
+  it("signingBytesOf (cut from the stored bytes) equals signingBytes of the entry", () => {
+    const entries = [
+      root.entry,
+      child([root.id], "data", "v"),
+      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: globalKey(`ed25519:${"C".repeat(43)}=`) }),
+      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: { Direct: { hint: { name: "n", pubkey: undefined } } } })
+    ]
+    for (const e of entries) {
+      for (const signed of [e, Entry.withSignature(e, "c2ln".repeat(22))]) {
+        const stored = Entry.stored(signed)
+        expect(new Uint8Array(Entry.signingBytesOf(stored))).toEqual(new Uint8Array(Entry.signingBytes(signed)))
+      }
+    }
+  })
+
   /** CID links to their strings, everything else as is (the shape the schema decodes). */
   const linksToText = (v: unknown): unknown => {
     const c = CID.asCID(v)
