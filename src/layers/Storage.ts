@@ -137,6 +137,9 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
   Effect.gen(function*() {
     const client = yield* openClient(options.filename)
     yield* fromSql("open", client.unsafe(`PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`))
+    // checkpoint the WAL every ~40 MB instead of every ~4 MB: each checkpoint costs one disk sync
+    // (~17 ms here), which the default spread over ~250 commits
+    yield* fromSql("open", client.unsafe(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`))
     yield* migrate(client)
     // from here on every statement runs on the reserved connection (see SqliteSession)
     const db = yield* fromSql("open", Session.reserve(client))
@@ -469,6 +472,9 @@ const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
       )
     }
   }).pipe(Effect.mapError((cause) => cause instanceof StorageError ? cause : new StorageError({ operation: "migrate", cause })))
+
+/** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
+const WAL_CHECKPOINT_PAGES = 10_000
 
 const INSERT_ONE = "INSERT INTO entries (seq, id, tree_id, height, is_root, parents, stores, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
