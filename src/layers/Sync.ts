@@ -585,20 +585,9 @@ export const make = (options: SyncLayerOptions = {}) =>
           const held = yield* storage.has(theirTips)
           const toSend = yield* storage.missing(treeId, theirTips.filter((t) => held.has(t)))
           pushedTips = yield* storage.tips(treeId)
-          let offset = 0
-          while (offset < toSend.length) {
-            const { wire } = yield* encodePage(toSend.slice(offset, offset + MAX_PUSH_IDS), pageBytes)
-            const response = yield* send(address, { SendEntries: wire })
-            roundTrips++
-            if (typeof response === "object" && "Error" in response) {
-              return yield* remoteError(address, treeId, response.Error)
-            }
-            if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
-              return yield* unexpected(address, `a ${describeResponse(response)} response to pushed entries`)
-            }
-            offset += wire.length
-            sent += wire.length
-          }
+          const pushed = yield* push(address, treeId, toSend)
+          sent = pushed.sent
+          roundTrips += pushed.roundTrips
         }
         // the peer now holds everything up to our tips as they were when we pushed
         const frontier = theirTips === undefined ? yield* storage.tips(treeId) : [...theirTips, ...pushedTips]
@@ -606,19 +595,13 @@ export const make = (options: SyncLayerOptions = {}) =>
         return { received, sent, roundTrips } satisfies SyncResult
       }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted
 
-    const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds) =>
+    /** Send entries (parents first) with SendEntries, in pages under the message cap. */
+    const push = (address: Address, treeId: string, ids: ReadonlyArray<string>) =>
       Effect.gen(function*() {
-        const address = yield* parseAddress(target)
-        if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
-        if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
-        const connected = yield* connect(address)
-        let roundTrips = connected.roundTrips
-        // parents first: a child's height is above each of its parents'
-        const heights = yield* storage.heights(entryIds)
-        const ordered = [...heights.keys()].sort((x, y) => heights.get(x)! - heights.get(y)! || (x < y ? -1 : x > y ? 1 : 0))
         let sent = 0
-        while (sent < ordered.length) {
-          const { wire } = yield* encodePage(ordered.slice(sent, sent + MAX_PUSH_IDS), pageBytes)
+        let roundTrips = 0
+        while (sent < ids.length) {
+          const { wire } = yield* encodePage(ids.slice(sent, sent + MAX_PUSH_IDS), pageBytes)
           const response = yield* send(address, { SendEntries: wire })
           roundTrips++
           if (typeof response === "object" && "Error" in response) {
@@ -629,7 +612,20 @@ export const make = (options: SyncLayerOptions = {}) =>
           }
           sent += wire.length
         }
-        return { received: 0, sent, roundTrips } satisfies SyncResult
+        return { sent, roundTrips }
+      })
+
+    const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds) =>
+      Effect.gen(function*() {
+        const address = yield* parseAddress(target)
+        if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
+        if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
+        const connected = yield* connect(address)
+        // parents first: a child's height is above each of its parents'
+        const heights = yield* storage.heights(entryIds)
+        const ordered = [...heights.keys()].sort((x, y) => heights.get(x)! - heights.get(y)! || (x < y ? -1 : x > y ? 1 : 0))
+        const pushed = yield* push(address, treeId, ordered)
+        return { received: 0, sent: pushed.sent, roundTrips: connected.roundTrips + pushed.roundTrips } satisfies SyncResult
       })
 
     // ---------------------------------------------------------------------------------------
