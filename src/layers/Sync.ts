@@ -1,31 +1,25 @@
 /**
- * The Sync layer: the server's handler (handshake, sync-enabled gate, read authorization, paged
- * bootstrap and incremental answers, verified pushes) and the client's `syncWithPeer` (cached
- * handshake, paged pull, then push of what the peer lacks), over Instance, Storage, Auth, the
- * state cache, write events and the enabled transports. Servers and transports live in the
+ * The Sync layer: the client's `syncWithPeer` (cached handshake, paged pull, then push of what
+ * the peer lacks) and `pushEntries`, the transports and the server's lifecycle, over Instance,
+ * Storage, Auth, the state cache, write events and the enabled transports. The server's handler
+ * lives in `SyncServer.ts`. Servers and transports live in the
  * layer's scope: closing it stops them.
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
-import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
-import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import type { Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
-import { StateCache, stateOf } from "../database/StoreState.js"
+import { StateCache } from "../database/StoreState.js"
 import {
   AuthenticationRequired,
   CryptoError,
@@ -41,7 +35,6 @@ import {
   ServerNotRunning,
   TreeNotFound
 } from "../schema/Errors.js"
-import { EntryId, PubKey } from "../schema/Ids.js"
 import * as Permission from "../schema/Permission.js"
 import {
   type Address,
@@ -50,8 +43,6 @@ import {
   type SyncRequest,
   type SyncRequestAuth,
   type SyncResponse,
-  type SyncTreeRequest,
-  type TreeInfo
 } from "../schema/Protocol.js"
 import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
@@ -59,11 +50,12 @@ import { Storage } from "../services/Storage.js"
 import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
 import {
   formatAddress,
-  type RequestContext,
   TransportRouter,
   type TransportShape
 } from "../services/Transport.js"
 import { WriteEvents } from "../services/WriteEvents.js"
+import { encodePage as encodePageOf, fromBase64, isEntryId, isPubKey, truncate } from "./internal/SyncWire.js"
+import * as Server from "./SyncServer.js"
 import { makeHttp } from "./TransportHttp.js"
 
 export { Sync } from "../services/Sync.js"
@@ -77,10 +69,10 @@ export interface SyncLayerOptions {
 }
 
 /** The most IDs (`our_tips` plus `known`) one SyncTree request may carry. */
-export const MAX_REQUEST_IDS = 16_384
+export const MAX_REQUEST_IDS = Server.MAX_REQUEST_IDS
 
 /** The display name this node gives in handshakes. */
-export const DISPLAY_NAME = "Eidetica Peer"
+export const DISPLAY_NAME = Server.DISPLAY_NAME
 
 /** Build the Sync service; its transports and server live until the scope closes. */
 export const make = (options: SyncLayerOptions = {}) =>
@@ -99,263 +91,15 @@ export const make = (options: SyncLayerOptions = {}) =>
     let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
     /** Verified handshakes by formatted address, for the service's life. */
     const handshakes = new Map<string, HandshakeResponse>()
-    /** Spent (key, nonce) pairs of signed requests, with when they may be forgotten. */
-    const spent = new Map<string, number>()
     /** Signers whose secret key was checked against their public key. */
     const checkedSigners = new Map<string, string>()
     /** Per (peer, tree): tips the peer is known to hold after our last sync with it. */
     const frontiers = new Map<string, ReadonlyArray<string>>()
-    let nextSweep = 0
 
     const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
       Effect.provide(ingestPartial(entries, "remote", peer), env)
 
-    // ---------------------------------------------------------------------------------------
-    // server
-
-    const notFound = (treeId: string) => new Refusal({ message: `Tree not found: ${treeId}` })
-
-    /** The sync-enabled gate: identical answers for absent and not-served trees. */
-    const gate = (treeId: string) =>
-      Effect.gen(function*() {
-        const settings = yield* instance.combinedSyncSettings(treeId)
-        if (settings?.syncEnabled !== true) return yield* notFound(treeId)
-        const root = yield* storage.get(treeId)
-        if (Option.isNone(root) || !Entry.isRoot(root.value.entry)) return yield* notFound(treeId)
-      })
-
-    const authState = (treeId: string) =>
-      Effect.map(Effect.provide(stateOf(treeId, Entry.SETTINGS), env), (doc) => Settings.authOf(doc))
-
-    const isOpen = (state: Settings.AuthState): boolean =>
-      state._tag === "Present" && Settings.activeGlobal(state.auth) !== undefined
-
-    /** Atomically mark a (key, nonce) pair spent; false when it already was. */
-    const spend = (key: string, nonce: ReadonlyArray<number>, timestampMs: number, now: number): boolean => {
-      if (now >= nextSweep) {
-        for (const [id, until] of spent) if (until < now) spent.delete(id)
-        nextSweep = now + 1_000
-      }
-      const id = `${key}|${Buffer.from(nonce).toString("hex")}`
-      if (spent.has(id)) return false
-      spent.set(id, Math.max(timestampMs, now) + SyncAuth.FRESHNESS_WINDOW_MS)
-      return true
-    }
-
-    /** Check a request's proof of key possession: signed for this server, fresh. (The nonce is spent by the caller.) */
-    const verifyProof = (request: SyncTreeRequest) =>
-      Effect.gen(function*() {
-        const treeId = request.tree_id
-        const proof = request.auth
-        if (proof === undefined) {
-          return yield* new Refusal({ message: `Authentication required to read database '${treeId}'` })
-        }
-        const bytes = SyncAuth.signingBytes({
-          serverPubkey: instance.deviceId,
-          treeId,
-          tips: request.our_tips,
-          timestampMs: proof.timestamp_ms,
-          nonce: proof.nonce
-        })
-        if (!(yield* auth.verify(proof.key, proof.signature, bytes))) {
-          return yield* new Refusal({
-            message: "Authentication failed: invalid request signature (or signed for another server)"
-          })
-        }
-        const now = yield* Clock.currentTimeMillis
-        if (!SyncAuth.isFresh(proof.timestamp_ms, now)) {
-          return yield* new Refusal({ message: "Authentication failed: request timestamp outside the freshness window" })
-        }
-        return { proof, now }
-      })
-
-    /** Reads are open under an active global grant; otherwise the request must prove a key with Read. */
-    const authorizeRead = (request: SyncTreeRequest) =>
-      Effect.gen(function*() {
-        const treeId = request.tree_id
-        const state = yield* authState(treeId)
-        if (isOpen(state)) return
-        const { now, proof } = yield* verifyProof(request)
-        const permission = state._tag === "Present" ? Settings.permissionOf(state.auth, proof.key) : undefined
-        if (permission === undefined) {
-          return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not read database '${treeId}'` })
-        }
-        if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
-          return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
-        }
-      })
-
-    /** Encode entries (by ID, in order) until the page budget is used; `more` when some were left. */
-    const encodePage = (ids: ReadonlyArray<string>, budget: number) =>
-      Effect.gen(function*() {
-        const wire: Array<string> = []
-        let used = 0
-        for (let offset = 0; offset < ids.length; offset += FETCH_CHUNK) {
-          const chunk = yield* storage.getBytes(ids.slice(offset, offset + FETCH_CHUNK))
-          for (const e of chunk) {
-            const cost = SyncAuth.wireCost(e.bytes.length)
-            if (wire.length > 0 && used + cost > budget) return { wire, more: true }
-            wire.push(toBase64(e.bytes))
-            used += cost
-          }
-        }
-        return { wire, more: false }
-      })
-
-    const availableTrees = Effect.gen(function*() {
-      const tracked = yield* instance.trackedDatabases
-      const out: Array<TreeInfo> = []
-      for (const [treeId, settings] of tracked) {
-        if (!settings.syncEnabled) continue
-        const root = yield* storage.get(treeId)
-        if (Option.isNone(root) || !Entry.isRoot(root.value.entry)) continue
-        if (!isOpen(yield* authState(treeId))) continue
-        out.push({ tree_id: treeId, name: null, entry_count: yield* storage.count(treeId), last_modified: 0 })
-      }
-      return out
-    })
-
-    const onHandshake = (request: Extract<SyncRequest, { Handshake: unknown }>["Handshake"]) =>
-      Effect.gen(function*() {
-        if (request.protocol_version !== PROTOCOL_VERSION) {
-          return yield* new Refusal({
-            message: `Protocol version mismatch: expected ${PROTOCOL_VERSION}, received ${request.protocol_version}`
-          })
-        }
-        const challenge_response = yield* auth.sign(instance.device.secretKey, Uint8Array.from(request.challenge))
-        const challenge = yield* auth.randomBytes(32)
-        const response: SyncResponse = {
-          Handshake: {
-            device_id: instance.deviceId,
-            public_key: instance.deviceId,
-            display_name: DISPLAY_NAME,
-            protocol_version: PROTOCOL_VERSION,
-            challenge_response,
-            new_challenge: Array.from(challenge),
-            available_trees: yield* availableTrees
-          }
-        }
-        return response
-      })
-
-    const onSyncTree = (request: SyncTreeRequest) =>
-      Effect.gen(function*() {
-        const treeId = request.tree_id
-        const askedIds = request.our_tips.length + (request.known?.length ?? 0)
-        if (askedIds > MAX_REQUEST_IDS) {
-          return yield* new Refusal({
-            message: `Malformed request: at most ${MAX_REQUEST_IDS} tips and known IDs, got ${askedIds}`
-          })
-        }
-        yield* gate(treeId)
-        let granted: Permission.Permission | undefined
-        if (request.requesting_key !== undefined && request.requested_permission !== undefined) {
-          // a request for access with a key: prove the key, then approve, refuse, or queue for an admin
-          const { now, proof } = yield* verifyProof(request)
-          if (proof.key !== request.requesting_key) {
-            return yield* new Refusal({ message: "Authentication failed: the request must be signed by the requesting key" })
-          }
-          const decision = BootstrapRequests.decide(yield* authState(treeId), proof.key, request.requested_permission)
-          if (decision._tag === "Refused") return yield* new Refusal({ message: `Permission denied: ${decision.reason}` })
-          if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
-            return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
-          }
-          if (decision._tag === "Pending") {
-            const pending = yield* Effect.provide(
-              BootstrapRequests.record({
-                treeId,
-                requestingKey: proof.key,
-                requestingKeyName: request.requesting_key_name,
-                requestedPermission: request.requested_permission
-              }),
-              env
-            )
-            const response: SyncResponse = {
-              BootstrapPending: {
-                request_id: pending.requestId,
-                message: `access to '${treeId}' with ${Permission.format(request.requested_permission)} awaits an admin's approval`
-              }
-            }
-            return response
-          }
-          granted = decision.permission
-        } else {
-          yield* authorizeRead(request)
-        }
-        if (request.our_tips.length === 0) {
-          const all = yield* storage.ancestors(treeId, yield* storage.tips(treeId))
-          const root = yield* storage.get(treeId)
-          if (Option.isNone(root)) return yield* notFound(treeId)
-          const rootWire = toBase64(root.value.bytes)
-          const rest = all.filter((id) => id !== treeId)
-          const { more, wire } = yield* encodePage(rest, pageBytes - rootWire.length)
-          const response: SyncResponse = {
-            Bootstrap: {
-              tree_id: treeId,
-              root_entry: rootWire,
-              all_entries: wire,
-              key_approved: granted !== undefined,
-              ...(granted !== undefined ? { granted_permission: granted } : {}),
-              ...(more ? { next: "more" } : {})
-            }
-          }
-          return response
-        }
-        const held = yield* storage.has([...request.our_tips, ...(request.known ?? [])])
-        const missing = yield* storage.missing(treeId, [...held])
-        const theirTips = yield* storage.tips(treeId)
-        const { more, wire } = yield* encodePage(missing, pageBytes)
-        const response: SyncResponse = {
-          Incremental: {
-            tree_id: treeId,
-            their_tips: theirTips,
-            missing_entries: wire,
-            ...(more ? { next: "more" } : {})
-          }
-        }
-        return response
-      })
-
-    const onSendEntries = (wire: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
-        const decoded: Array<StoredEntry> = []
-        const reasons: Array<string> = []
-        for (let i = 0; i < wire.length; i++) {
-          const result = Entry.decode(fromBase64(wire[i]!))
-          if (Either.isLeft(result)) reasons.push(`entry ${i} does not decode: ${result.left}`)
-          else decoded.push(result.right)
-        }
-        for (const treeId of new Set(decoded.map((e) => e.treeId))) yield* gate(treeId)
-        const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded)
-        for (const r of report.rejected) reasons.push(r.message)
-        if (reasons.length > 0) {
-          const response: SyncResponse = {
-            Error: `Rejected ${reasons.length} entries: ${truncate(reasons[0]!, 300)}`
-          }
-          return response
-        }
-        const response: SyncResponse = wire.length <= 1 ? "Ack" : { Count: report.stored.length }
-        return response
-      })
-
-    const handle: SyncShape["handle"] = (request, _context: RequestContext) => {
-      const answer: Effect.Effect<SyncResponse, unknown> = "Handshake" in request
-        ? onHandshake(request.Handshake)
-        : "SyncTree" in request
-        ? onSyncTree(request.SyncTree)
-        : onSendEntries(request.SendEntries)
-      return answer.pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.gen(function*() {
-            const failure = Option.getOrUndefined(Cause.failureOption(cause))
-            if (failure instanceof Refusal) return { Error: failure.message } satisfies SyncResponse
-            // Storage or crypto trouble here, or a bug: say so without echoing anything of the data.
-            yield* Effect.logWarning("sync handler failed", cause)
-            return { Error: "Internal error while handling the request" } satisfies SyncResponse
-          })
-        )
-      )
-    }
+    const handle = Server.makeHandler({ instance, storage, auth, env, pageBytes })
 
     // ---------------------------------------------------------------------------------------
     // client
@@ -412,7 +156,7 @@ export const make = (options: SyncLayerOptions = {}) =>
       Effect.gen(function*() {
         const signers = yield* instance.sessionSigners
         if (signers.length === 0 || !(yield* storage.has([treeId])).has(treeId)) return instance.device
-        const state = yield* authState(treeId)
+        const state = yield* Server.authStateOf(env, treeId)
         if (state._tag !== "Present") return instance.device
         let best: Signer | undefined
         let bestRank = -1
@@ -601,7 +345,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         let sent = 0
         let roundTrips = 0
         while (sent < ids.length) {
-          const { wire } = yield* encodePage(ids.slice(sent, sent + MAX_PUSH_IDS), pageBytes)
+          const { wire } = yield* encodePageOf(storage, ids.slice(sent, sent + MAX_PUSH_IDS), pageBytes)
           const response = yield* send(address, { SendEntries: wire })
           roundTrips++
           if (typeof response === "object" && "Error" in response) {
@@ -708,10 +452,7 @@ export const parseAddress = (target: string | Address): Effect.Effect<Address, N
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** A refusal the server answers as `{"Error": message}`. */
-class Refusal extends Data.TaggedError("Refusal")<{ readonly message: string }> {}
 
-const FETCH_CHUNK = 256
 /** Bound on the sample sent as `known` (it is logarithmic in the tree's height, so this is generous). */
 const MAX_KNOWN = 4_096
 /** Bound on the remembered frontier of a (peer, tree). */
@@ -729,15 +470,9 @@ const advanceTips = (tips: ReadonlyArray<string>, page: ReadonlyArray<StoredEntr
   return [...out].sort()
 }
 
-const isEntryId = Schema.is(EntryId)
-const isPubKey = Schema.is(PubKey)
 
-const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
 
-// A copy, so the stored bytes do not pin Buffer's shared pool.
-const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"))
 
-const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
 
 const describeResponse = (response: SyncResponse): string =>
   typeof response === "string" ? response : Object.keys(response)[0] ?? "empty"

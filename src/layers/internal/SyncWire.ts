@@ -1,0 +1,43 @@
+/**
+ * Helpers the sync server and client share: entries as base64 DAG-CBOR on the wire, paging under the
+ * message budget, and ID/key checks.
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as SyncAuth from "../../core/SyncAuth.js"
+import { EntryId, PubKey } from "../../schema/Ids.js"
+import type { StorageShape } from "../../services/Storage.js"
+
+/** Entries read from storage at a time while filling a page. */
+export const FETCH_CHUNK = 256
+
+/** Encode entries (by ID, in order) until the page budget is used; `more` when some were left. */
+export const encodePage = (storage: StorageShape, ids: ReadonlyArray<string>, budget: number) =>
+  Effect.gen(function*() {
+    const wire: Array<string> = []
+    let used = 0
+    for (let offset = 0; offset < ids.length; offset += FETCH_CHUNK) {
+      const chunk = yield* storage.getBytes(ids.slice(offset, offset + FETCH_CHUNK))
+      for (const e of chunk) {
+        const cost = SyncAuth.wireCost(e.bytes.length)
+        if (wire.length > 0 && used + cost > budget) return { wire, more: true }
+        wire.push(toBase64(e.bytes))
+        used += cost
+      }
+    }
+    return { wire, more: false }
+  })
+
+/** Whether a string is an entry ID. */
+export const isEntryId = Schema.is(EntryId)
+/** Whether a string is an ed25519 public key. */
+export const isPubKey = Schema.is(PubKey)
+
+/** Bytes as standard base64. */
+export const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
+
+/** Base64 as bytes (a copy, so stored bytes do not pin Buffer's shared pool). */
+export const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"))
+
+/** Cut a text for an error message. */
+export const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
