@@ -760,7 +760,7 @@ const readList = (u: Json, path: ReadonlyArray<string>): List => {
     if (!Array.isArray(pair) || pair.length !== 2) fail(at, "expected a [position, value] pair")
     const pos = readPosition((pair as Json[])[0], [...at, "0"])
     const value = readValue((pair as Json[])[1], [...at, "1"])
-    // As the reference's BTreeMap: any order is accepted; a repeated position keeps the later value.
+    // As the reference's BTreeMap, every order is accepted; a repeated position keeps the later value.
     const items = list["items"]
     const last = items[items.length - 1]
     if (last === undefined || comparePositions(last.pos, pos) < 0) items.push({ pos, value })

@@ -51,7 +51,7 @@ export class SettingsStore extends DocReader {
       return Effect.sync(() => void this.delta.setPath(`auth.keys.${pubkey}`, Settings.authKeyDoc({ ...key, status: "Revoked" })))
     })
   }
-  /** Set the global `*` grant: any key may sign with this permission. */
+  /** Set the global `*` grant, so that every key may sign with this permission. */
   setGlobalPermission(permission: Permission.Permission): Effect.Effect<void> {
     return Effect.sync(() => void this.delta.setPath("auth.global", Settings.authKeyDoc({ permissions: permission, status: "Active" })))
   }

@@ -252,7 +252,7 @@ export class SettingsStore {
     return this.runner.run(this.store.setName(name))
   }
 
-  /** Set the global `*` grant: any key may sign with this permission, anyone may read. */
+  /** Set the global `*` grant, so that every key may sign with this permission and anyone may read. */
   setGlobalPermission(permission: Permission.Permission): Promise<void> {
     return this.runner.run(this.store.setGlobalPermission(permission))
   }
