@@ -18,7 +18,7 @@ import {
 } from "../schema/Errors.js"
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
-import { Storage } from "../services/Storage.js"
+import { Storage, type StorageShape } from "../services/Storage.js"
 import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
 import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
 import {
@@ -91,6 +91,14 @@ export const read = (
 
 const noOverlay: ReadonlyMap<string, StoredEntry> = new Map()
 
+/** Where the next entry of a tree goes: its parents are the current tips, its height one above the highest. */
+export const nextPosition = (storage: StorageShape, treeId: string) =>
+  Effect.gen(function* () {
+    const parents = yield* storage.tips(treeId)
+    const heights = yield* storage.heights(parents)
+    return { parents, height: Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1 }
+  })
+
 /** Errors a commit can fail with. */
 export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
 
@@ -141,9 +149,7 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
       registration.set("config", s.config ?? Doc.empty())
       stage(txn, Entry.INDEX, "_index").set(name, registration)
     }
-    const parents = yield* storage.tips(treeId)
-    const heights = yield* storage.heights(parents)
-    const height = Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1
+    const { height, parents } = yield* nextPosition(storage, treeId)
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {
       if (s.delta.isEmpty()) continue

@@ -15,6 +15,7 @@ import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import type { Signer } from "../database/Database.js"
+import * as Transaction from "../database/Transaction.js"
 import * as EngineActors from "../actors/SyncEngine.js"
 import * as SimClock from "../layers/SimClock.js"
 import * as SimNetwork from "../layers/TransportSim.js"
@@ -298,9 +299,7 @@ export const forgeEntry = (
   kind: ForgeryKind
 ) =>
   Effect.gen(function* () {
-    const parents = yield* storage.tips(treeId)
-    const heights = yield* storage.heights(parents)
-    const height = Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1
+    const { height, parents } = yield* Transaction.nextPosition(storage, treeId)
     const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
     const key: SigKey = kind === "non-member" ? directKey(intruder.publicKey) : globalKey(intruder.publicKey)
     const subtrees =
