@@ -5,6 +5,8 @@
  * even what kind of store it is. The plaintext state lives only in this process's cache.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import { type CryptoError, DecryptionFailed, InvalidEntry, type StorageError } from "../schema/Errors.js"
@@ -77,7 +79,10 @@ const open = (
       const sealedType = config instanceof Doc ? config.get("sealed_type") : undefined
       if (typeof salt !== "string" || !(sealedType instanceof Doc))
         return yield* new InvalidEntry({ reason: `the _index entry of encrypted store ${name} is malformed` })
-      const key = yield* cipher.deriveKey(password, Buffer.from(salt, "base64"))
+      const saltBytes = Encoding.decodeBase64(salt)
+      if (Either.isLeft(saltBytes))
+        return yield* new InvalidEntry({ reason: `the salt of encrypted store ${name} is not base64` })
+      const key = yield* cipher.deriveKey(password, saltBytes.right)
       // a wrong password fails here, before any data is read
       const typeBytes = yield* cipher.decrypt(key, sealedOf(sealedType))
       const inner = new TextDecoder().decode(typeBytes)
@@ -88,7 +93,7 @@ const open = (
     if (registration !== undefined)
       return yield* new InvalidEntry({ reason: `store ${name} exists and is not a password-encrypted store` })
     const saltBytes = yield* cipher.newSalt
-    const salt = Buffer.from(saltBytes).toString("base64")
+    const salt = Encoding.encodeBase64(saltBytes)
     const key = yield* cipher.deriveKey(password, saltBytes)
     const sealed = yield* cipher.encrypt(key, new TextEncoder().encode(wrapped))
     const config = Doc.from({ algorithm: "aes-256-gcm", kdf: "argon2id", m: 19456, t: 2, p: 1, salt, sealed_type: { ...sealed } })
