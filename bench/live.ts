@@ -14,7 +14,6 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { performance } from "node:perf_hooks"
 import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
 import { Doc } from "../src/core/Doc.js"
 import { SettingsStore } from "../src/database/SettingsStore.js"
 import { DocStore } from "../src/database/Stores.js"
@@ -24,6 +23,7 @@ import * as Permission from "../src/schema/Permission.js"
 import { Instance } from "../src/services/Instance.js"
 import { Sync } from "../src/services/Sync.js"
 import { SyncEngine } from "../src/services/SyncEngine.js"
+import { siblingScript } from "../test/fixtures/SyncServerProcess.js"
 import { report } from "./report.js"
 
 const TRIALS = 200
@@ -116,7 +116,6 @@ async function line3(): Promise<void> {
   }
 }
 
-const script = fileURLToPath(new URL("./live-peer.ts", import.meta.url))
 
 /** A peer in a child process, driven through its stdin/stdout. */
 class Peer {
@@ -132,7 +131,7 @@ class Peer {
 
   /** Spawn a peer and wait until it serves. */
   static start(): Promise<Peer> {
-    const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["pipe", "pipe", "pipe"] })
+    const child = spawn(process.execPath, siblingScript(import.meta.url, "live-peer"), { stdio: ["pipe", "pipe", "pipe"] })
     let stderr = ""
     child.stderr.on("data", (chunk: Buffer) => {
       stderr += chunk.toString()
