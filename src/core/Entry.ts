@@ -85,7 +85,7 @@ export const signingBytes = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(
  */
 export const encodeSigned = (signed: Entry, signing: Uint8Array): Uint8Array => {
   const key = stripUndefined(signed.sig.key)
-  const without = dagCbor.encode({ key })
+  const without = unsignedSigMap(key)
   const at = SIG_MAP_OFFSET
   if (
     signed._v !== undefined || signed.sig.sig === undefined || signing.length < at + without.length ||
@@ -113,12 +113,25 @@ export const signingBytesOf = (e: StoredEntry): Uint8Array => {
   const at = SIG_MAP_OFFSET
   if (bytes.length < at + withSig.length || !startsWith(bytes, SIG_PREFIX, 0) || !startsWith(bytes, withSig, at))
     return signingBytes(signed)
-  const without = dagCbor.encode({ key })
+  const without = unsignedSigMap(key)
   const out = new Uint8Array(bytes.length - withSig.length + without.length)
   out.set(bytes.subarray(0, at))
   out.set(without, at)
   out.set(bytes.subarray(at + withSig.length), at + without.length)
   return out
+}
+
+/** The encoded `sig` map without a signature, `{key}`: the same for every entry a signer writes, so kept. */
+const unsignedSigMaps = new Map<string, Uint8Array>()
+const unsignedSigMap = (key: unknown): Uint8Array => {
+  const text = JSON.stringify(key)
+  let bytes = unsignedSigMaps.get(text)
+  if (bytes === undefined) {
+    bytes = dagCbor.encode({ key })
+    if (unsignedSigMaps.size > 1_000) unsignedSigMaps.clear()
+    unsignedSigMaps.set(text, bytes)
+  }
+  return bytes
 }
 
 const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): boolean => {
@@ -131,9 +144,14 @@ const SIG_PREFIX = [0xa3, 0x63, 0x73, 0x69, 0x67]
 const SIG_MAP_OFFSET = SIG_PREFIX.length
 
 /** The CIDv1 string of encoded entry bytes. */
-export const idOfBytes = (bytes: Uint8Array): string =>
+export const idOfBytes = (bytes: Uint8Array): string => {
+  const cid = CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes)))
   // the base32 multibase string, as CID#toString gives for a v1 CID, without its per-CID string cache
-  base32.encode(CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes))).bytes)
+  const text = base32.encode(cid.bytes)
+  // a new ID is soon a parent to encode: keep its CID so encoding the child does not parse the string
+  rememberCid(text, cid)
+  return text
+}
 
 /** The ID of an entry. */
 export const id = (entry: Entry): string => idOfBytes(encode(entry))
@@ -273,12 +291,15 @@ const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
 }
 
 const cidCache = new Map<string, CID>()
+const rememberCid = (s: string, c: CID): void => {
+  if (cidCache.size > 100_000) cidCache.clear()
+  cidCache.set(s, c)
+}
 const toCid = (s: string): CID => {
   let c = cidCache.get(s)
   if (c === undefined) {
     c = CID.parse(s)
-    if (cidCache.size > 100_000) cidCache.clear()
-    cidCache.set(s, c)
+    rememberCid(s, c)
   }
   return c
 }

@@ -44,13 +44,14 @@ export const ingest = (
 
 /**
  * Store entries this process has just signed itself: every check but the signature's runs (the
- * signature was made here with the key the checks authorise, so verifying it again proves nothing).
+ * signature was made here with the key the checks authorise, so verifying it again proves nothing),
+ * and store deltas other than `_settings` are not parsed back (they were encoded here from Docs).
  */
 export const ingestSignedHere = (
   entries: ReadonlyArray<StoredEntry>
 ): Effect.Effect<ReadonlyArray<string>, InvalidEntry | StorageError, IngestEnv> =>
   Effect.gen(function* () {
-    const { valid, rejected } = yield* check(entries, false)
+    const { valid, rejected } = yield* check(entries, false, false)
     if (rejected.length > 0) return yield* rejected[0]!
     return yield* store(valid, "local", undefined)
   })
@@ -111,7 +112,8 @@ interface Structure {
 
 const check = (
   input: ReadonlyArray<StoredEntry>,
-  verifySignatures: boolean
+  verifySignatures: boolean,
+  parseDeltas = true
 ): Effect.Effect<{ valid: Array<StoredEntry>; rejected: Array<InvalidEntry> }, StorageError, Storage | Auth | StateCache> =>
   Effect.gen(function* () {
     const storage = yield* Storage
@@ -137,7 +139,7 @@ const check = (
     const rejected: Array<InvalidEntry> = []
     const pending: Array<Pending> = []
     for (const e of batch) {
-      const structure = structureOf(e, find, overlay)
+      const structure = structureOf(e, find, overlay, parseDeltas)
       if (typeof structure === "string") {
         rejected.push(new InvalidEntry({ entryId: e.id, reason: structure }))
         continue
@@ -222,7 +224,8 @@ const plainDelta = (data: Uint8Array): Doc | string => {
 const structureOf = (
   e: StoredEntry,
   find: (id: string) => StoredEntry | undefined,
-  overlay: ReadonlyMap<string, StoredEntry>
+  overlay: ReadonlyMap<string, StoredEntry>,
+  parseDeltas: boolean
 ): Structure | string => {
   const entry = e.entry
   const structural = Entry.validate(entry)
@@ -258,7 +261,7 @@ const structureOf = (
       if ((theirs.h ?? p.height) >= h) return `store ${node.name} height must grow`
       if (overlay.has(parent)) deps.push(parent)
     }
-    if (node.data !== undefined && node.name !== Entry.ROOT) {
+    if (node.data !== undefined && node.name !== Entry.ROOT && (parseDeltas || node.name === Entry.SETTINGS)) {
       // every plain store delta must be a well-formed Doc
       const delta = plainDelta(node.data)
       if (typeof delta === "string") return delta
