@@ -563,6 +563,17 @@ describe("Sync handler: DAG sync (scenarios 31, 32)", () => {
       const single = yield* write(a, treeId, signer, "y", 1)
       expect(yield* b.sync.handle({ SendEntries: yield* wire([e4a]) }, {})).toEqual("Ack")
       void single
+      // entries already held (a relay's echo) are skipped before decoding: none stored, none refused
+      const tipsBefore = yield* b.storage.tips(treeId)
+      expect(yield* b.sync.handle({ SendEntries: yield* wire([e3, e2, e1]) }, {})).toEqual({ Count: 0 })
+      expect(yield* b.storage.tips(treeId)).toEqual(tipsBefore)
+      // the same bytes with one bit changed are another ID: decoded, checked and refused
+      const [held] = yield* a.storage.getMany([e3])
+      const bent = Uint8Array.from(held!.bytes)
+      bent[bent.length - 1]! ^= 1
+      const bentReply = yield* b.sync.handle({ SendEntries: [Buffer.from(bent).toString("base64")] }, {})
+      expect(errorOf(bentReply)).toMatch(/^Rejected 1 entries: /)
+      expect(yield* b.storage.tips(treeId)).toEqual(tipsBefore)
     }))
 })
 
