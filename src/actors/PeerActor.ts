@@ -6,7 +6,10 @@
  * database. Backoff spaces out the retries of work that failed; new work (a commit, a sync
  * request) is tried at once. Nothing is dropped: after `maxAttempts` consecutive failures the work stays pending
  * (state "failed") and is tried again on the next sync request, push, flush or new address.
- * Pending work is saved through a `PendingStore` so it survives a restart.
+ * Pending work is saved through a `PendingStore` so it survives a restart: work waiting for a
+ * retry at once, work tried at once when its attempt fails, and whatever is pending when the actor
+ * closes. (Work whose first attempt is in flight is not written first: a commit's push would cost
+ * two metadata writes for nothing when it succeeds, and a restart syncs every registered pair anyway.)
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -150,6 +153,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           retryAt: undefined,
           trigger: false,
           dirty: false,
+          saved: false,
           status: yield* SubscriptionRef.make<PeerStatus>(idleStatus),
           initial: yield* Deferred.make<void>()
         }
@@ -209,7 +213,13 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       Effect.suspend(() => {
         if (!t.dirty || store === undefined || trees.get(treeId) !== t) return Effect.void
         t.dirty = false
-        return hasWork(t) ? store.save(treeId, { entries: [...t.entries], sync: t.sync }) : store.remove(treeId)
+        if (hasWork(t)) {
+          t.saved = true
+          return store.save(treeId, { entries: [...t.entries], sync: t.sync })
+        }
+        if (!t.saved) return Effect.void
+        t.saved = false
+        return store.remove(treeId)
       })
 
     const persistAll = Effect.suspend(() =>
@@ -270,6 +280,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           t.retryAt = now + backoffDelay(t.attempts, backoff, r)
           yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: t.retryAt })
         }
+        yield* persist(treeId, t)
         return false
       })
 
@@ -283,11 +294,12 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         if (s.state === "syncing") yield* publish(t, { state: t.attempts > 0 ? "backoff" : "idle" })
       }
       while (true) {
-        yield* persistAll
         const now = yield* Clock.currentTimeMillis
         const flushGen = flushRequested
         const forced = flushGen > flushCompleted
         const work = [...trees].filter(([, t]) => due(t, now, forced))
+        // what waits is saved now; what runs now is saved if its attempt fails (see the header)
+        for (const [treeId, t] of trees) if (t.dirty && !work.some(([id]) => id === treeId)) yield* persist(treeId, t)
         if (work.length === 0 && !forced) {
           let next: number | undefined
           for (const t of trees.values()) {
@@ -325,6 +337,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       const t = yield* tree(treeId)
       for (const id of work.entries) t.entries.add(id)
       if (work.sync) t.sync = true
+      t.saved = true
       yield* publish(t, {})
     }
     // whatever was queued but not yet saved is saved when the actor closes
@@ -380,6 +393,8 @@ interface TreeState {
   trigger: boolean
   /** Changed since last saved. */
   dirty: boolean
+  /** Whether the store holds work of this database (so clearing it needs a remove). */
+  saved: boolean
   readonly status: SubscriptionRef.SubscriptionRef<PeerStatus>
   readonly initial: Deferred.Deferred<void>
 }

@@ -382,7 +382,7 @@ export const make = (options: SyncLayerOptions = {}) =>
       lifecycle.withPermits(1)(
         Effect.gen(function*() {
           if (httpEnabled) return
-          const http = yield* Scope.extend(makeHttp({ timeout: httpOptions?.timeout }), layerScope)
+          const http = yield* Scope.extend(makeHttp({ timeout: httpOptions?.timeout, announce: instance.deviceId }), layerScope)
           yield* enableTransport(http)
           httpEnabled = true
         })

@@ -244,7 +244,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       return response
     })
 
-  const onSendEntries = (wire: ReadonlyArray<string>) =>
+  const onSendEntries = (wire: ReadonlyArray<string>, peer: string | undefined) =>
     Effect.gen(function*() {
       const decoded: Array<StoredEntry> = []
       const reasons: Array<string> = []
@@ -269,7 +269,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         }
       }
       for (const treeId of trees) yield* gate(treeId)
-      const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded)
+      const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded, peer)
       for (const r of report.rejected) reasons.push(r.message)
       if (reasons.length > 0) {
         const response: SyncResponse = {
@@ -281,12 +281,12 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       return response
     })
 
-  const handle: SyncShape["handle"] = (request, _context: RequestContext) => {
+  const handle: SyncShape["handle"] = (request, context: RequestContext) => {
     const answer: Effect.Effect<SyncResponse, unknown> = "Handshake" in request
       ? onHandshake(request.Handshake)
       : "SyncTree" in request
       ? onSyncTree(request.SyncTree)
-      : onSendEntries(request.SendEntries)
+      : onSendEntries(request.SendEntries, context.peer)
     return answer.pipe(
       Effect.catchAllCause((cause) =>
         Effect.gen(function*() {

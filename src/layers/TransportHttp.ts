@@ -1,40 +1,30 @@
 /**
  * The HTTP transport: one endpoint, `POST /api/v0`, JSON in and out (plus `GET /health` for the
- * CLI). Server on node:http through @effect/platform-node; client on undici through
- * @effect/platform's HttpClient, one connection pool for the transport's life. Bodies are capped
+ * CLI). Server and client on bare node:http: a request handler that runs the sync handler as a
+ * fiber, and a keep-alive `Agent` (one connection pool for the transport's life). Bodies are capped
  * (8 MiB by default) in both directions, and nothing a client sends can make the server answer 5xx
- * except a defect in the handler itself.
+ * except a defect in the handler itself. Our own messages are serialized as they are (their shape
+ * is the protocol's by construction); what comes from the other side is decoded with the protocol's
+ * schemas, so malformed input is a typed error.
  */
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
 import type { Address, SyncResponse } from "../schema/Protocol.js"
-import {
-  decodeRequestEither,
-  decodeResponse,
-  encodeRequest,
-  encodeResponse,
-  MAX_MESSAGE_BYTES
-} from "../schema/Protocol.js"
-import type { Handler, TransportShape } from "../services/Transport.js"
+import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
+import type { Handler, SendError, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
 
 /** The `transport_type` of HTTP addresses. */
@@ -52,61 +42,69 @@ export interface HttpTransportOptions {
   readonly timeout?: Duration.DurationInput | undefined
   /** The largest request or response body accepted, in bytes. Default 8 MiB. */
   readonly maxBodyBytes?: number | undefined
+  /**
+   * Our device key, announced to servers in the `x-eidetica-peer` header of every request (an
+   * unauthenticated hint; a server uses it not to relay our pushes back to us).
+   */
+  readonly announce?: string | undefined
 }
+
+/** The header that announces the sender's device key (see `RequestContext.peer`). */
+export const PEER_HEADER = "x-eidetica-peer"
+
+/** The shape of a device key, `ed25519:<base64 of 32 bytes>`. */
+const PEER_KEY = /^ed25519:[A-Za-z0-9+/]{43}=$/
 
 /** Build an HTTP transport; its client pool and any server it starts live until the scope closes. */
 export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<TransportShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
     const limit = options.maxBodyBytes ?? MAX_MESSAGE_BYTES
-    const dispatcher = yield* NodeHttpClient.makeDispatcher
-    const client = NodeHttpClient.makeUndici(dispatcher).pipe(HttpClient.withTracerPropagation(false))
+    const agent = yield* Effect.acquireRelease(
+      Effect.sync(() => new Http.Agent({ keepAlive: true, noDelay: true })),
+      (agent) => Effect.sync(() => agent.destroy())
+    )
+    const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json" }
+    if (options.announce !== undefined && PEER_KEY.test(options.announce)) headers[PEER_HEADER] = options.announce
+    const client: Client = { agent, limit, timeout, headers, targets: new Map() }
     const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
 
     const canHandle = (address: Address): boolean => address.transport_type === TRANSPORT_TYPE
 
     const send: TransportShape["send"] = (address, request) =>
-      Effect.gen(function*() {
+      Effect.suspend((): Effect.Effect<SyncResponse, SendError> => {
         if (!canHandle(address)) {
-          return yield* new TransportError({
-            address: address.address,
-            reason: `not an http address (transport_type ${JSON.stringify(address.transport_type)})`
-          })
-        }
-        const body = encoder.encode(JSON.stringify(encodeRequest(request)))
-        if (body.length > limit) return yield* new PayloadTooLarge({ limit })
-        const response = yield* client
-          .execute(
-            HttpClientRequest.post(`http://${address.address}${API_PATH}`).pipe(
-              HttpClientRequest.bodyUint8Array(body, "application/json")
-            )
-          )
-          .pipe(
-            Effect.mapError(
-              (error) =>
-                new TransportError({ address: address.address, reason: describeCause(error), cause: error })
-            )
-          )
-        const text = yield* readLimited(response, address.address, limit)
-        if (response.status < 200 || response.status >= 300) {
-          return yield* new TransportError({ address: address.address, reason: statusReason(response.status, text) })
-        }
-        const json = yield* Effect.try({
-          try: () => JSON.parse(text) as unknown,
-          catch: (cause) =>
-            new MalformedMessage({ detail: `the response is not JSON (${describeCause(cause)})` })
-        })
-        return yield* decodeResponse(json)
-      }).pipe(
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () =>
+          return Effect.fail(
             new TransportError({
               address: address.address,
-              reason: `no response within ${Duration.format(timeout)}`
+              reason: `not an http address (transport_type ${JSON.stringify(address.transport_type)})`
             })
+          )
+        }
+        const target = targetOf(client, address.address)
+        if (target === undefined) {
+          return Effect.fail(
+            new TransportError({ address: address.address, reason: "invalid http address; expected host:port" })
+          )
+        }
+        // our own request: its shape is the protocol's by construction, so it is not validated again
+        const body = Buffer.from(JSON.stringify(request), "utf8")
+        if (body.length > limit) return Effect.fail(new PayloadTooLarge({ limit }))
+        return Effect.flatMap(post(client, target, address.address, body), (reply): Effect.Effect<SyncResponse, SendError> => {
+          if (reply.status < 200 || reply.status >= 300) {
+            return Effect.fail(
+              new TransportError({ address: address.address, reason: statusReason(reply.status, reply.text) })
+            )
+          }
+          let json: unknown
+          try {
+            json = JSON.parse(reply.text)
+          } catch (cause) {
+            return Effect.fail(new MalformedMessage({ detail: `the response is not JSON (${describeCause(cause)})` }))
+          }
+          return decodeResponseEither(json)
         })
-      )
+      })
 
     const serve: TransportShape["serve"] = (bind, handler) =>
       Effect.gen(function*() {
@@ -145,7 +143,6 @@ type ServerState =
   | { readonly _tag: "Starting"; readonly bind: string }
   | { readonly _tag: "Running"; readonly address: string }
 
-const encoder = new TextEncoder()
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 
 /** How much of an oversized request body is read and thrown away (so the client sees the 413) before the connection is cut. */
@@ -158,8 +155,13 @@ const startServer = (
 ): Effect.Effect<Address, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const { host, port } = yield* parseBind(bind)
+    const runtime = yield* Effect.runtime<never>()
+    // Handlers still running when the server has stopped are interrupted and awaited (finalizers
+    // run in reverse: this one after the server's close below), so none outlives the scope.
+    const running = new Set<Fiber.RuntimeFiber<SyncResponse>>()
+    yield* Effect.addFinalizer(() => Fiber.interruptAll(running))
     const server = yield* Effect.acquireRelease(
-      Effect.sync(() => Http.createServer()),
+      Effect.sync(() => Http.createServer({ noDelay: true })),
       (server) =>
         Effect.async<void>((resume) => {
           // close() stops accepting and waits for open connections; cutting them all is what
@@ -179,53 +181,97 @@ const startServer = (
     })
     // After a successful listen an error event is not expected; without a listener it would crash the process.
     server.on("error", () => {})
-    const nodeHandler = yield* NodeHttpServer.makeHandler(app(handler, limit))
-    server.on("request", nodeHandler)
+    const fork = Runtime.runFork(runtime)
+    const run: Run = (effect) => {
+      const fiber = fork(effect)
+      running.add(fiber)
+      fiber.addObserver(() => running.delete(fiber))
+      return fiber
+    }
+    server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) =>
+      onRequest(request, response, handler, limit, run)
+    )
     const bound = server.address() as AddressInfo
     return { transport_type: TRANSPORT_TYPE, address: hostPort(host, bound.port) }
   })
 
-const app = (handler: Handler, limit: number) =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const path = request.url.split("?")[0]
-    if (path === HEALTH_PATH) {
-      return request.method === "GET" || request.method === "HEAD"
-        ? json(200, { status: "ok" })
-        : withAllow(errorReply(405, `method ${request.method} not allowed on ${HEALTH_PATH}; use GET`), "GET, HEAD")
-    }
-    if (path !== API_PATH) {
-      return errorReply(404, `not found: ${request.method} ${path.slice(0, 200)}; the sync endpoint is POST ${API_PATH}`)
-    }
-    if (request.method !== "POST") {
-      return withAllow(errorReply(405, `method ${request.method} not allowed on ${API_PATH}; use POST`), "POST")
-    }
-    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
-    const body = yield* readBody(incoming, limit)
+type Run = (effect: Effect.Effect<SyncResponse>) => Fiber.RuntimeFiber<SyncResponse>
+
+const onRequest = (
+  request: Http.IncomingMessage,
+  response: Http.ServerResponse,
+  handler: Handler,
+  limit: number,
+  run: Run
+): void => {
+  const method = request.method ?? "GET"
+  const url = request.url ?? "/"
+  const query = url.indexOf("?")
+  const path = query < 0 ? url : url.slice(0, query)
+  if (path === HEALTH_PATH) {
+    if (method === "GET" || method === "HEAD") reply(response, 200, JSON.stringify({ status: "ok" }))
+    else errorReply(response, 405, `method ${method} not allowed on ${HEALTH_PATH}; use GET`, "GET, HEAD")
+    return
+  }
+  if (path !== API_PATH) {
+    errorReply(response, 404, `not found: ${method} ${path.slice(0, 200)}; the sync endpoint is POST ${API_PATH}`)
+    return
+  }
+  if (method !== "POST") {
+    errorReply(response, 405, `method ${method} not allowed on ${API_PATH}; use POST`, "POST")
+    return
+  }
+  readBody(request, limit, (body) => {
     switch (body._tag) {
       case "TooLarge":
-        return errorReply(413, `request body exceeds the limit of ${limit} bytes`)
+        return errorReply(response, 413, `request body exceeds the limit of ${limit} bytes`)
       case "Aborted":
-        return errorReply(400, "request body aborted")
+        return errorReply(response, 400, "request body aborted")
       case "Body":
         break
     }
-    if (body.bytes.length === 0) return errorReply(400, "empty body; expected a JSON sync request")
+    if (body.bytes.length === 0) return errorReply(response, 400, "empty body; expected a JSON sync request")
     const parsed = parseJson(body.bytes)
-    if (Either.isLeft(parsed)) return errorReply(400, parsed.left)
+    if (Either.isLeft(parsed)) return errorReply(response, 400, parsed.left)
     const decoded = decodeRequestEither(parsed.right)
-    if (Either.isLeft(decoded)) return errorReply(400, decoded.left.message)
-    const response = yield* handler(decoded.right, { remoteAddress: remoteOf(incoming) })
-    return json(200, encodeResponse(response))
-  }).pipe(
-    // A handler must answer every request with a response; a defect here is our bug, and the
-    // only path to a 5xx. Interruption means the client went away: nobody to answer.
-    Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause)
-        ? Effect.interrupt
-        : Effect.succeed(errorReply(500, "internal error while handling the request"))
-    )
-  )
+    if (Either.isLeft(decoded)) return errorReply(response, 400, decoded.left.message)
+    const fiber = run(handler(decoded.right, { remoteAddress: remoteOf(request), peer: peerOf(request) }))
+    fiber.addObserver((exit) => {
+      if (Exit.isSuccess(exit)) {
+        let text: string | undefined
+        try {
+          text = JSON.stringify(exit.value)
+        } catch {
+          text = undefined
+        }
+        if (text !== undefined) return reply(response, 200, text)
+      } else if (Cause.isInterruptedOnly(exit.cause)) {
+        // the client went away (or the server is closing): nobody to answer
+        if (!response.headersSent) response.destroy()
+        return
+      }
+      // A handler must answer every request with a response; a defect is our bug, and the
+      // only path to a 5xx.
+      errorReply(response, 500, "internal error while handling the request")
+    })
+    response.once("close", () => {
+      if (!response.writableFinished) fiber.unsafeInterruptAsFork(FiberId.none)
+    })
+  })
+}
+
+const reply = (response: Http.ServerResponse, status: number, text: string, allow?: string): void => {
+  if (response.headersSent || response.destroyed) return
+  // encoded once: its length is the Content-Length (a page can be most of a megabyte)
+  const body = Buffer.from(text, "utf8")
+  const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json", "content-length": body.length }
+  if (allow !== undefined) headers["allow"] = allow
+  response.writeHead(status, headers)
+  response.end(body)
+}
+
+const errorReply = (response: Http.ServerResponse, status: number, message: string, allow?: string): void =>
+  reply(response, status, JSON.stringify({ Error: message } satisfies SyncResponse), allow)
 
 type BodyResult =
   | { readonly _tag: "Body"; readonly bytes: Uint8Array }
@@ -234,44 +280,42 @@ type BodyResult =
 
 // Reads the request body into at most `limit` bytes; past that it stops keeping data and drains
 // the rest (up to DRAIN_LIMIT) so the client, still writing, can read the 413 answer.
-const readBody = (incoming: Http.IncomingMessage, limit: number): Effect.Effect<BodyResult> =>
-  Effect.async<BodyResult>((resume) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const cleanup = () => {
-      incoming.off("data", onData)
-      incoming.off("end", onEnd)
-      incoming.off("error", onError)
-    }
-    const tooLarge = () => {
-      cleanup()
-      chunks.length = 0
-      drain(incoming)
-      resume(Effect.succeed({ _tag: "TooLarge" }))
-    }
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size > limit) tooLarge()
-      else chunks.push(chunk)
-    }
-    const onEnd = () => {
-      cleanup()
-      resume(Effect.succeed({ _tag: "Body", bytes: Buffer.concat(chunks, size) }))
-    }
-    const onError = () => {
-      cleanup()
-      resume(Effect.succeed({ _tag: "Aborted" }))
-    }
-    const declared = Number(incoming.headers["content-length"])
-    if (Number.isFinite(declared) && declared > limit) {
-      tooLarge()
-      return
-    }
-    incoming.on("data", onData)
-    incoming.on("end", onEnd)
-    incoming.on("error", onError)
-    return Effect.sync(cleanup)
-  })
+const readBody = (incoming: Http.IncomingMessage, limit: number, done: (result: BodyResult) => void): void => {
+  const chunks: Array<Buffer> = []
+  let size = 0
+  const cleanup = () => {
+    incoming.off("data", onData)
+    incoming.off("end", onEnd)
+    incoming.off("error", onError)
+  }
+  const tooLarge = () => {
+    cleanup()
+    chunks.length = 0
+    drain(incoming)
+    done({ _tag: "TooLarge" })
+  }
+  const onData = (chunk: Buffer) => {
+    size += chunk.length
+    if (size > limit) tooLarge()
+    else chunks.push(chunk)
+  }
+  const onEnd = () => {
+    cleanup()
+    done({ _tag: "Body", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })
+  }
+  const onError = () => {
+    cleanup()
+    done({ _tag: "Aborted" })
+  }
+  const declared = Number(incoming.headers["content-length"])
+  if (Number.isFinite(declared) && declared > limit) {
+    tooLarge()
+    return
+  }
+  incoming.on("data", onData)
+  incoming.on("end", onEnd)
+  incoming.on("error", onError)
+}
 
 const drain = (incoming: Http.IncomingMessage): void => {
   let drained = 0
@@ -297,14 +341,10 @@ const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => {
   }
 }
 
-const json = (status: number, body: unknown): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json" })
-
-const errorReply = (status: number, message: string): HttpServerResponse.HttpServerResponse =>
-  json(status, { Error: message } satisfies SyncResponse)
-
-const withAllow = (response: HttpServerResponse.HttpServerResponse, allow: string) =>
-  HttpServerResponse.setHeader(response, "allow", allow)
+const peerOf = (incoming: Http.IncomingMessage): string | undefined => {
+  const value = incoming.headers[PEER_HEADER]
+  return typeof value === "string" && PEER_KEY.test(value) ? value : undefined
+}
 
 const remoteOf = (incoming: Http.IncomingMessage): string | undefined => {
   const { remoteAddress, remotePort } = incoming.socket
@@ -333,54 +373,135 @@ const hostPort = (host: string, port: number): string => (host.includes(":") ? `
 // ---------------------------------------------------------------------------------------------
 // client
 
-// Reads a response body within the limit. With a Content-Length (our server always sends one) the
-// size is known up front and the plain text read is used, which is about twice as fast as the
-// stream; without one the stream is read and fails as soon as it passes the limit (its finalizer
-// then destroys the socket, so no more of it is received).
-const readLimited = (
-  response: HttpClientResponse.HttpClientResponse,
-  address: string,
-  limit: number
-): Effect.Effect<string, TransportError | PayloadTooLarge> => {
-  const declared = Number(response.headers["content-length"] ?? NaN)
-  if (Number.isFinite(declared) && declared <= limit) {
-    return Effect.mapError(
-      response.text,
-      (error) => new TransportError({ address, reason: `reading the response: ${describeCause(error)}`, cause: error })
-    )
-  }
-  if (Number.isFinite(declared)) {
-    // Read at most one chunk so the stream's finalizer destroys the body's socket.
-    return response.stream.pipe(
-      Stream.take(1),
-      Stream.runDrain,
-      Effect.ignore,
-      Effect.zipRight(Effect.fail(new PayloadTooLarge({ limit })))
-    )
-  }
-  return readStreamLimited(response, address, limit)
+interface Client {
+  readonly agent: Http.Agent
+  readonly limit: number
+  readonly timeout: Duration.Duration
+  /** The headers of every request but its length. */
+  readonly headers: Http.OutgoingHttpHeaders
+  /** Parsed `host:port` addresses (a few peers, asked again and again). */
+  readonly targets: Map<string, Target | undefined>
 }
 
-const readStreamLimited = (
-  response: HttpClientResponse.HttpClientResponse,
-  address: string,
-  limit: number
-): Effect.Effect<string, TransportError | PayloadTooLarge> =>
-  response.stream.pipe(
-    Stream.mapError(
-      (error) => new TransportError({ address, reason: `reading the response: ${describeCause(error)}`, cause: error })
-    ),
-    Stream.runFoldEffect(
-      { chunks: [] as Array<Uint8Array>, size: 0 },
-      (acc, chunk): Effect.Effect<{ chunks: Array<Uint8Array>; size: number }, PayloadTooLarge> => {
-        acc.size += chunk.length
-        if (acc.size > limit) return Effect.fail(new PayloadTooLarge({ limit }))
-        acc.chunks.push(chunk)
-        return Effect.succeed(acc)
-      }
-    ),
-    Effect.map(({ chunks, size }) => Buffer.concat(chunks, size).toString("utf8"))
-  )
+interface Target {
+  readonly host: string
+  readonly port: number
+}
+
+interface Reply {
+  readonly status: number
+  readonly text: string
+}
+
+const targetOf = (client: Client, address: string): Target | undefined => {
+  if (client.targets.has(address)) return client.targets.get(address)
+  const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s/?#@]+):(\d{1,5})$/.exec(address)
+  const port = match ? Number(match[2]) : NaN
+  const target = match && port > 0 && port <= 65535 ? { host: match[1]!, port } : undefined
+  if (client.targets.size >= 1_024) client.targets.clear()
+  client.targets.set(address, target)
+  return target
+}
+
+/** Errors of a connection attempt (as opposed to a connection that failed later). */
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "ETIMEDOUT"
+])
+
+/** The longest delay a node timer takes (about 24.8 days); longer timeouts mean none. */
+const MAX_TIMER_MS = 2_147_483_647
+
+/**
+ * POST one body and read the answer within the limit: a Content-Length over the limit, or a
+ * chunked body passing it, cuts the connection and fails with PayloadTooLarge. A request that
+ * fails on a reused keep-alive connection before any answer (the server closed it meanwhile) is
+ * sent once more on a fresh one. Interruption and the timeout destroy the request.
+ */
+const post = (client: Client, target: Target, address: string, body: Buffer): Effect.Effect<Reply, TransportError | PayloadTooLarge> =>
+  Effect.async<Reply, TransportError | PayloadTooLarge>((resume) => {
+    const { limit } = client
+    let finished = false
+    let current: Http.ClientRequest | undefined
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const finish = (effect: Effect.Effect<Reply, TransportError | PayloadTooLarge>) => {
+      if (finished) return
+      finished = true
+      if (timer !== undefined) clearTimeout(timer)
+      resume(effect)
+    }
+    const fail = (reason: string, cause?: unknown) =>
+      finish(Effect.fail(new TransportError({ address, reason, ...(cause === undefined ? {} : { cause }) })))
+    const attempt = (retry: boolean) => {
+      let answered = false
+      const request = Http.request({
+        agent: client.agent,
+        host: target.host,
+        port: target.port,
+        method: "POST",
+        path: API_PATH,
+        headers: { ...client.headers, "content-length": body.length }
+      })
+      current = request
+      request.on("response", (response) => {
+        answered = true
+        const declared = Number(response.headers["content-length"])
+        if (Number.isFinite(declared) && declared > limit) {
+          response.destroy()
+          return finish(Effect.fail(new PayloadTooLarge({ limit })))
+        }
+        const chunks: Array<Buffer> = []
+        let size = 0
+        response.on("data", (chunk: Buffer) => {
+          if (finished) return
+          size += chunk.length
+          if (size > limit) {
+            response.destroy()
+            finish(Effect.fail(new PayloadTooLarge({ limit })))
+          } else chunks.push(chunk)
+        })
+        response.on("end", () => {
+          const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+          finish(Effect.succeed({ status: response.statusCode ?? 0, text: bytes.toString("utf8") }))
+        })
+        response.on("error", (error) => fail(`reading the response: ${describeCause(error)}`, error))
+        response.on("close", () => {
+          if (!response.complete) fail("the connection closed before the response was complete")
+        })
+      })
+      request.on("error", (error: NodeJS.ErrnoException) => {
+        if (finished) return
+        if (!answered && retry && request.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE")) {
+          return attempt(false)
+        }
+        fail(
+          error.code !== undefined && CONNECT_CODES.has(error.code)
+            ? `${error.code} (${describeCause(error)})`
+            : `the request failed: ${describeCause(error)}`,
+          error
+        )
+      })
+      request.end(body)
+    }
+    const ms = Duration.toMillis(client.timeout)
+    if (ms < MAX_TIMER_MS) {
+      timer = setTimeout(() => {
+        fail(`no response within ${Duration.format(client.timeout)}`)
+        current?.destroy()
+      }, ms)
+    }
+    attempt(true)
+    return Effect.sync(() => {
+      finished = true
+      if (timer !== undefined) clearTimeout(timer)
+      current?.destroy()
+    })
+  })
 
 const statusReason = (status: number, text: string): string => {
   try {
@@ -394,7 +515,7 @@ const statusReason = (status: number, text: string): string => {
   return `HTTP ${status}`
 }
 
-// The most specific readable reason: undici puts the socket error (ECONNREFUSED …) in `cause`.
+// The most specific readable reason: the socket error (ECONNREFUSED …) may sit in `cause`.
 const describeCause = (error: unknown): string => {
   const seen: Array<string> = []
   let current: unknown = error

@@ -21,6 +21,12 @@ import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
 export interface RequestContext {
   /** The remote socket address as the transport sees it (unauthenticated). */
   readonly remoteAddress?: string | undefined
+  /**
+   * The sender's device key as the sender announced it, when the transport carries one. It is
+   * NOT authenticated: use it only as a hint (the server uses it not to relay pushed entries back
+   * to the peer that pushed them), never to grant anything.
+   */
+  readonly peer?: string | undefined
 }
 
 /** Answers one request. It never fails: problems are answered as `{"Error": …}` responses. */

@@ -149,6 +149,38 @@ describe("SyncEngine over HTTP", () => {
       expect(typeof s.lastSync).toBe("number")
     }))
 
+  it.scopedLive("entries pushed to B are not relayed back to the peer that pushed them", () =>
+    Effect.gen(function*() {
+      // B counts the SendEntries it sends (its relays)
+      let relayed = 0
+      const a = yield* makeNode()
+      const b = yield* makeNode({
+        storage: "memory",
+        sync: {
+          wrapTransport: (t) => ({
+            ...t,
+            send: (address, request) => {
+              if ("SendEntries" in request) relayed++
+              return t.send(address, request)
+            }
+          })
+        }
+      })
+      const alice = yield* userOn(a, "alice")
+      const bob = yield* userOn(b, "bob")
+      const { signer, treeId } = yield* sharedDb(a, alice.user, alice.key)
+      yield* track(b, bob.user, bob.key, treeId)
+      yield* register(a, b, treeId)
+      const onB = yield* register(b, a, treeId)
+      yield* onB.waitForInitialSync.pipe(Effect.timeout("5 seconds"))
+      for (let i = 0; i < 3; i++) {
+        yield* write(a, treeId, signer, `k${i}`, i)
+        yield* eventually(b, treeId, `k${i}`, i)
+      }
+      yield* Effect.sleep("200 millis")
+      expect(relayed).toBe(0)
+    }))
+
   it.scopedLive("writes made while B is down arrive after B returns (flush)", () =>
     Effect.gen(function*() {
       const { a, b, onA, signer, treeId } = yield* pair

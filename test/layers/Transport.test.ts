@@ -92,6 +92,17 @@ describe("TransportHttp", () => {
       expect(context?.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/)
     }))
 
+  it.scopedLive("the client announces its device key (announce option) and the handler sees it as context.peer", () =>
+    Effect.gen(function*() {
+      const seen = yield* Ref.make<ReadonlyArray<RequestContext>>([])
+      const address = yield* (yield* makeHttp()).serve("127.0.0.1:0", echoHandler(seen))
+      const me = `ed25519:${Buffer.alloc(32, 9).toString("base64")}`
+      yield* (yield* makeHttp({ announce: me })).send(address, { SendEntries: [] })
+      yield* (yield* makeHttp()).send(address, { SendEntries: [] })
+      yield* (yield* makeHttp({ announce: "not a key" })).send(address, { SendEntries: [] })
+      expect((yield* Ref.get(seen)).map((c) => c.peer)).toEqual([me, undefined, undefined])
+    }))
+
   it.scopedLive("serves on IPv6 loopback [::1]:0", () =>
     Effect.gen(function*() {
       const transport = yield* makeHttp()
