@@ -213,6 +213,18 @@ const contract = (name: string, makeLayer: () => Layer.Layer<Storage, StorageErr
         yield* s.deleteMeta("never-set")
         expect(yield* s.getMeta("users/bob")).toEqual(Option.none())
         expect(yield* s.listMeta("users/")).toEqual([["users/alice", "1"]])
+        // the prefix's neighbours in byte order, and prefixes ending in characters with no simple successor
+        yield* s.setMeta("users0", "5")
+        yield* s.setMeta("users.", "6")
+        yield* s.setMeta("tag/\u00e9/a", "7")
+        yield* s.setMeta("tag/\u00ea", "8")
+        yield* s.setMeta("tag/\uffff/b", "9")
+        yield* s.setMeta("tag/\ud83d\ude00/c", "10")
+        yield* s.setMeta("tag/\ud83d\ude01", "11")
+        expect(yield* s.listMeta("users/")).toEqual([["users/alice", "1"]])
+        expect(yield* s.listMeta("tag/\u00e9")).toEqual([["tag/\u00e9/a", "7"]])
+        expect(yield* s.listMeta("tag/\uffff")).toEqual([["tag/\uffff/b", "9"]])
+        expect(yield* s.listMeta("tag/\ud83d\ude00")).toEqual([["tag/\ud83d\ude00/c", "10"]])
       })
     )
 

@@ -31,6 +31,17 @@ export interface SqliteOptions {
   readonly synchronous?: "normal" | "full" | undefined
 }
 
+/**
+ * The least string above every string starting with `prefix` (its last UTF-16 unit plus one), in
+ * SQLite's binary UTF-8 order; undefined when that unit is a surrogate or U+FFFF, or the prefix is empty.
+ */
+export const upperBound = (prefix: string): string | undefined => {
+  if (prefix.length === 0) return undefined
+  const last = prefix.charCodeAt(prefix.length - 1)
+  if (last >= 0xd7ff && last <= 0xdfff || last === 0xffff) return undefined
+  return prefix.slice(0, -1) + String.fromCharCode(last + 1)
+}
+
 /** The schema migrations, in order; migration N brings the schema to version N. */
 export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
   [
@@ -290,7 +301,10 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         fromSql(
           "list meta",
           db.query(
-            sql<{ key: string; value: string }>`SELECT key, value FROM meta WHERE substr(key, 1, length(${prefix})) = ${prefix}`
+            upperBound(prefix) === undefined
+              ? sql<{ key: string; value: string }>`SELECT key, value FROM meta WHERE substr(key, 1, length(${prefix})) = ${prefix}`
+              // a range on the primary key: an index seek, not a scan of every meta row
+              : sql<{ key: string; value: string }>`SELECT key, value FROM meta WHERE key >= ${prefix} AND key < ${upperBound(prefix)!}`
           )
         ).pipe(
           Effect.map((rows) =>
