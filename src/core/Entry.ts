@@ -105,6 +105,19 @@ export const encodeSigned = (signed: Entry, signing: Uint8Array): Uint8Array => 
  * the bytes do not have the expected layout.
  */
 export const signingBytesOf = (e: StoredEntry): Uint8Array => {
+  // a received entry's signing bytes are asked for twice (verified ahead by sync, then by ingestion):
+  // kept per entry, so both get the same array (which nobody may modify)
+  let kept = signingKept.get(e)
+  if (kept === undefined) {
+    kept = cutSigningBytes(e)
+    signingKept.set(e, kept)
+  }
+  return kept
+}
+
+const signingKept = new WeakMap<StoredEntry, Uint8Array>()
+
+const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   const signed = e.entry
   const bytes = e.bytes
   if (signed._v !== undefined || signed.sig.sig === undefined) return signingBytes(signed)

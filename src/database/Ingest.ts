@@ -99,6 +99,8 @@ interface Pending {
 
 /** Entries per verification slice: large enough for the Auth layer's worker pool, small enough to pipeline. */
 const VERIFY_SLICE = 1_024
+/** The first slice sent ahead: as small as the pool takes, so verification starts early. */
+const FIRST_SLICE = 256
 
 /** What the checks before the pinned settings found: the entry's dependencies and settings inputs. */
 interface Structure {
@@ -138,7 +140,29 @@ const check = (
     const find = (id: string): StoredEntry | undefined => overlay.get(id) ?? known.get(id)
     const rejected: Array<InvalidEntry> = []
     const pending: Array<Pending> = []
+    // what to verify, slice by slice: each slice goes to the verifier (when it can work in the
+    // background) as soon as it is authorised, so signatures are checked while the next entries are
+    // (a first, smaller slice gets the verifier going early; a large batch lets it start up at once)
+    const verifyAhead = verifySignatures ? auth.verifyAhead : undefined
+    if (verifyAhead !== undefined && batch.length >= FIRST_SLICE) yield* verifyAhead([])
+    const slices: Array<Array<VerifyItem>> = []
+    let sliced = 0
+    const sliceSize = () => (slices.length === 0 ? FIRST_SLICE : VERIFY_SLICE)
+    const cutSlice = (): Array<VerifyItem> => {
+      const end = Math.min(pending.length, sliced + sliceSize())
+      const items: Array<VerifyItem> = []
+      for (let i = sliced; i < end; i++) {
+        const p = pending[i]!
+        const message = Entry.signingBytesOf(p.entry)
+        const signature = p.entry.entry.sig.sig ?? ""
+        for (const c of p.candidates) items.push({ publicKey: c.pubkey, signature, message })
+      }
+      sliced = end
+      slices.push(items)
+      return items
+    }
     for (const e of batch) {
+      if (verifyAhead !== undefined && pending.length - sliced >= sliceSize()) yield* verifyAhead(cutSlice())
       const structure = structureOf(e, find, overlay, parseDeltas)
       if (typeof structure === "string") {
         rejected.push(new InvalidEntry({ entryId: e.id, reason: structure }))
@@ -167,26 +191,15 @@ const check = (
       if (typeof result === "string") rejected.push(new InvalidEntry({ entryId: e.id, reason: result }))
       else pending.push(result)
     }
-    // verify every candidate signature, the signing bytes encoded once per entry; in slices run
-    // concurrently, so the next slice is encoded here while the verifier works on the previous one
+    // verify every candidate signature, the signing bytes encoded once per entry (the slices sent
+    // ahead are found in flight or done)
     const results: Array<boolean> = []
     if (verifySignatures) {
-      const slices: Array<ReadonlyArray<Pending>> = []
-      for (let i = 0; i < pending.length; i += VERIFY_SLICE) slices.push(pending.slice(i, i + VERIFY_SLICE))
-      const answers = yield* Effect.forEach(
-        slices,
-        (slice) =>
-          Effect.suspend(() => {
-            const items: Array<VerifyItem> = []
-            for (const p of slice) {
-              const message = Entry.signingBytesOf(p.entry)
-              const signature = p.entry.entry.sig.sig ?? ""
-              for (const c of p.candidates) items.push({ publicKey: c.pubkey, signature, message })
-            }
-            return auth.verifyBatch(items)
-          }),
-        { concurrency: "unbounded" }
-      )
+      while (sliced < pending.length) {
+        const items = cutSlice()
+        if (verifyAhead !== undefined) yield* verifyAhead(items)
+      }
+      const answers = yield* Effect.forEach(slices, (items) => auth.verifyBatch(items), { concurrency: "unbounded" })
       for (const a of answers) for (const r of a) results.push(r)
     }
     const bad = new Set(rejected.map((r) => r.entryId!))

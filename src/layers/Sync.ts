@@ -14,7 +14,9 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
+import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as SyncAuth from "../core/SyncAuth.js"
 import type { Signer } from "../database/Database.js"
@@ -44,7 +46,7 @@ import {
   type SyncRequestAuth,
   type SyncResponse,
 } from "../schema/Protocol.js"
-import { Auth } from "../services/Auth.js"
+import { Auth, type VerifyItem } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
 import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
@@ -267,10 +269,50 @@ export const make = (options: SyncLayerOptions = {}) =>
           ? []
           : [...new Set([...(frontiers.get(frontierKey) ?? []), ...(yield* storage.sample(treeId))])].slice(0, MAX_KNOWN)
         let tips = ourTips
-        let inflight = yield* Effect.forkScoped(Effect.flatMap(requestFor(tips, known), (r) => send(address, r)))
-        // pull, page by page; every page is verified and stored on arrival, while the next is fetched
+        /** Signers of entries this sync has stored: the signatures of their next entries are verified ahead. */
+        const signers = new Set<string>()
+        // a page is decoded as it arrives, and its known signers' signatures go to the verifier at
+        // once, so they are checked while the previous page is still being stored; the page after it
+        // is asked for at once too (as if this one were stored), up to PREFETCH_PAGES ahead of the
+        // page being stored, so the verifier always has the next page in hand
+        const request = (pageTips: ReadonlyArray<string>) => Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r))
+        interface Fetched {
+          readonly response: SyncResponse
+          readonly decoded: ReturnType<typeof decodeAll> | undefined
+          readonly root: Either.Either<StoredEntry, string> | undefined
+          /** Whether the page after this one was asked for already. */
+          readonly chained: boolean
+        }
+        type FetchError = Effect.Effect.Error<ReturnType<typeof request>>
+        /** Pages asked for and not yet taken by the loop below, in order. */
+        const queued: Array<Fiber.RuntimeFiber<Fetched, FetchError>> = []
+        const fetch = (pageTips: ReadonlyArray<string>): Effect.Effect<Fetched, FetchError, Scope.Scope> =>
+          Effect.flatMap(request(pageTips), (response) => {
+            const wire = entriesOf(response)
+            const decoded = wire === undefined ? undefined : decodeAll(wire, treeId)
+            // a bootstrap's first page: the active keys of the root's settings are its likely signers
+            const root = typeof response === "object" && "Bootstrap" in response
+              ? Entry.decode(fromBase64(response.Bootstrap.root_entry))
+              : undefined
+            if (root !== undefined && Either.isRight(root)) for (const k of rootSigners(root.right)) signers.add(k)
+            const ahead = decoded === undefined ? [] : aheadItems(decoded.entries, signers)
+            const page = decoded === undefined || (root !== undefined && Either.isLeft(root))
+              ? []
+              : root === undefined ? decoded.entries : [root.right, ...decoded.entries]
+            const chain = nextOf(response) !== undefined && page.length > 0 && decoded!.rejected.length === 0 &&
+              queued.length < PREFETCH_PAGES
+            return Effect.gen(function*() {
+              if (ahead.length >= AHEAD_MIN && auth.verifyAhead !== undefined) yield* auth.verifyAhead(ahead)
+              if (chain) queued.push(yield* Effect.forkScoped(fetch(advanceTips(pageTips, page))))
+              return { response, decoded, root, chained: chain } satisfies Fetched
+            })
+          })
+        queued.push(yield* Effect.forkScoped(fetch(tips)))
+        // a bootstrap has a whole database to verify: let the verifier get ready while the first page comes
+        if (ourTips.length === 0 && auth.verifyAhead !== undefined) yield* auth.verifyAhead([])
+        // pull, page by page; every page is verified and stored on arrival, while the next are fetched
         while (true) {
-          const response = yield* Fiber.join(inflight)
+          const { chained, decoded: prefetched, response, root: prefetchedRoot } = yield* Fiber.join(queued.shift()!)
           roundTrips++
           let wire: ReadonlyArray<string>
           let next: string | undefined
@@ -285,7 +327,7 @@ export const make = (options: SyncLayerOptions = {}) =>
           } else if (typeof response === "object" && "Bootstrap" in response) {
             const b = response.Bootstrap
             if (b.tree_id !== treeId) return yield* unexpected(address, `a bootstrap of ${b.tree_id}, not ${treeId}`)
-            const decodedRoot = Entry.decode(fromBase64(b.root_entry))
+            const decodedRoot = prefetchedRoot ?? Entry.decode(fromBase64(b.root_entry))
             if (Either.isLeft(decodedRoot)) {
               return yield* new InvalidEntry({ reason: `the bootstrap root does not decode: ${decodedRoot.left}` })
             }
@@ -307,18 +349,23 @@ export const make = (options: SyncLayerOptions = {}) =>
           } else {
             return yield* unexpected(address, `a ${describeResponse(response)} response to a sync request`)
           }
-          const decoded = decodeAll(wire, treeId)
+          const decoded = prefetched ?? decodeAll(wire, treeId)
           const page = root === undefined ? decoded.entries : [root, ...decoded.entries]
           if (next !== undefined && page.length > 0 && decoded.rejected.length === 0) {
-            // ask for the next page now, as if this one were stored (if it is not, we stop below)
+            // ask for the next page now (unless it was asked for on arrival), as if this one were
+            // stored (if it is not, we stop below)
             tips = advanceTips(tips, page)
-            inflight = yield* Effect.forkScoped(Effect.flatMap(requestFor(tips, known), (r) => send(address, r)))
+            if (!chained) queued.push(yield* Effect.forkScoped(fetch(tips)))
           }
           const report = yield* ingest(page, peer.public_key)
           received += report.stored.length
           const rejected = decoded.rejected[0] ?? report.rejected[0]
           // the valid entries stay stored; a peer sending invalid ones is an error
           if (rejected !== undefined) return yield* rejected
+          for (const e of page) {
+            const signer = hintedSigner(e)
+            if (signer !== undefined) signers.add(signer)
+          }
           if (next === undefined) break
           if (report.stored.length === 0) return yield* unexpected(address, "another page without any new entry")
         }
@@ -459,6 +506,67 @@ const MAX_KNOWN = 4_096
 const MAX_FRONTIER = 1_024
 /** Entries considered per push message (the page budget cuts first for any realistic size). */
 const MAX_PUSH_IDS = 20_000
+
+/** The entries of a pull answer, if it carries any. */
+const entriesOf = (response: SyncResponse): ReadonlyArray<string> | undefined =>
+  typeof response !== "object"
+    ? undefined
+    : "Bootstrap" in response
+    ? response.Bootstrap.all_entries
+    : "Incremental" in response
+    ? response.Incremental.missing_entries
+    : undefined
+
+/** How many pages a pull asks for ahead of the one it is storing. */
+const PREFETCH_PAGES = 2
+
+/** The continuation marker of a pull answer. */
+const nextOf = (response: SyncResponse): string | undefined =>
+  typeof response !== "object"
+    ? undefined
+    : "Bootstrap" in response
+    ? response.Bootstrap.next
+    : "Incremental" in response
+    ? response.Incremental.next
+    : undefined
+
+/** Fewer signatures than this are not worth verifying ahead (the verifier's round trip costs more). */
+const AHEAD_MIN = 64
+
+/** The active keys a database root's settings name. */
+const rootSigners = (root: StoredEntry): ReadonlyArray<string> => {
+  const data = Entry.subtree(root.entry, Entry.SETTINGS)?.data
+  if (data === undefined || !Entry.isRoot(root.entry)) return []
+  try {
+    const state = Settings.authOf(Doc.decode(data))
+    if (state._tag !== "Present") return []
+    return Object.entries(state.auth.keys).filter(([, k]) => k.status === "Active").map(([pubkey]) => pubkey)
+  } catch {
+    return []
+  }
+}
+
+/** The public key a signed entry names as its direct signer, if it names one. */
+const hintedSigner = (e: StoredEntry): string | undefined => {
+  const key = e.entry.sig.key
+  return e.entry.sig.sig !== undefined && "Direct" in key ? key.Direct.hint.pubkey : undefined
+}
+
+/**
+ * What ingestion will verify for received entries signed by a known signer: a Direct hint naming a
+ * public key makes that key the only candidate, over the entry's signing bytes.
+ */
+const aheadItems = (entries: ReadonlyArray<StoredEntry>, signers: ReadonlySet<string>): Array<VerifyItem> => {
+  const items: Array<VerifyItem> = []
+  if (signers.size === 0) return items
+  for (const e of entries) {
+    const signer = hintedSigner(e)
+    if (signer !== undefined && signers.has(signer)) {
+      items.push({ publicKey: signer, signature: e.entry.sig.sig!, message: Entry.signingBytesOf(e) })
+    }
+  }
+  return items
+}
 
 /** The tips after adding `page` (parents first) to a set with tips `tips`. */
 const advanceTips = (tips: ReadonlyArray<string>, page: ReadonlyArray<StoredEntry>): ReadonlyArray<string> => {

@@ -33,6 +33,14 @@ export interface AuthShape {
   readonly verify: (publicKey: string, signature: string, message: Uint8Array) => Effect.Effect<boolean>
   /** Verify many; one boolean per item, in order. */
   readonly verifyBatch: (items: ReadonlyArray<VerifyItem>) => Effect.Effect<ReadonlyArray<boolean>>
+  /**
+   * Optional: start verifying items in the background (returns at once), so that a later
+   * `verifyBatch` asking for exactly the same items takes the outcomes, or waits for them, instead of
+   * verifying again. A hint for callers that know what they will verify soon (a sync client with the
+   * next page in hand); no items means "many are coming" (the layer may get ready). Layers without
+   * background verification leave it out.
+   */
+  readonly verifyAhead?: ((items: ReadonlyArray<VerifyItem>) => Effect.Effect<void>) | undefined
   /** Secure random bytes (entropy, nonces, challenges, salts). */
   readonly randomBytes: (n: number) => Effect.Effect<Uint8Array>
 }

@@ -205,6 +205,49 @@ const largeBatch = (name: string, layer: Layer.Layer<Auth>) =>
 largeBatch("node:crypto", layerNode)
 largeBatch("seeded (simulation only)", layerSeeded)
 
+describe("Auth verifyAhead (node:crypto)", () => {
+  it.effect("verdicts found ahead are reused only for the very same key, signature and message bytes", () =>
+    Effect.gen(function*() {
+      const auth = yield* Auth
+      const ahead = auth.verifyAhead!
+      yield* ahead([]) // only warms the workers up
+      const [a, b] = yield* Effect.all([auth.generateKey, auth.generateKey])
+      const items: Array<{ publicKey: string; signature: string; message: Uint8Array }> = []
+      for (let i = 0; i < 600; i++) {
+        const message = bytes(`entry ${i}`)
+        const signature = yield* auth.sign(a!.secretKey, message)
+        items.push({ publicKey: a!.publicKey, signature, message: i % 5 === 0 ? bytes(`forged ${i}`) : message })
+      }
+      const truth = yield* Effect.forEach(items, (i) => auth.verify(i.publicKey, i.signature, i.message))
+      yield* ahead(items)
+      // asked again while in flight, in a large and in small batches, with byte-equal copies of the messages
+      const copies = items.map((i) => ({ ...i, message: Uint8Array.from(i.message) }))
+      const [large, small] = yield* Effect.all(
+        [auth.verifyBatch(copies), Effect.forEach([copies.slice(0, 10), copies.slice(10, 20)], (c) => auth.verifyBatch(c))],
+        { concurrency: "unbounded" }
+      )
+      expect(large).toEqual(truth)
+      expect(small.flat()).toEqual(truth.slice(0, 20))
+      // the same signatures over other messages or under another key are verified for what they are
+      const altered = items.map((i, n) =>
+        n % 2 === 0 ? { ...i, message: bytes(`other ${n}`) } : { ...i, publicKey: b!.publicKey }
+      )
+      expect(yield* auth.verifyBatch(altered)).toEqual(altered.map(() => false))
+      // and a forged message now signed for real is not held against its earlier verdict
+      const fixed = items.map((i, n) => (n % 5 === 0 ? { ...i, message: bytes(`entry ${n}`) } : i))
+      expect(yield* auth.verifyBatch(fixed)).toEqual(fixed.map(() => true))
+      expect(truth.filter((x) => !x).length).toBe(120)
+    }).pipe(Effect.provide(layerNode)), 30_000)
+
+  it("is left out where background verification would escape the simulation's clock", () =>
+    Effect.runPromise(
+      Effect.scoped(Effect.gen(function*() {
+        expect((yield* Effect.provide(Auth, layerSeeded)).verifyAhead).toBeUndefined()
+        expect((yield* Effect.provide(Auth, layerNoble)).verifyAhead).toBeUndefined()
+      }))
+    ))
+})
+
 describe("Auth interop and determinism", () => {
   const signWith = (layer: Layer.Layer<Auth>, message: Uint8Array) =>
     Effect.gen(function*() {

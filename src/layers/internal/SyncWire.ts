@@ -36,8 +36,15 @@ export const isPubKey = Schema.is(PubKey)
 /** Bytes as standard base64. */
 export const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
 
-/** Base64 as bytes (a copy, so stored bytes do not pin Buffer's shared pool). */
-export const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"))
+/**
+ * Base64 as bytes, as `Buffer.from(text, "base64")` reads it, decoded straight into a buffer of
+ * their own (so stored bytes do not pin Buffer's shared pool, and without a second copy).
+ */
+export const fromBase64 = (text: string): Uint8Array => {
+  const out = new Uint8Array(Buffer.byteLength(text, "base64"))
+  const written = Buffer.from(out.buffer, 0, out.length).write(text, "base64")
+  return written === out.length ? out : out.slice(0, written)
+}
 
 /** Cut a text for an error message. */
 export const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
