@@ -8,6 +8,8 @@
  * - live.line3_converge_ms: three child processes A–B–C in a line (A–B and B–C registered both
  *   ways, no A–C link); each commits 3,333 entries at once (one after another, all three at the
  *   same time); the time from sending the commit commands until all three hold all 9,999.
+ *
+ * LINE3=0 skips the line-of-three run (for profiling the latency run alone).
  */
 import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -34,7 +36,7 @@ const ONLINE = { syncEnabled: true, syncOnCommit: true, properties: {} }
 /** Run the live benchmarks. */
 export async function run(): Promise<void> {
   await latency()
-  await line3()
+  if (process.env.LINE3 !== "0") await line3()
 }
 
 async function latency(): Promise<void> {

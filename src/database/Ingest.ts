@@ -195,10 +195,9 @@ const check = (
     // ahead are found in flight or done)
     const results: Array<boolean> = []
     if (verifySignatures) {
-      while (sliced < pending.length) {
-        const items = cutSlice()
-        if (verifyAhead !== undefined) yield* verifyAhead(items)
-      }
+      // the rest are verified now: a large slice in the pool, a small one (a single pushed entry) here,
+      // which is quicker than a round trip to a worker
+      while (sliced < pending.length) cutSlice()
       const answers = yield* Effect.forEach(slices, (items) => auth.verifyBatch(items), { concurrency: "unbounded" })
       for (const a of answers) for (const r of a) results.push(r)
     }
