@@ -101,6 +101,19 @@ describe("TransportHttp", () => {
       yield* (yield* makeHttp()).send(address, { SendEntries: [] })
       yield* (yield* makeHttp({ announce: "not a key" })).send(address, { SendEntries: [] })
       expect((yield* Ref.get(seen)).map((c) => c.peer)).toEqual([me, undefined, undefined])
+      // a header that is not a device key, sent by hand, is not passed on
+      yield* Ref.set(seen, [])
+      for (const value of ["garbage", `${me} ${me}`, "ed25519:" + "A".repeat(5_000)]) {
+        const answer = yield* Effect.promise(() =>
+          fetch(`http://${address.address}/api/v0`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-eidetica-peer": value },
+            body: JSON.stringify({ SendEntries: [] })
+          })
+        )
+        expect(answer.status).toBe(200)
+      }
+      expect((yield* Ref.get(seen)).map((c) => c.peer)).toEqual([undefined, undefined, undefined])
     }))
 
   it.scopedLive("serves on IPv6 loopback [::1]:0", () =>
