@@ -4,10 +4,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import { directKey, globalKey, type SigKey } from "../schema/Auth.js"
+import { PubKey } from "../schema/Ids.js"
 import { CorruptedAuthConfiguration, CryptoError as CryptoErrorClass, type CryptoError, type InvalidEntry, type StorageError, TreeNotFound } from "../schema/Errors.js"
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
@@ -23,10 +25,19 @@ export interface Signer {
   readonly global?: boolean | undefined
 }
 
-/** Check once per key that a signer's secret key belongs to its public key (entries signed here skip re-verification). */
+/**
+ * Check once per key that a signer's public key is well formed and its secret key belongs to it
+ * (entries and requests signed here are not verified again).
+ */
 export const checkSigner = (signer: Signer): Effect.Effect<void, CryptoError, Auth> =>
   checkedSigners.get(signer.secretKey) === signer.publicKey
     ? Effect.void
+    : !isPubKey(signer.publicKey)
+    ? Effect.fail(
+        new CryptoErrorClass({
+          detail: `invalid public key ${JSON.stringify(clip(signer.publicKey, 80))}: expected ed25519:<base64 of 32 bytes>`
+        })
+      )
     : Effect.flatMap(Auth, (auth) =>
         Effect.flatMap(auth.publicKeyOf(signer.secretKey), (publicKey) => {
           if (publicKey !== signer.publicKey)
@@ -38,6 +49,8 @@ export const checkSigner = (signer: Signer): Effect.Effect<void, CryptoError, Au
       )
 
 const checkedSigners = new Map<string, string>()
+const isPubKey = Schema.is(PubKey)
+const clip = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
 
 /** A handle on one database. */
 export interface Database {

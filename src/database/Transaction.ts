@@ -16,6 +16,7 @@ import {
   PermissionDenied,
   type StorageError
 } from "../schema/Errors.js"
+import type { SigKey } from "../schema/Auth.js"
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage, type StorageShape } from "../services/Storage.js"
@@ -92,12 +93,30 @@ export const read = (
 const noOverlay: ReadonlyMap<string, StoredEntry> = new Map()
 
 /** Where the next entry of a tree goes: its parents are the current tips, its height one above the highest. */
-export const nextPosition = (storage: StorageShape, treeId: string) =>
+const nextPosition = (storage: StorageShape, treeId: string) =>
   Effect.gen(function* () {
     const parents = yield* storage.tips(treeId)
     const heights = yield* storage.heights(parents)
     return { parents, height: Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1 }
   })
+
+/** The unsigned entry that comes next in a tree: parents and height from `nextPosition`, pinning `settingsTips`. */
+export const nextEntry = (
+  storage: StorageShape,
+  treeId: string,
+  settingsTips: ReadonlyArray<string>,
+  subtrees: Entry.EntryInput["subtrees"],
+  key: SigKey
+) =>
+  Effect.map(nextPosition(storage, treeId), ({ height, parents }) =>
+    Entry.make({
+      root: treeId,
+      parents,
+      height,
+      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
+      subtrees,
+      key
+    }))
 
 /** Errors a commit can fail with. */
 export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
@@ -149,20 +168,12 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
       registration.set("config", s.config ?? Doc.empty())
       stage(txn, Entry.INDEX, "_index").set(name, registration)
     }
-    const { height, parents } = yield* nextPosition(storage, treeId)
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {
       if (s.delta.isEmpty()) continue
       subtrees.push({ name, parents: yield* storage.storeTips(treeId, name), data: yield* s.codec.encode(s.delta) })
     }
-    const unsigned = Entry.make({
-      root: treeId,
-      parents,
-      height,
-      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
-      subtrees,
-      key: sigKeyOf(txn.signer)
-    })
+    const unsigned = yield* nextEntry(storage, treeId, settingsTips, subtrees, sigKeyOf(txn.signer))
     const signing = Entry.signingBytes(unsigned)
     const sig = yield* auth.sign(txn.signer.secretKey, signing)
     const signed = Entry.withSignature(unsigned, sig)

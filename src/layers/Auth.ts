@@ -15,9 +15,9 @@ import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import { availableParallelism } from "node:os"
-import { Worker } from "node:worker_threads"
 import { CryptoError } from "../schema/Errors.js"
 import { Auth, type AuthShape, type KeyPair, type VerifyItem } from "../services/Auth.js"
+import { makePool, makeVerdicts, type RawDecoders, verdictCacheSize, verifyInPool, type VerifyPool } from "./internal/VerifyPool.js"
 
 /** The Auth service tag (re-exported from the port). */
 export { Auth }
@@ -153,6 +153,12 @@ const encodeKey = (raw: Uint8Array, encode: (bytes: Uint8Array) => string) => KE
 const decodeKey = (key: string, decode: Decoder): Uint8Array | undefined =>
   key.startsWith(KEY_PREFIX) ? decode(key.slice(KEY_PREFIX.length), 32) : undefined
 
+/** The raw bytes of keys and signatures for the pool (node's base64). */
+const raw: RawDecoders = {
+  publicKey: (key) => decodeKey(key, decodeNode),
+  signature: (signature) => decodeNode(signature, 64)
+}
+
 const decodeSecretKey = (secretKey: string, decode: Decoder): Effect.Effect<Uint8Array, CryptoError> => {
   const seed = decodeKey(secretKey, decode)
   return seed
@@ -261,7 +267,7 @@ const makeNodeWith = (
     verifyBatch: (items: ReadonlyArray<VerifyItem>) =>
       pool.usable() && (items.length >= poolThreshold || verdicts.anyInFlight(items))
         ? Effect.async<ReadonlyArray<boolean>>((resume) =>
-          verifyInPool(pool, items, verifyOne, verdicts, (results) => resume(Effect.succeed(results)))
+          verifyInPool(pool, items, raw, verifyOne, verdicts, (results) => resume(Effect.succeed(results)))
         )
         : Effect.sync(() =>
           items.map((i) => verdicts.get(i)?.ok ?? verifyOne(i.publicKey, i.signature, i.message))
@@ -273,247 +279,11 @@ const makeNodeWith = (
             if (!pool.usable()) return
             // nothing yet, but more to come: have the workers start up meanwhile
             if (items.length === 0) pool.warm()
-            else verifyInPool(pool, items, verifyOne, verdicts, () => {})
+            else verifyInPool(pool, items, raw, verifyOne, verdicts, () => {})
           })
       }
       : {}),
     randomBytes
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// verification pool
-
-/** How many pool verdicts one node-backed service remembers (see `Verdicts`). */
-export const verdictCacheSize = 32_768
-
-/**
- * The outcome of one pool verification of (public key, signature, message), or undefined while it is
- * in flight (then `waiters` are called when it lands). Verification is deterministic, so a batch
- * that asks again for exactly the same triple (same key, same signature, byte-equal message) takes
- * the outcome, or waits for it, instead of verifying twice: a sync client verifies a received page
- * ahead, while the previous page is stored, and ingestion then finds the verdicts.
- */
-interface Verdict {
-  readonly publicKey: string
-  readonly message: Uint8Array
-  ok: boolean | undefined
-  waiters: Array<() => void> | undefined
-}
-
-/** Pool verdicts by signature (bounded FIFO); a lookup matches only the same key and byte-equal message. */
-const makeVerdicts = (max: number) => {
-  const map = new Map<string, Verdict>()
-  return {
-    get: (item: VerifyItem): Verdict | undefined => {
-      const v = map.get(item.signature)
-      return v !== undefined && v.publicKey === item.publicKey && sameBytes(v.message, item.message) ? v : undefined
-    },
-    /** Whether some item's verdict is in flight (a batch asking for it should wait, not verify again). */
-    anyInFlight: (items: ReadonlyArray<VerifyItem>): boolean => {
-      for (const item of items) {
-        const v = map.get(item.signature)
-        if (v !== undefined && v.ok === undefined && v.publicKey === item.publicKey && sameBytes(v.message, item.message))
-          return true
-      }
-      return false
-    },
-    /** A new in-flight verdict for `item` (replacing any other triple with the same signature). */
-    start: (item: VerifyItem): Verdict => {
-      const v: Verdict = { publicKey: item.publicKey, message: item.message, ok: undefined, waiters: undefined }
-      if (map.size >= max && !map.has(item.signature)) {
-        const oldest = map.keys().next()
-        if (!oldest.done) map.delete(oldest.value)
-      }
-      map.set(item.signature, v)
-      return v
-    }
-  }
-}
-type Verdicts = ReturnType<typeof makeVerdicts>
-
-/** Settle a verdict and wake whoever waits for it. */
-const settle = (v: Verdict, ok: boolean) => {
-  v.ok = ok
-  const waiters = v.waiters
-  v.waiters = undefined
-  if (waiters !== undefined) for (const w of waiters) w()
-}
-
-/** Byte equality (native comparison: messages are hundreds of bytes, looked up several times each). */
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a === b || (a.length === b.length && crypto.timingSafeEqual(a, b))
-
-/** Bytes before each message in a packed request: u32 length, 32-byte key, 64-byte signature. */
-const ITEM_HEADER = 100
-
-/** The worker threads that verify packed chunks; each chunk's callback gets one byte per item, or undefined if the pool failed. */
-interface VerifyPool {
-  readonly size: number
-  /** False once the pool is closed or a worker failed: callers then verify on their own thread. */
-  readonly usable: () => boolean
-  readonly submit: (buffer: ArrayBuffer, done: (results: Uint8Array | undefined) => void) => void
-  /** Start the workers now if they are not running yet. */
-  readonly warm: () => void
-  readonly close: Effect.Effect<void>
-}
-
-interface PoolTask {
-  readonly buffer: ArrayBuffer
-  readonly done: (results: Uint8Array | undefined) => void
-  /** The task's share of its worker's backlog (its buffer's size; the buffer itself is transferred). */
-  readonly cost: number
-}
-
-/**
- * A lazily started pool of `size` verification workers. Each task is posted at once to the worker
- * with the smallest backlog, which works through its messages in order without waiting for this
- * thread (busy as it may be) to hand out the next; replies come back in the same order. Workers
- * with nothing outstanding are unref'd so they never keep a process alive.
- */
-const makePool = (size: number): VerifyPool => {
-  let workers: Array<Worker> | undefined
-  let broken = false
-  /** Each worker's outstanding tasks, oldest first, and their total cost. */
-  const backlog = new Map<Worker, { readonly tasks: Array<PoolTask>; cost: number }>()
-
-  const fail = () => {
-    broken = true
-    const orphans = [...backlog.values()].flatMap((b) => b.tasks.splice(0))
-    backlog.clear()
-    const all = workers ?? []
-    workers = []
-    for (const w of all) void w.terminate()
-    for (const t of orphans) t.done(undefined)
-  }
-
-  const start = () => {
-    workers = []
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL("./internal/verifyWorker.mjs", import.meta.url), { execArgv: [] })
-      worker.unref()
-      const queue = { tasks: [] as Array<PoolTask>, cost: 0 }
-      backlog.set(worker, queue)
-      worker.on("message", (results: Uint8Array) => {
-        const task = queue.tasks.shift()
-        if (task === undefined) return
-        queue.cost -= task.cost
-        if (queue.tasks.length === 0) worker.unref()
-        task.done(results)
-      })
-      worker.on("error", fail)
-      worker.on("exit", () => {
-        if (!broken) fail()
-      })
-      workers.push(worker)
-    }
-  }
-
-  return {
-    size,
-    usable: () => !broken,
-    submit: (buffer, done) => {
-      if (broken) return done(undefined)
-      if (workers === undefined) start()
-      let target: Worker | undefined
-      let least = Infinity
-      for (const [worker, queue] of backlog) {
-        if (queue.cost < least) {
-          least = queue.cost
-          target = worker
-        }
-      }
-      const queue = backlog.get(target!)!
-      const task: PoolTask = { buffer, done, cost: buffer.byteLength }
-      if (queue.tasks.length === 0) target!.ref()
-      queue.tasks.push(task)
-      queue.cost += task.cost
-      target!.postMessage(buffer, [buffer])
-    },
-    warm: () => {
-      if (!broken && workers === undefined) start()
-    },
-    close: Effect.sync(() => {
-      if (!broken) fail()
-    })
-  }
-}
-
-/**
- * Verify a batch across the pool, calling `done` with one boolean per item: items whose verdict is
- * known or in flight are not sent again; items whose key or signature is malformed never leave this
- * thread. Returns at once (`done` may be called before it returns).
- */
-const verifyInPool = (
-  pool: VerifyPool,
-  items: ReadonlyArray<VerifyItem>,
-  verifyOne: (publicKey: string, signature: string, message: Uint8Array) => boolean,
-  verdicts: Verdicts,
-  done: (results: ReadonlyArray<boolean>) => void
-): void => {
-  const results = new Array<boolean>(items.length).fill(false)
-  const rawKeys = new Map<string, Uint8Array | undefined>()
-  const sendable: Array<{ index: number; key: Uint8Array; sig: Uint8Array; verdict: Verdict }> = []
-  const waiting: Array<{ index: number; verdict: Verdict }> = []
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]!
-    const known = verdicts.get(item)
-    if (known !== undefined) {
-      if (known.ok !== undefined) results[i] = known.ok
-      else waiting.push({ index: i, verdict: known })
-      continue
-    }
-    let key = rawKeys.get(item.publicKey)
-    if (key === undefined && !rawKeys.has(item.publicKey)) {
-      key = decodeKey(item.publicKey, decodeNode)
-      rawKeys.set(item.publicKey, key)
-    }
-    const sig = key && decodeNode(item.signature, 64)
-    if (key !== undefined && sig !== undefined) sendable.push({ index: i, key, sig, verdict: verdicts.start(item) })
-  }
-  // two chunks per worker, so a worker slowed by other load does not hold the batch back
-  const chunkCount = Math.min(sendable.length, pool.size * 2)
-  const per = Math.ceil(sendable.length / Math.max(1, chunkCount))
-  let remaining = (sendable.length === 0 ? 0 : Math.ceil(sendable.length / per)) + waiting.length
-  if (remaining === 0) return done(results)
-  const landed = () => {
-    if (--remaining === 0) done(results)
-  }
-  // verdicts another batch has in flight: wait for them (registered first, so a chunk of this
-  // batch that lands at once cannot finish the count early)
-  for (const { index, verdict } of waiting) {
-    ;(verdict.waiters ??= []).push(() => {
-      results[index] = verdict.ok === true
-      landed()
-    })
-  }
-  for (let from = 0; from < sendable.length; from += per) {
-    const chunk = sendable.slice(from, from + per)
-    let total = 0
-    for (const s of chunk) total += ITEM_HEADER + items[s.index]!.message.length
-    const buffer = new ArrayBuffer(total)
-    const bytes = new Uint8Array(buffer)
-    const view = new DataView(buffer)
-    let at = 0
-    for (const s of chunk) {
-      const message = items[s.index]!.message
-      view.setUint32(at, message.length, true)
-      bytes.set(s.key, at + 4)
-      bytes.set(s.sig, at + 36)
-      bytes.set(message, at + ITEM_HEADER)
-      at += ITEM_HEADER + message.length
-    }
-    pool.submit(buffer, (answers) => {
-      for (let j = 0; j < chunk.length; j++) {
-        const { index, verdict } = chunk[j]!
-        const item = items[index]!
-        // a failed pool answers undefined: verify this chunk here instead
-        const ok = answers === undefined ? verifyOne(item.publicKey, item.signature, item.message) : answers[j] === 1
-        results[index] = ok
-        settle(verdict, ok)
-      }
-      landed()
-    })
   }
 }
 

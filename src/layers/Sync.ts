@@ -14,17 +14,14 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
-import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
-import * as Settings from "../core/Settings.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as SyncAuth from "../core/SyncAuth.js"
-import type { Signer } from "../database/Database.js"
+import { checkSigner, type Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
 import { StateCache } from "../database/StoreState.js"
 import {
   AuthenticationRequired,
-  CryptoError,
   HandshakeFailed,
   BootstrapPending,
   InvalidEntry,
@@ -46,7 +43,7 @@ import {
   type SyncRequestAuth,
   type SyncResponse,
 } from "../schema/Protocol.js"
-import { Auth, type VerifyItem } from "../services/Auth.js"
+import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
 import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
@@ -56,7 +53,18 @@ import {
   type TransportShape
 } from "../services/Transport.js"
 import { WriteEvents } from "../services/WriteEvents.js"
-import { encodePage as encodePageOf, fromBase64, isEntryId, isPubKey, truncate } from "./internal/SyncWire.js"
+import {
+  advanceTips,
+  AHEAD_MIN,
+  aheadItems,
+  decodeAll,
+  entriesOf,
+  hintedSigner,
+  nextOf,
+  PREFETCH_PAGES,
+  rootSigners
+} from "./internal/SyncPages.js"
+import { encodePage as encodePageOf, fromBase64, isEntryId, truncate } from "./internal/SyncWire.js"
 import * as Server from "./SyncServer.js"
 import { makeHttp } from "./TransportHttp.js"
 
@@ -93,8 +101,6 @@ export const make = (options: SyncLayerOptions = {}) =>
     let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
     /** Verified handshakes by formatted address, for the service's life. */
     const handshakes = new Map<string, HandshakeResponse>()
-    /** Signers whose secret key was checked against their public key. */
-    const checkedSigners = new Map<string, string>()
     /** Per (peer, tree): tips the peer is known to hold after our last sync with it. */
     const frontiers = new Map<string, ReadonlyArray<string>>()
 
@@ -174,22 +180,6 @@ export const make = (options: SyncLayerOptions = {}) =>
         return best ?? instance.device
       }).pipe(Effect.orElseSucceed(() => instance.device))
 
-    const checkSigner = (signer: Signer) =>
-      Effect.gen(function*() {
-        if (!isPubKey(signer.publicKey)) {
-          return yield* new CryptoError({
-            detail: `invalid public key ${JSON.stringify(truncate(signer.publicKey, 80))}: expected ed25519:<base64 of 32 bytes>`
-          })
-        }
-        if (checkedSigners.get(signer.publicKey) === signer.secretKey) return
-        const derived = yield* auth.publicKeyOf(signer.secretKey)
-        if (derived !== signer.publicKey) {
-          return yield* new CryptoError({ detail: `the secret key does not belong to ${signer.publicKey}` })
-        }
-        if (checkedSigners.size >= 1_000) checkedSigners.clear()
-        checkedSigners.set(signer.publicKey, signer.secretKey)
-      })
-
     const signRequest = (signer: Signer, serverPubkey: string, treeId: string, tips: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         const nonce = yield* auth.randomBytes(32)
@@ -218,27 +208,20 @@ export const make = (options: SyncLayerOptions = {}) =>
       return new RemoteError({ address: formatAddress(address), detail: truncate(text, 500) })
     }
 
-    /** Decode received entries of `treeId`; the rest are reasons. */
-    const decodeAll = (wire: ReadonlyArray<string>, treeId: string) => {
-      const entries: Array<StoredEntry> = []
-      const rejected: Array<InvalidEntry> = []
-      for (const w of wire) {
-        const result = Entry.decode(fromBase64(w))
-        if (Either.isLeft(result)) rejected.push(new InvalidEntry({ reason: `received entry does not decode: ${result.left}` }))
-        else if (result.right.treeId !== treeId) {
-          rejected.push(new InvalidEntry({ entryId: result.right.id, reason: `belongs to database ${result.right.treeId}, not ${treeId}` }))
-        } else entries.push(result.right)
-      }
-      return { entries, rejected }
-    }
-
-    const syncWithPeer: SyncShape["syncWithPeer"] = (target, treeId, syncOptions) =>
+    /** The address of a sync target, once a transport is enabled and the tree ID is well formed. */
+    const peerAddress = (target: string | Address, treeId: string) =>
       Effect.gen(function*() {
         const address = yield* parseAddress(target)
         if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
         if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
+        return address
+      })
+
+    const syncWithPeer: SyncShape["syncWithPeer"] = (target, treeId, syncOptions) =>
+      Effect.gen(function*() {
+        const address = yield* peerAddress(target, treeId)
         const signer = syncOptions?.signer ?? (yield* defaultSigner(treeId))
-        yield* checkSigner(signer)
+        yield* Effect.provideService(checkSigner(signer), Auth, auth)
         const connected = yield* connect(address)
         const peer = connected.peer
         let roundTrips = connected.roundTrips
@@ -408,9 +391,7 @@ export const make = (options: SyncLayerOptions = {}) =>
 
     const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds) =>
       Effect.gen(function*() {
-        const address = yield* parseAddress(target)
-        if ((yield* Ref.get(router)).isEmpty) return yield* new NoTransportEnabled()
-        if (!isEntryId(treeId)) return yield* new TreeNotFound({ treeId })
+        const address = yield* peerAddress(target, treeId)
         const connected = yield* connect(address)
         // parents first: a child's height is above each of its parents'
         const heights = yield* storage.heights(entryIds)
@@ -499,88 +480,12 @@ export const parseAddress = (target: string | Address): Effect.Effect<Address, N
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-
 /** Bound on the sample sent as `known` (it is logarithmic in the tree's height, so this is generous). */
 const MAX_KNOWN = 4_096
 /** Bound on the remembered frontier of a (peer, tree). */
 const MAX_FRONTIER = 1_024
 /** Entries considered per push message (the page budget cuts first for any realistic size). */
 const MAX_PUSH_IDS = 20_000
-
-/** The entries of a pull answer, if it carries any. */
-const entriesOf = (response: SyncResponse): ReadonlyArray<string> | undefined =>
-  typeof response !== "object"
-    ? undefined
-    : "Bootstrap" in response
-    ? response.Bootstrap.all_entries
-    : "Incremental" in response
-    ? response.Incremental.missing_entries
-    : undefined
-
-/** How many pages a pull asks for ahead of the one it is storing. */
-const PREFETCH_PAGES = 2
-
-/** The continuation marker of a pull answer. */
-const nextOf = (response: SyncResponse): string | undefined =>
-  typeof response !== "object"
-    ? undefined
-    : "Bootstrap" in response
-    ? response.Bootstrap.next
-    : "Incremental" in response
-    ? response.Incremental.next
-    : undefined
-
-/** Fewer signatures than this are not worth verifying ahead (the verifier's round trip costs more). */
-const AHEAD_MIN = 64
-
-/** The active keys a database root's settings name. */
-const rootSigners = (root: StoredEntry): ReadonlyArray<string> => {
-  const data = Entry.subtree(root.entry, Entry.SETTINGS)?.data
-  if (data === undefined || !Entry.isRoot(root.entry)) return []
-  try {
-    const state = Settings.authOf(Doc.decode(data))
-    if (state._tag !== "Present") return []
-    return Object.entries(state.auth.keys).filter(([, k]) => k.status === "Active").map(([pubkey]) => pubkey)
-  } catch {
-    return []
-  }
-}
-
-/** The public key a signed entry names as its direct signer, if it names one. */
-const hintedSigner = (e: StoredEntry): string | undefined => {
-  const key = e.entry.sig.key
-  return e.entry.sig.sig !== undefined && "Direct" in key ? key.Direct.hint.pubkey : undefined
-}
-
-/**
- * What ingestion will verify for received entries signed by a known signer: a Direct hint naming a
- * public key makes that key the only candidate, over the entry's signing bytes.
- */
-const aheadItems = (entries: ReadonlyArray<StoredEntry>, signers: ReadonlySet<string>): Array<VerifyItem> => {
-  const items: Array<VerifyItem> = []
-  if (signers.size === 0) return items
-  for (const e of entries) {
-    const signer = hintedSigner(e)
-    if (signer !== undefined && signers.has(signer)) {
-      items.push({ publicKey: signer, signature: e.entry.sig.sig!, message: Entry.signingBytesOf(e) })
-    }
-  }
-  return items
-}
-
-/** The tips after adding `page` (parents first) to a set with tips `tips`. */
-const advanceTips = (tips: ReadonlyArray<string>, page: ReadonlyArray<StoredEntry>): ReadonlyArray<string> => {
-  const out = new Set(tips)
-  for (const e of page) {
-    for (const parent of e.entry.tree.parents) out.delete(parent)
-    out.add(e.id)
-  }
-  return [...out].sort()
-}
-
-
-
-
 
 const describeResponse = (response: SyncResponse): string =>
   typeof response === "string" ? response : Object.keys(response)[0] ?? "empty"

@@ -299,21 +299,13 @@ export const forgeEntry = (
   kind: ForgeryKind
 ) =>
   Effect.gen(function* () {
-    const { height, parents } = yield* Transaction.nextPosition(storage, treeId)
     const settingsTips = yield* storage.storeTips(treeId, Entry.SETTINGS)
     const key: SigKey = kind === "non-member" ? directKey(intruder.publicKey) : globalKey(intruder.publicKey)
     const subtrees =
       kind === "escalation"
         ? [{ name: Entry.SETTINGS, parents: settingsTips, data: escalation(intruder.publicKey).encode() }]
         : [{ name: "data", parents: yield* storage.storeTips(treeId, "data"), data: Doc.from({ forged: kind }).encode() }]
-    const unsigned = Entry.make({
-      root: treeId,
-      parents,
-      height,
-      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
-      subtrees,
-      key
-    })
+    const unsigned = yield* Transaction.nextEntry(storage, treeId, settingsTips, subtrees, key)
     const signed = Entry.signingBytes(unsigned)
     const message = kind === "bad-signature" ? Uint8Array.from([...signed, 0]) : signed
     const sig = yield* auth.sign(intruder.secretKey, message)

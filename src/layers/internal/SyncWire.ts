@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as SyncAuth from "../../core/SyncAuth.js"
-import { EntryId, PubKey } from "../../schema/Ids.js"
+import { EntryId } from "../../schema/Ids.js"
 import type { StorageShape } from "../../services/Storage.js"
 
 /** Entries read from storage at a time while filling a page. */
@@ -30,8 +30,6 @@ export const encodePage = (storage: StorageShape, ids: ReadonlyArray<string>, bu
 
 /** Whether a string is an entry ID. */
 export const isEntryId = Schema.is(EntryId)
-/** Whether a string is an ed25519 public key. */
-export const isPubKey = Schema.is(PubKey)
 
 /** Bytes as standard base64. */
 export const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
