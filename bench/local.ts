@@ -3,15 +3,13 @@
  * append on a 10,000-entry store, and password login.
  */
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import * as Entry from "../src/core/Entry.js"
 import * as Database from "../src/database/Database.js"
-import { ingest } from "../src/database/Ingest.js"
+import { ingestEncoded } from "../src/database/Ingest.js"
 import { layerCache } from "../src/database/StoreState.js"
 import { DocStore, DocStoreView } from "../src/database/Stores.js"
 import * as Transaction from "../src/database/Transaction.js"
@@ -82,8 +80,7 @@ const batch = (dir: string) =>
       engine()
     )
     const start = performance.now()
-    const entries = bytes.map((b) => Either.getOrThrow(Entry.decode(b)))
-    const stored = yield* ingest(entries, "remote")
+    const stored = yield* ingestEncoded(bytes, "remote")
     const seconds = (performance.now() - start) / 1000
     report("local.batch_entries_per_s", stored.length / seconds, "entries/s")
     // read one key right after one append, on the 10,000-entry store

@@ -12,17 +12,18 @@ import * as WriteEvents from "../../src/services/WriteEvents.js"
 import { rmSync } from "node:fs"
 rmSync("/tmp/c.db", { force: true }); rmSync("/tmp/c.db-wal", { force: true })
 const engine = () => Layer.mergeAll(process.env.MEM ? StorageLayers.layerMemory : StorageLayers.layerSqlite({ filename: "/tmp/c.db" }), AuthLayers.layerNode, layerCache, WriteEvents.layer)
+const N = Number(process.env.N ?? 4000)
 const value = "x".repeat(200)
 Effect.runPromise(Effect.scoped(Effect.gen(function* () {
   const auth = yield* Auth
   const key = yield* auth.generateKey
   const db = yield* Database.create({ signer: key })
   const s = performance.now(); const c0 = process.cpuUsage()
-  for (let i = 0; i < 4000; i++) {
+  for (let i = 0; i < N; i++) {
     const t = Transaction.begin(db, key)
     yield* new DocStore(t, "data").set(`k${i % 100}`, value)
     yield* Transaction.commit(t)
   }
   const c = process.cpuUsage(c0)
-  console.log("commit/s", Math.round(4000 / ((performance.now() - s) / 1000)), "cpu us/commit", Math.round((c.user + c.system) / 4000))
+  console.log("commit/s", Math.round(N / ((performance.now() - s) / 1000)), "cpu us/commit", Math.round((c.user + c.system) / N))
 }).pipe(Effect.provide(engine()))))

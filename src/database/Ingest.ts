@@ -5,6 +5,7 @@
  * in one atomic batch, and announced as a write event.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import { Doc, DocFormatError } from "../core/Doc.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Entry from "../core/Entry.js"
@@ -17,6 +18,7 @@ import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
 import type { SubTreeNode } from "../schema/Entry.js"
 import { cachedSettingsAt, lookupWith, settingsAt, StateCache } from "./StoreState.js"
+import { decodeVerifyingAhead } from "./VerifyAhead.js"
 
 /** What happened to a batch: the IDs newly stored, and every entry refused with its reason. */
 export interface IngestReport {
@@ -40,6 +42,28 @@ export const ingest = (
     const { valid, rejected } = yield* check(entries, true)
     if (rejected.length > 0) return yield* rejected[0]!
     return yield* store(valid, source, peer)
+  })
+
+/**
+ * Decode encoded entries and validate and store them all-or-nothing, as `ingest` does. Large
+ * batches are decoded slice by slice, the signatures of known signers (the active keys of a root
+ * among them, and `signers`) sent to the verifier as they go, so verification runs alongside the
+ * decoding instead of after it. An entry that does not decode fails the batch, naming its position.
+ */
+export const ingestEncoded = (
+  encoded: ReadonlyArray<Uint8Array>,
+  source: WriteSource,
+  options?: { readonly peer?: string | undefined; readonly signers?: Iterable<string> | undefined }
+): Effect.Effect<ReadonlyArray<string>, InvalidEntry | StorageError, IngestEnv> =>
+  Effect.gen(function* () {
+    const decoded = yield* decodeVerifyingAhead(encoded, new Set(options?.signers), yield* Auth)
+    const entries: Array<StoredEntry> = []
+    for (let i = 0; i < decoded.length; i++) {
+      const result = decoded[i]!
+      if (Either.isLeft(result)) return yield* new InvalidEntry({ reason: `entry ${i} does not decode: ${result.left}` })
+      entries.push(result.right)
+    }
+    return yield* ingest(entries, source, options?.peer)
   })
 
 /**

@@ -20,6 +20,7 @@ import * as SyncAuth from "../core/SyncAuth.js"
 import { checkSigner, type Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
 import { StateCache } from "../database/StoreState.js"
+import { hintedSigner, rootSigners } from "../database/VerifyAhead.js"
 import {
   AuthenticationRequired,
   HandshakeFailed,
@@ -53,17 +54,7 @@ import {
   type TransportShape
 } from "../services/Transport.js"
 import { WriteEvents } from "../services/WriteEvents.js"
-import {
-  advanceTips,
-  AHEAD_MIN,
-  aheadItems,
-  decodeAll,
-  entriesOf,
-  hintedSigner,
-  nextOf,
-  PREFETCH_PAGES,
-  rootSigners
-} from "./internal/SyncPages.js"
+import { advanceTips, decodeAll, entriesOf, nextOf, PREFETCH_PAGES } from "./internal/SyncPages.js"
 import { encodePage as encodePageOf, fromBase64, isEntryId, truncate } from "./internal/SyncWire.js"
 import * as Server from "./SyncServer.js"
 import { makeHttp } from "./TransportHttp.js"
@@ -261,7 +252,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         const request = (pageTips: ReadonlyArray<string>) => Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r))
         interface Fetched {
           readonly response: SyncResponse
-          readonly decoded: ReturnType<typeof decodeAll> | undefined
+          readonly decoded: Effect.Effect.Success<ReturnType<typeof decodeAll>> | undefined
           readonly root: Either.Either<StoredEntry, string> | undefined
           /** Whether the page after this one was asked for already. */
           readonly chained: boolean
@@ -270,26 +261,24 @@ export const make = (options: SyncLayerOptions = {}) =>
         /** Pages asked for and not yet taken by the loop below, in order. */
         const queued: Array<Fiber.RuntimeFiber<Fetched, FetchError>> = []
         const fetch = (pageTips: ReadonlyArray<string>): Effect.Effect<Fetched, FetchError, Scope.Scope> =>
-          Effect.flatMap(request(pageTips), (response) => {
-            const wire = entriesOf(response)
-            const decoded = wire === undefined ? undefined : decodeAll(wire, treeId)
-            // a bootstrap's first page: the active keys of the root's settings are its likely signers
-            const root = typeof response === "object" && "Bootstrap" in response
-              ? Entry.decode(fromBase64(response.Bootstrap.root_entry))
-              : undefined
-            if (root !== undefined && Either.isRight(root)) for (const k of rootSigners(root.right)) signers.add(k)
-            const ahead = decoded === undefined ? [] : aheadItems(decoded.entries, signers)
-            const page = decoded === undefined || (root !== undefined && Either.isLeft(root))
-              ? []
-              : root === undefined ? decoded.entries : [root.right, ...decoded.entries]
-            const chain = nextOf(response) !== undefined && page.length > 0 && decoded!.rejected.length === 0 &&
-              queued.length < PREFETCH_PAGES
-            return Effect.gen(function*() {
-              if (ahead.length >= AHEAD_MIN && auth.verifyAhead !== undefined) yield* auth.verifyAhead(ahead)
+          Effect.flatMap(request(pageTips), (response) =>
+            Effect.gen(function*() {
+              // a bootstrap's first page: the active keys of the root's settings are its likely signers
+              const root = typeof response === "object" && "Bootstrap" in response
+                ? Entry.decode(fromBase64(response.Bootstrap.root_entry))
+                : undefined
+              if (root !== undefined && Either.isRight(root)) for (const k of rootSigners(root.right)) signers.add(k)
+              const wire = entriesOf(response)
+              const decoded = wire === undefined ? undefined : yield* decodeAll(wire, treeId, signers, auth)
+              const page = decoded === undefined || (root !== undefined && Either.isLeft(root))
+                ? []
+                : root === undefined ? decoded.entries : [root.right, ...decoded.entries]
+              const chain = nextOf(response) !== undefined && page.length > 0 && decoded!.rejected.length === 0 &&
+                queued.length < PREFETCH_PAGES
               if (chain) queued.push(yield* Effect.forkScoped(fetch(advanceTips(pageTips, page))))
               return { response, decoded, root, chained: chain } satisfies Fetched
             })
-          })
+          )
         queued.push(yield* Effect.forkScoped(fetch(tips)))
         // a bootstrap has a whole database to verify: let the verifier get ready while the first page comes
         if (ourTips.length === 0 && auth.verifyAhead !== undefined) yield* auth.verifyAhead([])
@@ -332,7 +321,7 @@ export const make = (options: SyncLayerOptions = {}) =>
           } else {
             return yield* unexpected(address, `a ${describeResponse(response)} response to a sync request`)
           }
-          const decoded = prefetched ?? decodeAll(wire, treeId)
+          const decoded = prefetched ?? (yield* decodeAll(wire, treeId, signers, auth))
           const page = root === undefined ? decoded.entries : [root, ...decoded.entries]
           if (next !== undefined && page.length > 0 && decoded.rejected.length === 0) {
             // ask for the next page now (unless it was asked for on arrival), as if this one were
