@@ -18,6 +18,7 @@ import * as SyncEngineLayers from "../actors/SyncEngine.js"
 import * as AuthLayers from "./Auth.js"
 import * as CipherLayers from "./Cipher.js"
 import * as InstanceLayers from "./Instance.js"
+import * as SchedulerLayers from "./Scheduler.js"
 import * as StorageLayers from "./Storage.js"
 import * as SyncLayers from "./Sync.js"
 
@@ -49,7 +50,10 @@ export const layer = (options: Options = {}): Layer.Layer<Services, StorageError
   const withInstance = InstanceLayers.layer.pipe(Layer.provideMerge(base))
   const withSync = SyncLayers.layer(options.sync).pipe(Layer.provideMerge(withInstance))
   // last, so its actors stop before the servers and storage they use
-  return SyncEngineLayers.layer(options.engine).pipe(Layer.provideMerge(withSync))
+  const engine = SyncEngineLayers.layer(options.engine).pipe(Layer.provideMerge(withSync))
+  // built first, so every fiber of the instance (its actors and servers too, and any runtime built
+  // from it) runs on the scheduler that lets I/O in while it works
+  return engine.pipe(Layer.provideMerge(SchedulerLayers.layer()))
 }
 
 /** A complete in-memory engine, for tests. */
