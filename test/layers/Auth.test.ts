@@ -2,7 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
-import { Auth, layerNode, layerNoble, layerSeeded } from "../../src/layers/Auth.js"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+import { Auth, layerNode, layerNoble, layerSeeded, poolSize } from "../../src/layers/Auth.js"
 
 const PUBLIC_KEY = /^ed25519:[A-Za-z0-9+/]{43}=$/
 const SIGNATURE = /^[A-Za-z0-9+/]{86}==$/
@@ -237,6 +238,40 @@ describe("Auth verifyAhead (node:crypto)", () => {
       const fixed = items.map((i, n) => (n % 5 === 0 ? { ...i, message: bytes(`entry ${n}`) } : i))
       expect(yield* auth.verifyBatch(fixed)).toEqual(fixed.map(() => true))
       expect(truth.filter((x) => !x).length).toBe(120)
+    }).pipe(Effect.provide(layerNode)), 30_000)
+
+  /** The nice value of each thread of this process (Linux: field 19 of /proc/self/task/<tid>/stat). */
+  const niceByThread = (): Map<number, number> => {
+    const out = new Map<number, number>()
+    for (const tid of readdirSync("/proc/self/task")) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+        out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]))
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return out
+  }
+
+  it.effect.skipIf(process.platform !== "linux")("the pool's workers run at a lower priority (nice 10); the calling thread keeps its own", () =>
+    Effect.gen(function*() {
+      const before = new Set(niceByThread().keys())
+      // threads started since `before` (the pool's) that run at nice 10; a worker lowers its own
+      // priority when it starts, which may be just after it was created
+      const lowered = () => [...niceByThread()].filter(([tid, nice]) => !before.has(tid) && nice === 10).length
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      const items = []
+      for (let i = 0; i < 600; i++) {
+        const message = bytes(`entry ${i}`)
+        items.push({ publicKey: key.publicKey, signature: yield* auth.sign(key.secretKey, message), message })
+      }
+      expect((yield* auth.verifyBatch(items)).every((ok) => ok)).toBe(true)
+      for (let wait = 0; wait < 50 && lowered() < poolSize; wait++) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 100)))
+      expect(lowered()).toBeGreaterThanOrEqual(poolSize)
+      const self = Number(readlinkSync("/proc/thread-self").split("/").pop())
+      expect(niceByThread().get(self)).toBe(0)
     }).pipe(Effect.provide(layerNode)), 30_000)
 
   it("is left out where background verification would escape the simulation's clock", () =>

@@ -6,7 +6,23 @@
  * Reply: a Uint8Array with one byte per item (1 = verified), its buffer transferred back.
  */
 import { createPublicKey, verify } from "node:crypto"
+import { readlinkSync } from "node:fs"
+import { setPriority } from "node:os"
 import { parentPort } from "node:worker_threads"
+
+/**
+ * Verification is background work: this thread runs at a lower priority (nice 10), so that when the
+ * cores are busy the main thread (the app, the sync handlers, the decoding that feeds this pool)
+ * gets them first. Linux names a thread by its id in /proc/thread-self; elsewhere, or if the system
+ * refuses, the thread keeps the default priority and only the scheduling differs.
+ */
+export const WORKER_NICE = 10
+try {
+  const tid = Number(readlinkSync("/proc/thread-self").split("/").pop())
+  if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, WORKER_NICE)
+} catch {
+  // not Linux, or not allowed: default priority
+}
 
 const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
 const CACHE_MAX = 10_000
