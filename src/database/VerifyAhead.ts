@@ -58,13 +58,15 @@ export const aheadItems = (entries: ReadonlyArray<StoredEntry>, signers: Readonl
 /**
  * Decode encoded entries in order, each result an entry or the reason it does not decode. Every
  * `DECODE_SLICE` entries, the signatures of known signers among them go to the background verifier
- * (when `auth` has one); a root decoded here makes its active keys known, and `signers`
- * grows with them.
+ * (when `auth` has one). A root decoded here makes its active keys known (`signers` grows with
+ * them), unless `treeId` names the one database expected and the root is another's: a peer cannot
+ * make us verify ahead for keys of a root it made up.
  */
 export const decodeVerifyingAhead = (
   encoded: ReadonlyArray<Uint8Array>,
   signers: Set<string>,
-  auth: AuthShape
+  auth: AuthShape,
+  treeId?: string
 ): Effect.Effect<Array<Either.Either<StoredEntry, string>>> =>
   Effect.gen(function*() {
     const verifyAhead = auth.verifyAhead
@@ -75,8 +77,9 @@ export const decodeVerifyingAhead = (
       out.push(result)
       if (verifyAhead === undefined) continue
       if (Either.isRight(result)) {
-        if (Entry.isRoot(result.right.entry)) for (const k of rootSigners(result.right)) signers.add(k)
-        slice.push(result.right)
+        const e = result.right
+        if (Entry.isRoot(e.entry) && (treeId === undefined || e.id === treeId)) for (const k of rootSigners(e)) signers.add(k)
+        slice.push(e)
       }
       if (slice.length >= DECODE_SLICE || i === encoded.length - 1) {
         const items = aheadItems(slice, signers)

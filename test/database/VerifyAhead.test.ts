@@ -8,7 +8,7 @@ import { ingestEncoded } from "../../src/database/Ingest.js"
 import { layerCache } from "../../src/database/StoreState.js"
 import { DocStore } from "../../src/database/Stores.js"
 import * as Transaction from "../../src/database/Transaction.js"
-import { AHEAD_MIN } from "../../src/database/VerifyAhead.js"
+import { AHEAD_MIN, decodeVerifyingAhead } from "../../src/database/VerifyAhead.js"
 import * as AuthLayers from "../../src/layers/Auth.js"
 import * as StorageLayers from "../../src/layers/Storage.js"
 import { directKey } from "../../src/schema/Auth.js"
@@ -121,6 +121,22 @@ describe("ingestEncoded: decoding with verification ahead", () => {
       expect(err._tag).toBe("InvalidEntry")
       expect(err.message).toMatch(/entry 5 does not decode/)
       expect(yield* (yield* Storage).count(db.rootId)).toBe(0)
+    }).pipe(Effect.provide(env(ahead)))
+  })
+
+  it.effect("a page for one database does not make the keys of another database's root known", () => {
+    const ahead: Array<VerifyItem> = []
+    return Effect.gen(function*() {
+      const auth = yield* Auth
+      const { db, bytes } = yield* history(100)
+      const other = yield* history(1)
+      // a peer answering for `other` slips in a root it made up, with entries its key signed
+      const decoded = yield* decodeVerifyingAhead(bytes, new Set(), auth, other.db.rootId)
+      expect(decoded.every((d) => d._tag === "Right")).toBe(true)
+      expect(ahead).toHaveLength(0)
+      // the same page for the database it belongs to is verified ahead
+      yield* decodeVerifyingAhead(bytes, new Set(), auth, db.rootId)
+      expect(ahead).toHaveLength(101)
     }).pipe(Effect.provide(env(ahead)))
   })
 })

@@ -16,7 +16,7 @@ import { fromBase64 } from "./SyncWire.js"
  * verifier as the page decodes (see `decodeVerifyingAhead`).
  */
 export const decodeAll = (wire: ReadonlyArray<string>, treeId: string, signers: Set<string>, auth: AuthShape) =>
-  Effect.map(decodeVerifyingAhead(wire.map(fromBase64), signers, auth), (results) => {
+  Effect.map(decodeVerifyingAhead(wire.map(fromBase64), signers, auth, treeId), (results) => {
     const entries: Array<StoredEntry> = []
     const rejected: Array<InvalidEntry> = []
     for (const result of results) {
