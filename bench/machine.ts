@@ -1,7 +1,7 @@
 /**
  * A calibration figure printed before the suites: how fast this machine verifies ed25519 signatures
  * on one core (node:crypto, 600-byte messages), the work that bounds the verified-ingestion figures.
- * The same machine has measured anywhere from 6,000 to 13,100/s, so read the other figures against it.
+ * The same kind of machine has measured anywhere from 5,600 to 13,100/s, so read the other figures against it.
  */
 import * as crypto from "node:crypto"
 import { performance } from "node:perf_hooks"
