@@ -59,26 +59,32 @@ const commits = (dir: string) =>
     report("local.commit_per_s", n / seconds, "commits/s")
   }).pipe(Effect.provide(engine(join(dir, "commits.db"))))
 
+/**
+ * A database of `n` one-key commits signed with `key` elsewhere (in a memory engine of its own): its
+ * ID and its entries' bytes, parents first.
+ */
+export const signedHistory = (key: Database.Signer, n: number) =>
+  Effect.provide(
+    Effect.gen(function* () {
+      const db = yield* Database.create({ signer: key })
+      for (let i = 0; i < n; i++) {
+        const t = Transaction.begin(db, key)
+        yield* new DocStore(t, "data").set(`k${i}`, value)
+        yield* Transaction.commit(t)
+      }
+      const storage = yield* Storage
+      const ids = yield* storage.ancestors(db.rootId, yield* storage.tips(db.rootId))
+      return { rootId: db.rootId, bytes: (yield* storage.getMany(ids)).map((e) => e.bytes) }
+    }),
+    engine()
+  )
+
 /** 10,000 entries signed elsewhere, decoded, verified and stored in one batch into SQLite; then read after append. */
 const batch = (dir: string) =>
   Effect.gen(function* () {
     const auth = yield* Auth
     const key = yield* auth.generateKey
-    // sign elsewhere: a memory engine writes the history
-    const { rootId, bytes } = yield* Effect.provide(
-      Effect.gen(function* () {
-        const db = yield* Database.create({ signer: key })
-        for (let i = 0; i < 10_000; i++) {
-          const t = Transaction.begin(db, key)
-          yield* new DocStore(t, "data").set(`k${i}`, value)
-          yield* Transaction.commit(t)
-        }
-        const storage = yield* Storage
-        const ids = yield* storage.ancestors(db.rootId, yield* storage.tips(db.rootId))
-        return { rootId: db.rootId, bytes: (yield* storage.getMany(ids)).map((e) => e.bytes) }
-      }),
-      engine()
-    )
+    const { rootId, bytes } = yield* signedHistory(key, 10_000)
     const start = performance.now()
     const stored = yield* ingestEncoded(bytes, "remote")
     const seconds = (performance.now() - start) / 1000

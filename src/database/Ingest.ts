@@ -47,23 +47,23 @@ export const ingest = (
 /**
  * Decode encoded entries and validate and store them all-or-nothing, as `ingest` does. Large
  * batches are decoded slice by slice, the signatures of known signers (the active keys of a root
- * among them, and `signers`) sent to the verifier as they go, so verification runs alongside the
+ * among them) sent to the verifier as they go, so verification runs alongside the
  * decoding instead of after it. An entry that does not decode fails the batch, naming its position.
  */
 export const ingestEncoded = (
   encoded: ReadonlyArray<Uint8Array>,
   source: WriteSource,
-  options?: { readonly peer?: string | undefined; readonly signers?: Iterable<string> | undefined }
+  peer?: string
 ): Effect.Effect<ReadonlyArray<string>, InvalidEntry | StorageError, IngestEnv> =>
   Effect.gen(function* () {
-    const decoded = yield* decodeVerifyingAhead(encoded, new Set(options?.signers), yield* Auth)
+    const decoded = yield* decodeVerifyingAhead(encoded, new Set(), yield* Auth)
     const entries: Array<StoredEntry> = []
     for (let i = 0; i < decoded.length; i++) {
       const result = decoded[i]!
       if (Either.isLeft(result)) return yield* new InvalidEntry({ reason: `entry ${i} does not decode: ${result.left}` })
       entries.push(result.right)
     }
-    return yield* ingest(entries, source, options?.peer)
+    return yield* ingest(entries, source, peer)
   })
 
 /**

@@ -43,7 +43,7 @@ export const hintedSigner = (e: StoredEntry): string | undefined => {
  * What ingestion will verify for received entries signed by a known signer: a Direct hint naming a
  * public key makes that key the only candidate, over the entry's signing bytes.
  */
-export const aheadItems = (entries: ReadonlyArray<StoredEntry>, signers: ReadonlySet<string>): Array<VerifyItem> => {
+const aheadItems = (entries: ReadonlyArray<StoredEntry>, signers: ReadonlySet<string>): Array<VerifyItem> => {
   const items: Array<VerifyItem> = []
   if (signers.size === 0) return items
   for (const e of entries) {

@@ -100,13 +100,16 @@ describe("Entry", () => {
     expect(Either.isLeft(Entry.decode(extra))).toBe(true)
   })
 
+  /** Entries of each signer shape: the root, a direct signer, the global grant, a hint without a key. */
+  const signerShapes = () => [
+    root.entry,
+    child([root.id], "data", "v"),
+    Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: globalKey(`ed25519:${"C".repeat(43)}=`) }),
+    Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: { Direct: { hint: { name: "n", pubkey: undefined } } } })
+  ]
+
   it("encodeSigned (from the signing bytes) equals encode of the signed entry", () => {
-    const entries = [
-      root.entry,
-      child([root.id], "data", "v"),
-      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: globalKey(`ed25519:${"C".repeat(43)}=`) }),
-      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: { Direct: { hint: { name: "n", pubkey: undefined } } } })
-    ]
+    const entries = signerShapes()
     for (const e of entries) {
       const signed = Entry.withSignature(e, "c2ln".repeat(22))
       expect(new Uint8Array(Entry.encodeSigned(signed, Entry.signingBytes(signed)))).toEqual(new Uint8Array(Entry.encode(signed)))
@@ -114,12 +117,7 @@ describe("Entry", () => {
   })
 
   it("signingBytesOf (cut from the stored bytes) equals signingBytes of the entry", () => {
-    const entries = [
-      root.entry,
-      child([root.id], "data", "v"),
-      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: globalKey(`ed25519:${"C".repeat(43)}=`) }),
-      Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: { Direct: { hint: { name: "n", pubkey: undefined } } } })
-    ]
+    const entries = signerShapes()
     for (const e of entries) {
       for (const signed of [e, Entry.withSignature(e, "c2ln".repeat(22))]) {
         const stored = Entry.stored(signed)
