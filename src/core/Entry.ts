@@ -186,8 +186,11 @@ export const storeHeight = (entry: Entry, store: string): number => {
 export const subtree = (entry: Entry, store: string): SubTreeNode | undefined =>
   entry.subtrees.find((s) => s.name === store)
 
-/** Decode DAG-CBOR bytes into a validated StoredEntry, computing its ID over exactly these bytes. */
-export const decode = (bytes: Uint8Array): Either.Either<StoredEntry, string> => {
+/**
+ * Decode DAG-CBOR bytes into a validated StoredEntry, computing its ID over exactly these bytes
+ * (or taking `idOfTheseBytes`, when the caller has just computed `idOfBytes(bytes)` itself).
+ */
+export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Either<StoredEntry, string> => {
   let raw: unknown
   try {
     raw = dagCbor.decode(bytes)
@@ -210,7 +213,7 @@ export const decode = (bytes: Uint8Array): Either.Either<StoredEntry, string> =>
   // out of order, non-minimal integers, defaults written out) would give the same signed content
   // a second ID.
   if (!sameBytes(encode(entry), bytes)) return Either.left("not in canonical form: re-encoding the entry gives other bytes")
-  return Either.right(stored(entry, bytes))
+  return Either.right(stored(entry, bytes, idOfTheseBytes))
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
@@ -239,9 +242,9 @@ export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either
   return Either.right({ id: entryId, entry, bytes, treeId: entry.tree.root ?? entryId, height: height(entry) })
 }
 
-/** Wrap an entry (already valid) with its bytes, ID, tree and height. */
-export const stored = (entry: Entry, bytes: Uint8Array = encode(entry)): StoredEntry => {
-  const entryId = idOfBytes(bytes)
+/** Wrap an entry (already valid) with its bytes, ID (when not given, computed over the bytes), tree and height. */
+export const stored = (entry: Entry, bytes: Uint8Array = encode(entry), knownId?: string): StoredEntry => {
+  const entryId = knownId ?? idOfBytes(bytes)
   return { id: entryId, entry, bytes, treeId: entry.tree.root ?? entryId, height: height(entry) }
 }
 

@@ -261,7 +261,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           if (Either.isRight(known)) trees.add(known.right.treeId)
           continue
         }
-        const result = Entry.decode(bytes[i]!)
+        const result = Entry.decode(bytes[i]!, ids[i]!)
         if (Either.isLeft(result)) reasons.push(`entry ${i} does not decode: ${result.left}`)
         else {
           decoded.push(result.right)

@@ -100,6 +100,19 @@ describe("Entry", () => {
     expect(Either.isLeft(Entry.decode(extra))).toBe(true)
   })
 
+  it("decode with the ID the caller computed over the bytes gives what decode alone gives, and still refuses bad bytes", () => {
+    for (const entry of signerShapes()) {
+      const bytes = Entry.encode(entry)
+      const alone = Either.getOrThrow(Entry.decode(bytes))
+      const withId = Either.getOrThrow(Entry.decode(bytes, Entry.idOfBytes(bytes)))
+      expect(withId).toEqual(alone)
+      expect(withId.id).toBe(Entry.id(entry))
+      expect(withId.treeId).toBe(entry.tree.root ?? withId.id)
+    }
+    const garbage = new Uint8Array([0xff, 0x00])
+    expect(Either.isLeft(Entry.decode(garbage, Entry.idOfBytes(garbage)))).toBe(true)
+  })
+
   /** Entries of each signer shape: the root, a direct signer, the global grant, a hint without a key. */
   const signerShapes = () => [
     root.entry,
