@@ -1,8 +1,10 @@
 /**
  * Store states: the CRDT fold of every entry of a store, in (store height, ID) order. A per-process
  * cache keeps each folded state with the last insertion seq it covers, so reading after an append
- * merges only the new deltas instead of refolding history. Settings states at pinned tips (used to
- * validate entries) are cached too: they are immutable.
+ * merges only the new deltas instead of refolding history. An entry that sorts inside history (a
+ * peer's concurrent write) cannot be merged on top: the state is refolded from the latest checkpoint
+ * before it (an intermediate state of the fold, kept a few dozen to a few thousand entries back), not
+ * from the start. Settings states at pinned tips (used to validate entries) are cached too: they are immutable.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -32,24 +34,52 @@ export const plainCodec: DeltaCodec = {
     })
 }
 
+/** Which intermediate states of a fold are kept to refold from. */
+export interface CheckpointPolicy {
+  /** A fold keeps the state this many entries before its end, for each distance (ascending). */
+  readonly lags: ReadonlyArray<number>
+  /** After this many entries merged on top, the current state is kept as a checkpoint too. */
+  readonly every: number
+  /** Checkpoints kept per store at most (the oldest and the newest are kept). */
+  readonly max: number
+}
+
+/**
+ * The default: 64 and 1,024 entries back; one more every 256 entries merged on top; 4 at most (each
+ * is a copy of the state, so a store's states take at most five times its state's memory).
+ */
+export const defaultCheckpoints: CheckpointPolicy = { lags: [64, 1_024], every: 256, max: 4 }
+
+/** The fold of every entry of a store up to and including (height, id), in fold order. Never mutated. */
+interface Checkpoint {
+  readonly doc: Doc
+  readonly height: number
+  readonly id: string
+}
+
 interface Cached {
   doc: Doc
   seq: number
   maxHeight: number
   maxId: string
+  /** Earlier states of the same fold, in fold order. */
+  checkpoints: Array<Checkpoint>
+  /** Entries merged on top since the last checkpoint was kept. */
+  merged: number
 }
 
 /** The per-process cache of folded states. */
 export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
   StateCache,
-  { readonly states: Map<string, Cached>; readonly settings: Map<string, Doc> }
+  { readonly states: Map<string, Cached>; readonly settings: Map<string, Doc>; readonly checkpoints: CheckpointPolicy }
 >() {}
 
+/** A fresh, empty cache (checkpoints as `defaultCheckpoints` unless given). */
+export const layerCacheWith = (checkpoints: CheckpointPolicy = defaultCheckpoints): Layer.Layer<StateCache> =>
+  Layer.sync(StateCache, () => ({ states: new Map(), settings: new Map(), checkpoints }))
+
 /** A fresh, empty cache. */
-export const layerCache: Layer.Layer<StateCache> = Layer.sync(StateCache, () => ({
-  states: new Map(),
-  settings: new Map()
-}))
+export const layerCache: Layer.Layer<StateCache> = layerCacheWith()
 
 /**
  * The current state of a store. The returned Doc is shared with the cache: read it, clone it, never
@@ -64,38 +94,99 @@ export const stateOf = (
     const storage = yield* Storage
     const cache = yield* StateCache
     const key = `${treeId}\u0000${store}\u0000${codec.id}`
+    const policy = cache.checkpoints
     let cached = cache.states.get(key)
     if (cached === undefined && codec.id === plainCodec.id) {
-      // a state saved by an earlier process (plain stores only: decrypted states never touch disk)
+      // a state saved by an earlier process (plain stores only: decrypted states never touch disk);
+      // it is also where later entries that sort after it are refolded from
       const saved = yield* storage.getCachedState(treeId, store)
       if (Option.isSome(saved)) {
         const doc = yield* Effect.option(Effect.try(() => Doc.deserialize(saved.value.state)))
-        if (Option.isSome(doc)) cached = { doc: doc.value, seq: saved.value.seq, maxHeight: saved.value.maxHeight, maxId: saved.value.maxId }
+        if (Option.isSome(doc)) {
+          const { seq, maxHeight, maxId } = saved.value
+          const checkpoint = { doc: doc.value.clone(), height: maxHeight, id: maxId }
+          cached = { doc: doc.value, seq, maxHeight, maxId, checkpoints: [checkpoint], merged: 0 }
+          cache.states.set(key, cached)
+        }
       }
     }
-    if (cached === undefined) {
-      const refs = yield* storage.storeEntries(treeId, store)
-      const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
-      cache.states.set(key, fresh)
-      yield* persist(treeId, store, codec, fresh, refs.length)
-      return fresh.doc
-    }
+    if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined)).doc
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
     if (since.length === 0) return cached.doc
     const sorted = [...since].sort(byHeightThenId)
     const first = sorted[0]!
-    if (first.height > cached.maxHeight || (first.height === cached.maxHeight && compareIds(first.id, cached.maxId) > 0)) {
+    if (sortsAfter(first, cached.maxHeight, cached.maxId)) {
       // everything new sorts after everything folded: merge on top
       const next = yield* foldRefs(treeId, store, sorted, cached.doc, codec, cached)
-      cache.states.set(key, next)
-      return next.doc
+      cached.seq = next.seq
+      cached.maxHeight = next.maxHeight
+      cached.maxId = next.maxId
+      cached.merged += sorted.length
+      if (cached.merged >= policy.every) {
+        cached.checkpoints.push({ doc: cached.doc.clone(), height: cached.maxHeight, id: cached.maxId })
+        cached.merged = 0
+        trim(cached.checkpoints, policy.max)
+      }
+      return cached.doc
     }
-    // something arrived that sorts inside history: refold
+    // something arrived that sorts inside history: refold from the latest checkpoint before it
+    // (checkpoints after it no longer hold: they miss the new entry)
+    const valid = cached.checkpoints.filter((c) => sortsAfter(first, c.height, c.id))
+    return (yield* refold(treeId, store, codec, key, valid)).doc
+  })
+
+/** Whether a store entry sorts after (height, id) in fold order. */
+const sortsAfter = (ref: StoreEntryRef, height: number, id: string): boolean =>
+  ref.height > height || (ref.height === height && compareIds(ref.id, id) > 0)
+
+/** Drop checkpoints beyond `max`, keeping the oldest (deep history) and the newest. */
+const trim = (checkpoints: Array<Checkpoint>, max: number): void => {
+  while (checkpoints.length > Math.max(max, 1)) checkpoints.splice(checkpoints.length > 1 ? 1 : 0, 1)
+}
+
+/**
+ * Fold a store from the latest of `checkpoints` (all of them before every unfolded entry), or from
+ * the start when there is none, keeping new checkpoints at the policy's distances from the end.
+ */
+const refold = (
+  treeId: string,
+  store: string,
+  codec: DeltaCodec,
+  key: string,
+  checkpoints: ReadonlyArray<Checkpoint> | undefined
+): Effect.Effect<Cached, StorageError | InvalidEntry, Storage | StateCache> =>
+  Effect.gen(function* () {
+    const storage = yield* Storage
+    const cache = yield* StateCache
+    const policy = cache.checkpoints
     const refs = yield* storage.storeEntries(treeId, store)
-    const fresh = yield* foldRefs(treeId, store, refs, Doc.empty(), codec)
+    const from = checkpoints?.at(-1)
+    // refs are in fold order: the entries after the checkpoint start after the last one at or before it
+    let start = 0
+    if (from !== undefined) {
+      let lo = 0
+      let hi = refs.length
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if (sortsAfter(refs[mid]!, from.height, from.id)) hi = mid
+        else lo = mid + 1
+      }
+      start = lo
+    }
+    const tail = start === 0 ? refs : refs.slice(start)
+    const keepAt = new Set(policy.lags.map((lag) => tail.length - 1 - lag).filter((i) => i >= 0))
+    const kept: Array<Checkpoint> = checkpoints === undefined ? [] : [...checkpoints]
+    const base = from === undefined ? Doc.empty() : from.doc.clone()
+    // every ref is folded (the checkpoint's share before `start`): the seq watermark is the largest of all
+    let seq = 0
+    for (let i = 0; i < start; i++) if (refs[i]!.seq > seq) seq = refs[i]!.seq
+    const previous = from === undefined ? undefined : { seq, maxHeight: from.height, maxId: from.id }
+    const folded = yield* foldRefs(treeId, store, tail, base, codec, previous, keepAt, kept)
+    trim(kept, policy.max)
+    const fresh: Cached = { ...folded, checkpoints: kept, merged: 0 }
     cache.states.set(key, fresh)
-    yield* persist(treeId, store, codec, fresh, refs.length)
-    return fresh.doc
+    if (from === undefined) yield* persist(treeId, store, codec, fresh, refs.length)
+    return fresh
   })
 
 /** Folds of at least this many entries are saved, so a reopened instance does not refold them. */
@@ -193,8 +284,10 @@ const foldRefs = (
   refs: ReadonlyArray<StoreEntryRef>,
   base: Doc,
   codec: DeltaCodec,
-  previous?: Cached
-): Effect.Effect<Cached, StorageError | InvalidEntry, Storage> =>
+  previous?: { readonly seq: number; readonly maxHeight: number; readonly maxId: string },
+  keepAt?: ReadonlySet<number>,
+  kept?: Array<Checkpoint>
+): Effect.Effect<{ doc: Doc; seq: number; maxHeight: number; maxId: string }, StorageError | InvalidEntry, Storage> =>
   Effect.gen(function* () {
     const storage = yield* Storage
     const doc = base
@@ -205,7 +298,8 @@ const foldRefs = (
       const chunk = refs.slice(i, i + CHUNK)
       const entries = yield* storage.getMany(chunk.map((r) => r.id))
       const byId = new Map(entries.map((e) => [e.id, e]))
-      for (const ref of chunk) {
+      for (let j = 0; j < chunk.length; j++) {
+        const ref = chunk[j]!
         const e = byId.get(ref.id)
         if (e === undefined) return yield* Effect.die(new Error(`store ${store} of ${treeId} lists missing entry ${ref.id}`))
         const data = Entry.subtree(e.entry, store)?.data
@@ -215,6 +309,7 @@ const foldRefs = (
           maxHeight = ref.height
           maxId = ref.id
         }
+        if (keepAt?.has(i + j)) kept?.push({ doc: doc.clone(), height: ref.height, id: ref.id })
       }
     }
     return { doc, seq, maxHeight, maxId }

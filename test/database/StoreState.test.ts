@@ -2,12 +2,14 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import fc from "fast-check"
+import type { StoredEntry } from "../../src/core/Entry.js"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Database from "../../src/database/Database.js"
 import { ingest } from "../../src/database/Ingest.js"
-import { layerCache, PERSIST_AFTER, stateOf } from "../../src/database/StoreState.js"
+import { layerCache, layerCacheWith, PERSIST_AFTER, type StateCache, stateOf } from "../../src/database/StoreState.js"
 import { DocStore } from "../../src/database/Stores.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import * as AuthLayers from "../../src/layers/Auth.js"
@@ -69,4 +71,149 @@ describe("persisted store states", () => {
       expect(after.before).toEqual({ ...expected, marker: "from-cache" })
       expect(after.now).toEqual({ ...expected, marker: "from-cache", new: "yes" })
     }))
+})
+
+const memoryWith = (cache: Layer.Layer<StateCache>, counter?: { fetched: number }) =>
+  Layer.mergeAll(
+    Layer.effect(
+      Storage,
+      Effect.map(StorageLayers.makeMemory, (s) =>
+        counter === undefined ? s : { ...s, getMany: (ids: ReadonlyArray<string>) => ((counter.fetched += ids.length), s.getMany(ids)) }
+      )
+    ),
+    AuthLayers.layerNode,
+    cache,
+    WriteEvents.layer
+  )
+
+/** All entries of a tree, parents first. */
+const dump = (treeId: string) =>
+  Effect.flatMap(Storage, (s) => Effect.flatMap(s.tips(treeId), (tips) => Effect.flatMap(s.ancestors(treeId, tips), (ids) => s.getMany(ids))))
+
+/**
+ * A history written on one replica, then continued concurrently on `forks` replicas from the same
+ * point, each writing the same keys (so the fold order decides every value): the union, parents first.
+ */
+const concurrentHistory = (shared: number, forks: number, each: number) =>
+  Effect.gen(function* () {
+    const auth = yield* Auth
+    const key = yield* auth.generateKey
+    const base = yield* Effect.provide(
+      Effect.gen(function* () {
+        const db = yield* Database.create({ signer: key })
+        for (let i = 0; i < shared; i++) {
+          const t = Transaction.begin(db, key)
+          yield* new DocStore(t, "data").set(`k${i % 7}`, `shared ${i}`)
+          yield* Transaction.commit(t)
+        }
+        return { db, entries: yield* dump(db.rootId) }
+      }),
+      memoryWith(layerCache)
+    )
+    const all = new Map(base.entries.map((e) => [e.id, e]))
+    for (let f = 0; f < forks; f++) {
+      const entries = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(base.entries, "remote")
+          for (let i = 0; i < each; i++) {
+            const t = Transaction.begin(base.db, key)
+            yield* new DocStore(t, "data").set(`k${i % 7}`, `fork ${f} ${i}`)
+            if (i % 3 === f % 3) yield* new DocStore(t, "data").delete(`k${(i + 1) % 7}`)
+            yield* Transaction.commit(t)
+          }
+          return yield* dump(base.db.rootId)
+        }),
+        memoryWith(layerCache)
+      )
+      for (const e of entries) all.set(e.id, e)
+    }
+    return { treeId: base.db.rootId, entries: [...all.values()].sort((a, b) => a.height - b.height) }
+  })
+
+/** The state a fresh cache folds from scratch over these entries. */
+const freshFold = (treeId: string, entries: ReadonlyArray<StoredEntry>) =>
+  Effect.provide(
+    Effect.gen(function* () {
+      yield* (yield* Storage).put(entries)
+      return (yield* stateOf(treeId, "data")).toJSON()
+    }),
+    memoryWith(layerCache)
+  )
+
+describe("store state checkpoints", () => {
+  it.effect("reads between arrivals in any order agree with a fold from scratch (refolds start from checkpoints)", () =>
+    Effect.gen(function* () {
+      const { treeId, entries } = yield* concurrentHistory(12, 3, 16)
+      // a small policy, so that this history exercises every path: checkpoints 2 and 7 back, one every 3 merged
+      const policy = layerCacheWith({ lags: [2, 7], every: 3, max: 4 })
+      fc.assert(
+        fc.property(fc.array(fc.nat(), { minLength: entries.length, maxLength: entries.length }), fc.nat(4), (keys, stride) => {
+          const order = entries.map((_, i) => i).sort((a, b) => keys[a]! - keys[b]! || a - b)
+          Effect.runSync(
+            Effect.provide(
+              Effect.gen(function* () {
+                const storage = yield* Storage
+                for (let n = 0; n < order.length; n++) {
+                  yield* storage.put([entries[order[n]!]!])
+                  if (n % (stride + 1) !== 0 && n !== order.length - 1) continue
+                  const read = (yield* stateOf(treeId, "data")).toJSON()
+                  expect(read).toEqual(yield* freshFold(treeId, order.slice(0, n + 1).map((i) => entries[i]!)))
+                }
+              }),
+              memoryWith(policy)
+            )
+          )
+        }),
+        { numRuns: 25 }
+      )
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+
+  it.effect("a concurrent entry that sorts near the end of a long history refolds only the entries after a checkpoint", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      // 400 entries on one replica; another replica, holding the first 390, writes one concurrently
+      const long = yield* Effect.provide(
+        Effect.gen(function* () {
+          const db = yield* Database.create({ signer: key })
+          for (let i = 0; i < 400; i++) {
+            const t = Transaction.begin(db, key)
+            yield* new DocStore(t, "data").set(`k${i % 10}`, i)
+            yield* Transaction.commit(t)
+          }
+          return { db, entries: yield* dump(db.rootId) }
+        }),
+        memoryWith(layerCache)
+      )
+      const early = long.entries.filter((e) => e.height <= 390)
+      const concurrent = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(early, "remote")
+          const t = Transaction.begin(long.db, key)
+          yield* new DocStore(t, "data").set("k3", "concurrent")
+          const id = yield* Transaction.commit(t)
+          return (yield* (yield* Storage).getMany([id]))[0]!
+        }),
+        memoryWith(layerCache)
+      )
+      const counter = { fetched: 0 }
+      const { first, second } = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(long.entries, "remote")
+          yield* stateOf(long.db.rootId, "data")
+          const first = counter.fetched
+          yield* ingest([concurrent], "remote")
+          counter.fetched = 0
+          const state = (yield* stateOf(long.db.rootId, "data")).toJSON()
+          expect(state).toEqual(yield* freshFold(long.db.rootId, [...long.entries, concurrent]))
+          return { first, second: counter.fetched }
+        }),
+        memoryWith(layerCache, counter)
+      )
+      expect(concurrent.height).toBe(391)
+      expect(first).toBeGreaterThanOrEqual(400) // the first read folds everything
+      // the entries after the checkpoint 64 back (plus the new one), not the whole history
+      expect(second).toBeGreaterThan(0)
+      expect(second).toBeLessThanOrEqual(64 + 1)
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
 })
