@@ -116,17 +116,19 @@ export const stateOf = (
     const sorted = [...since].sort(byHeightThenId)
     const first = sorted[0]!
     if (sortsAfter(first, cached.maxHeight, cached.maxId)) {
-      // everything new sorts after everything folded: merge on top
-      const next = yield* foldRefs(treeId, store, sorted, cached.doc, codec, cached)
+      // everything new sorts after everything folded: merge on top (a long run keeps checkpoints as a fold does)
+      const keepAt = lagPositions(policy, sorted.length)
+      const before = cached.checkpoints.length
+      const next = yield* foldRefs(treeId, store, sorted, cached.doc, codec, cached, keepAt, cached.checkpoints)
       cached.seq = next.seq
       cached.maxHeight = next.maxHeight
       cached.maxId = next.maxId
-      cached.merged += sorted.length
+      cached.merged = cached.checkpoints.length > before ? 0 : cached.merged + sorted.length
       if (cached.merged >= policy.every) {
         cached.checkpoints.push({ doc: cached.doc.clone(), height: cached.maxHeight, id: cached.maxId })
         cached.merged = 0
-        trim(cached.checkpoints, policy.max)
       }
+      trim(cached.checkpoints, policy.max)
       return cached.doc
     }
     // something arrived that sorts inside history: refold from the latest checkpoint before it
@@ -134,6 +136,10 @@ export const stateOf = (
     const valid = cached.checkpoints.filter((c) => sortsAfter(first, c.height, c.id))
     return (yield* refold(treeId, store, codec, key, valid)).doc
   })
+
+/** Where a fold of `count` entries keeps checkpoints: the positions the policy's distances before its end. */
+const lagPositions = (policy: CheckpointPolicy, count: number): ReadonlySet<number> =>
+  new Set(policy.lags.map((lag) => count - 1 - lag).filter((i) => i >= 0))
 
 /** Whether a store entry sorts after (height, id) in fold order. */
 const sortsAfter = (ref: StoreEntryRef, height: number, id: string): boolean =>
@@ -174,7 +180,7 @@ const refold = (
       start = lo
     }
     const tail = start === 0 ? refs : refs.slice(start)
-    const keepAt = new Set(policy.lags.map((lag) => tail.length - 1 - lag).filter((i) => i >= 0))
+    const keepAt = lagPositions(policy, tail.length)
     const kept: Array<Checkpoint> = checkpoints === undefined ? [] : [...checkpoints]
     const base = from === undefined ? Doc.empty() : from.doc.clone()
     // every ref is folded (the checkpoint's share before `start`): the seq watermark is the largest of all
