@@ -66,6 +66,8 @@ interface Cached {
   checkpoints: Array<Checkpoint>
   /** Entries merged on top since the last checkpoint was kept. */
   merged: number
+  /** Entries folded in since the state was last saved to (or loaded from) storage. */
+  unsaved: number
 }
 
 /** The per-process cache of folded states. */
@@ -97,20 +99,12 @@ export const stateOf = (
     const policy = cache.checkpoints
     let cached = cache.states.get(key)
     if (cached === undefined && codec.id === plainCodec.id) {
-      // a state saved by an earlier process (plain stores only: decrypted states never touch disk);
-      // it is also where later entries that sort after it are refolded from
-      const saved = yield* storage.getCachedState(treeId, store)
-      if (Option.isSome(saved)) {
-        const doc = yield* Effect.option(Effect.try(() => Doc.deserialize(saved.value.state)))
-        if (Option.isSome(doc)) {
-          const { seq, maxHeight, maxId } = saved.value
-          const checkpoint = { doc: doc.value.clone(), height: maxHeight, id: maxId }
-          cached = { doc: doc.value, seq, maxHeight, maxId, checkpoints: [checkpoint], merged: 0 }
-          cache.states.set(key, cached)
-        }
-      }
+      // a state saved by an earlier process (plain stores only: decrypted states never touch disk),
+      // with the checkpoint saved beside it: later entries that sort after either refold from there
+      cached = yield* loadSaved(treeId, store)
+      if (cached !== undefined) cache.states.set(key, cached)
     }
-    if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined)).doc
+    if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined, 0)).doc
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
     if (since.length === 0) return cached.doc
     const sorted = [...since].sort(byHeightThenId)
@@ -129,12 +123,14 @@ export const stateOf = (
         cached.merged = 0
       }
       trim(cached.checkpoints, policy.max)
+      cached.unsaved += sorted.length
+      yield* save(treeId, store, codec, cached)
       return cached.doc
     }
     // something arrived that sorts inside history: refold from the latest checkpoint before it
     // (checkpoints after it no longer hold: they miss the new entry)
     const valid = cached.checkpoints.filter((c) => sortsAfter(first, c.height, c.id))
-    return (yield* refold(treeId, store, codec, key, valid)).doc
+    return (yield* refold(treeId, store, codec, key, valid, cached.unsaved + sorted.length)).doc
   })
 
 /** Where a fold of `count` entries keeps checkpoints: the positions the policy's distances before its end. */
@@ -159,7 +155,8 @@ const refold = (
   store: string,
   codec: DeltaCodec,
   key: string,
-  checkpoints: ReadonlyArray<Checkpoint> | undefined
+  checkpoints: ReadonlyArray<Checkpoint> | undefined,
+  unsaved: number
 ): Effect.Effect<Cached, StorageError | InvalidEntry, Storage | StateCache> =>
   Effect.gen(function* () {
     const storage = yield* Storage
@@ -189,26 +186,65 @@ const refold = (
     const previous = from === undefined ? undefined : { seq, maxHeight: from.height, maxId: from.id }
     const folded = yield* foldRefs(treeId, store, tail, base, codec, previous, keepAt, kept)
     trim(kept, policy.max)
-    const fresh: Cached = { ...folded, checkpoints: kept, merged: 0 }
+    const fresh: Cached = { ...folded, checkpoints: kept, merged: 0, unsaved: from === undefined ? refs.length : unsaved }
     cache.states.set(key, fresh)
-    if (from === undefined) yield* persist(treeId, store, codec, fresh, refs.length)
+    yield* save(treeId, store, codec, fresh)
     return fresh
   })
 
-/** Folds of at least this many entries are saved, so a reopened instance does not refold them. */
+/** A state is saved once this many entries were folded into it since it was last saved (or loaded). */
 export const PERSIST_AFTER = 1_000
 
-const persist = (treeId: string, store: string, codec: DeltaCodec, state: Cached, folded: number) =>
-  codec.id !== plainCodec.id || folded < PERSIST_AFTER
-    ? Effect.void
-    : Effect.flatMap(Storage, (storage) =>
-        storage.putCachedState(treeId, store, {
-          state: state.doc.serialize(),
-          seq: state.seq,
-          maxHeight: state.maxHeight,
-          maxId: state.maxId
-        })
-      )
+/**
+ * Where a store's saved checkpoint is kept: under its tree ID with this suffix (no entry ID, being
+ * base32, contains `#`, so no store of a real tree can collide with it).
+ */
+const CHECKPOINT_SUFFIX = "#checkpoint"
+
+/**
+ * Save the state when enough is new in it, with its latest checkpoint before its end (so that after a
+ * reopen a concurrent entry sorting a little before the end does not refold from the start). Both
+ * rows carry the state's seq: a checkpoint row of another seq (a save interrupted between the rows)
+ * is not used.
+ */
+const save = (treeId: string, store: string, codec: DeltaCodec, state: Cached) =>
+  Effect.gen(function* () {
+    if (codec.id !== plainCodec.id || state.unsaved < PERSIST_AFTER) return
+    const storage = yield* Storage
+    yield* storage.putCachedState(treeId, store, {
+      state: state.doc.serialize(),
+      seq: state.seq,
+      maxHeight: state.maxHeight,
+      maxId: state.maxId
+    })
+    const before = state.checkpoints.filter((c) => c.height !== state.maxHeight || c.id !== state.maxId)
+    const checkpoint = before[before.length - 1]
+    if (checkpoint !== undefined)
+      yield* storage.putCachedState(`${treeId}${CHECKPOINT_SUFFIX}`, store, {
+        state: checkpoint.doc.serialize(),
+        seq: state.seq,
+        maxHeight: checkpoint.height,
+        maxId: checkpoint.id
+      })
+    state.unsaved = 0
+  })
+
+/** The saved state of a store and its checkpoints (the saved one, and the state itself), if any. */
+const loadSaved = (treeId: string, store: string): Effect.Effect<Cached | undefined, StorageError, Storage> =>
+  Effect.gen(function* () {
+    const storage = yield* Storage
+    const parse = (text: string) => Option.getOrUndefined(Option.liftThrowable(Doc.deserialize)(text))
+    const saved = Option.getOrUndefined(yield* storage.getCachedState(treeId, store))
+    const doc = saved === undefined ? undefined : parse(saved.state)
+    if (saved === undefined || doc === undefined) return undefined
+    const { seq, maxHeight, maxId } = saved
+    const checkpoints: Array<Checkpoint> = []
+    const row = Option.getOrUndefined(yield* storage.getCachedState(`${treeId}${CHECKPOINT_SUFFIX}`, store))
+    const earlier = row === undefined || row.seq !== seq ? undefined : parse(row.state)
+    if (row !== undefined && earlier !== undefined) checkpoints.push({ doc: earlier, height: row.maxHeight, id: row.maxId })
+    checkpoints.push({ doc: doc.clone(), height: maxHeight, id: maxId })
+    return { doc, seq, maxHeight, maxId, checkpoints, merged: 0, unsaved: 0 }
+  })
 
 /** Forget cached states of a tree (for example after a codec's key changed). */
 export const invalidate = (treeId: string) =>

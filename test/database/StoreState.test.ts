@@ -73,14 +73,16 @@ describe("persisted store states", () => {
     }))
 })
 
-const memoryWith = (cache: Layer.Layer<StateCache>, counter?: { fetched: number }) =>
+/** A storage that counts the entries read through `getMany` (the fold's reads). */
+const counting = (s: Storage["Type"], counter?: { fetched: number }): Storage["Type"] =>
+  counter === undefined ? s : { ...s, getMany: (ids) => ((counter.fetched += ids.length), s.getMany(ids)) }
+
+/** A process's engine over this storage (a fresh one when not given): its own state cache. */
+const memoryWith = (cache: Layer.Layer<StateCache>, counter?: { fetched: number }, storage?: Storage["Type"]) =>
   Layer.mergeAll(
-    Layer.effect(
-      Storage,
-      Effect.map(StorageLayers.makeMemory, (s) =>
-        counter === undefined ? s : { ...s, getMany: (ids: ReadonlyArray<string>) => ((counter.fetched += ids.length), s.getMany(ids)) }
-      )
-    ),
+    storage === undefined
+      ? Layer.effect(Storage, Effect.map(StorageLayers.makeMemory, (s) => counting(s, counter)))
+      : Layer.succeed(Storage, counting(storage, counter)),
     AuthLayers.layerNode,
     cache,
     WriteEvents.layer
@@ -223,5 +225,69 @@ describe("store state checkpoints", () => {
         expect(second).toBeGreaterThan(0)
         expect(second).toBeLessThanOrEqual(64 + 1)
       }
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+
+  it.effect("a state is saved again after 1,000 more entries, with a checkpoint; after a reopen a concurrent entry refolds from that checkpoint", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      const n = 2 * PERSIST_AFTER + 100
+      const long = yield* Effect.provide(
+        Effect.gen(function* () {
+          const db = yield* Database.create({ signer: key })
+          for (let i = 0; i < n; i++) {
+            const t = Transaction.begin(db, key)
+            yield* new DocStore(t, "data").set(`k${i % 10}`, i)
+            yield* Transaction.commit(t)
+          }
+          return { db, entries: yield* dump(db.rootId) }
+        }),
+        memoryWith(layerCache)
+      )
+      const treeId = long.db.rootId
+      const top = long.entries.at(-1)!.height
+      const concurrent = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(long.entries.filter((e) => e.height <= top - 10), "remote")
+          const t = Transaction.begin(long.db, key)
+          yield* new DocStore(t, "data").set("k3", "concurrent")
+          const id = yield* Transaction.commit(t)
+          return (yield* (yield* Storage).getMany([id]))[0]!
+        }),
+        memoryWith(layerCache)
+      )
+      const storage = yield* StorageLayers.makeMemory
+      // the first process: a fold of the first 1,100 entries, then 1,000 more merged on top
+      const saved = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(long.entries.filter((e) => e.height <= PERSIST_AFTER + 100), "remote")
+          yield* stateOf(treeId, "data")
+          const first = Option.getOrThrow(yield* storage.getCachedState(treeId, "data"))
+          yield* ingest(long.entries, "remote")
+          yield* stateOf(treeId, "data")
+          const second = Option.getOrThrow(yield* storage.getCachedState(treeId, "data"))
+          return { first, second }
+        }),
+        memoryWith(layerCache, undefined, storage)
+      )
+      expect(saved.second.seq).toBeGreaterThan(saved.first.seq) // saved again, not left at the first fold
+      expect(saved.second.maxHeight).toBe(top)
+      const checkpoint = Option.getOrThrow(yield* storage.getCachedState(`${treeId}#checkpoint`, "data"))
+      expect(checkpoint.seq).toBe(saved.second.seq)
+      expect(checkpoint.maxHeight).toBeLessThan(top)
+      // a reopened instance (a new state cache over the same storage) gets an entry written
+      // concurrently 10 below the top: it refolds from the saved checkpoint, not from the start
+      const counter = { fetched: 0 }
+      const state = yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest([concurrent], "remote")
+          counter.fetched = 0
+          return (yield* stateOf(treeId, "data")).toJSON()
+        }),
+        memoryWith(layerCache, counter, storage)
+      )
+      expect(state).toEqual(yield* freshFold(treeId, [...long.entries, concurrent]))
+      expect(counter.fetched).toBeGreaterThan(0)
+      expect(counter.fetched).toBeLessThanOrEqual(64 + 1)
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 })
