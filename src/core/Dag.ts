@@ -49,6 +49,9 @@ export const nodeOf = (entry: StoredEntry, seq: number): DagNode => {
 export const compareByHeight = (a: { readonly height: number; readonly id: string }, b: typeof a): number =>
   a.height - b.height || compareIds(a.id, b.id)
 
+/** Entries placed inside a store's sorted view between two reads of it before it is dropped (sorted again on demand). */
+const MAX_PLACED = 64
+
 /** A mutable index of the DAGs of any number of trees. */
 export class DagIndex {
   private readonly nodes = new Map<string, DagNode>()
@@ -90,10 +93,24 @@ export class DagIndex {
       const last = store.refs[store.refs.length - 1]
       if (last !== undefined && last.seq >= ref.seq) store.seqOrdered = false
       store.refs.push(ref)
-      // Keep the sorted view when the new entry sorts last (the usual case: a new, higher entry).
-      const lastSorted = store.sorted?.[store.sorted.length - 1]
-      if (lastSorted !== undefined && compareByHeight(lastSorted, ref) < 0) store.sorted!.push(ref)
-      else store.sorted = undefined
+      // Keep the sorted view: a new, higher entry (the usual case) goes last; a few concurrent ones
+      // are placed by binary search (a long run of them is cheaper to sort again when next asked).
+      const sorted = store.sorted
+      const lastSorted = sorted?.[sorted.length - 1]
+      if (sorted === undefined || lastSorted === undefined) store.sorted = undefined
+      else if (compareByHeight(lastSorted, ref) < 0) sorted.push(ref)
+      else if (store.placed >= MAX_PLACED) store.sorted = undefined
+      else {
+        let lo = 0
+        let hi = sorted.length
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1
+          if (compareByHeight(sorted[mid]!, ref) < 0) lo = mid + 1
+          else hi = mid
+        }
+        sorted.splice(lo, 0, ref)
+        store.placed++
+      }
       if (store.pending.has(node.id)) store.pending.delete(node.id)
       else store.tips.add(node.id)
       for (const p of link.parents) {
@@ -300,6 +317,7 @@ export class DagIndex {
     const s = this.trees.get(treeId)?.stores.get(store)
     if (s === undefined) return []
     if (s.sorted === undefined) s.sorted = [...s.refs].sort(compareByHeight)
+    s.placed = 0
     return s.sorted.slice()
   }
 
@@ -440,6 +458,8 @@ interface StoreState {
   seqOrdered: boolean
   /** `refs` sorted by (store height, ID), computed on demand. */
   sorted: Array<StoreRef> | undefined
+  /** Entries placed inside `sorted` by binary search since it was last read. */
+  placed: number
   readonly tips: Set<string>
   /** Store parents named but not (yet) indexed. */
   readonly pending: Set<string>
@@ -448,7 +468,7 @@ interface StoreState {
 const storeState = (tree: TreeState, name: string): StoreState => {
   let s = tree.stores.get(name)
   if (s === undefined) {
-    s = { refs: [], seqOrdered: true, sorted: undefined, tips: new Set(), pending: new Set() }
+    s = { refs: [], seqOrdered: true, sorted: undefined, placed: 0, tips: new Set(), pending: new Set() }
     tree.stores.set(name, s)
   }
   return s

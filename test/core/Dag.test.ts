@@ -275,6 +275,27 @@ describe("DagIndex properties", () => {
   )
 
   it.prop(
+    "store entries placed by binary search between sparse reads stay sorted and complete",
+    [specArb, fc.array(fc.nat(1000), { minLength: 1, maxLength: 40 }), fc.array(fc.boolean(), { minLength: 40, maxLength: 40 })],
+    ([spec, keys, reads]) => {
+      const entries = permute(build(spec), keys)
+      const T = entries.find((e) => e.treeId === e.id)!.id
+      const index = new DagIndex()
+      entries.forEach((e, i) => {
+        index.add(nodeOf(e, i + 1))
+        if (!reads[i] && i !== entries.length - 1) return
+        for (const store of ["a", "b"]) {
+          const expected = entries.slice(0, i + 1).filter((x) => Entry.subtree(x.entry, store))
+            .map((x) => ({ id: x.id, height: Entry.storeHeight(x.entry, store) }))
+            .sort((x, y) => x.height - y.height || compareIds(x.id, y.id))
+          expect(index.storeEntries(T, store).map((r) => ({ id: r.id, height: r.height }))).toEqual(expected)
+        }
+      })
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.prop(
     "tips, store tips and missing match a brute-force oracle, with gaps",
     [specArb, fc.array(fc.nat(1000), { minLength: 1, maxLength: 40 }), fc.nat(100), fc.array(fc.nat(100), { maxLength: 4 })],
     ([spec, keys, keep, pick]) => {
