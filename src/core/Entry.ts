@@ -242,6 +242,27 @@ export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either
   return Either.right({ id: entryId, entry, bytes, treeId: entry.tree.root ?? entryId, height: height(entry) })
 }
 
+/**
+ * The data a store's node carries in entry bytes this storage wrote itself (trusted), read without
+ * building the entry: its ID links are not turned into strings. Undefined when the entry has no data
+ * for the store; Left when the bytes do not decode as an entry.
+ */
+export const storeDataOfBytes = (bytes: Uint8Array, store: string): Either.Either<Uint8Array | undefined, string> => {
+  let raw: unknown
+  try {
+    raw = dagCbor.decode(bytes)
+  } catch (e) {
+    return Either.left(`not DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  const subtrees = (raw as { readonly subtrees?: unknown } | null)?.subtrees
+  if (!Array.isArray(subtrees)) return Either.left("not an entry: no subtrees")
+  for (const node of subtrees as ReadonlyArray<{ readonly name?: unknown; readonly data?: unknown }>) {
+    if (node?.name !== store) continue
+    return Either.right(node.data instanceof Uint8Array ? node.data : undefined)
+  }
+  return Either.right(undefined)
+}
+
 /** Wrap an entry (already valid) with its bytes, ID (when not given, computed over the bytes), tree and height. */
 export const stored = (entry: Entry, bytes: Uint8Array = encode(entry), knownId?: string): StoredEntry => {
   const entryId = knownId ?? idOfBytes(bytes)

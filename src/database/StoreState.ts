@@ -338,14 +338,13 @@ const foldRefs = (
     let maxId = previous?.maxId ?? ""
     for (let i = 0; i < refs.length; i += CHUNK) {
       const chunk = refs.slice(i, i + CHUNK)
-      const entries = yield* storage.getMany(chunk.map((r) => r.id))
-      const byId = new Map(entries.map((e) => [e.id, e]))
+      const rows = yield* storage.storeData(chunk.map((r) => r.id), store)
+      const byId = new Map(rows.map((row) => [row.id, row]))
       for (let j = 0; j < chunk.length; j++) {
         const ref = chunk[j]!
-        const e = byId.get(ref.id)
-        if (e === undefined) return yield* Effect.die(new Error(`store ${store} of ${treeId} lists missing entry ${ref.id}`))
-        const data = Entry.subtree(e.entry, store)?.data
-        if (data !== undefined) doc.mergeInPlace(yield* codec.decode(data))
+        const row = byId.get(ref.id)
+        if (row === undefined) return yield* Effect.die(new Error(`store ${store} of ${treeId} lists missing entry ${ref.id}`))
+        if (row.data !== undefined) doc.mergeInPlace(yield* codec.decode(row.data))
         if (ref.seq > seq) seq = ref.seq
         if (ref.height > maxHeight || (ref.height === maxHeight && compareIds(ref.id, maxId) > 0)) {
           maxHeight = ref.height

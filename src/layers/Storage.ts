@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { DagIndex, nodeOf } from "../core/Dag.js"
-import type { StoredEntry } from "../core/Entry.js"
+import { type StoredEntry, subtree } from "../core/Entry.js"
 import { StorageError } from "../schema/Errors.js"
 import { compareIds } from "../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../services/Storage.js"
@@ -53,6 +53,11 @@ export const makeMemory: Effect.Effect<StorageShape> = Effect.sync(() => {
       Effect.sync(() => ids.flatMap((id) => {
         const e = entries.get(id)
         return e === undefined ? [] : [{ id, bytes: e.bytes }]
+      })),
+    storeData: (ids, store) =>
+      Effect.sync(() => ids.flatMap((id) => {
+        const e = entries.get(id)
+        return e === undefined ? [] : [{ id, data: subtree(e.entry, store)?.data }]
       })),
     has: (ids) => Effect.sync(() => new Set(ids.filter((id) => entries.has(id)))),
     heights: (ids) => Effect.sync(() => heightsFromIndex(index, ids)),

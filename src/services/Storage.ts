@@ -41,6 +41,14 @@ export interface StorageShape {
   readonly getBytes: (
     ids: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly bytes: Uint8Array }>, StorageError>
+  /**
+   * The data one store carries in each of these entries (undefined where an entry has none for it),
+   * in the order asked, missing entries left out: what a fold reads, without decoding whole entries.
+   */
+  readonly storeData: (
+    ids: ReadonlyArray<string>,
+    store: string
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly data: Uint8Array | undefined }>, StorageError>
   /** Which of these IDs are stored. */
   readonly has: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, StorageError>
   /** The height of each stored ID among these. */

@@ -73,9 +73,9 @@ describe("persisted store states", () => {
     }))
 })
 
-/** A storage that counts the entries read through `getMany` (the fold's reads). */
+/** A storage that counts the entries a fold reads (through `storeData`). */
 const counting = (s: Storage["Type"], counter?: { fetched: number }): Storage["Type"] =>
-  counter === undefined ? s : { ...s, getMany: (ids) => ((counter.fetched += ids.length), s.getMany(ids)) }
+  counter === undefined ? s : { ...s, storeData: (ids, store) => ((counter.fetched += ids.length), s.storeData(ids, store)) }
 
 /** A process's engine over this storage (a fresh one when not given): its own state cache. */
 const memoryWith = (cache: Layer.Layer<StateCache>, counter?: { fetched: number }, storage?: Storage["Type"]) =>

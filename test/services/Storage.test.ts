@@ -68,6 +68,10 @@ const contract = (name: string, makeLayer: () => Layer.Layer<Storage, StorageErr
         expect(yield* s.getMany([])).toEqual([])
         expect(yield* s.getBytes([e2.id, e3.id, r.id])).toEqual([{ id: e2.id, bytes: e2.bytes }, { id: r.id, bytes: r.bytes }])
         expect(yield* s.has([e1.id, e3.id, r.id])).toEqual(new Set([e1.id, r.id]))
+        expect(yield* s.storeData([e2.id, e3.id, r.id], "a")).toEqual(
+          [e2, r].map((e) => ({ id: e.id, data: Entry.subtree(e.entry, "a")!.data }))
+        )
+        expect(yield* s.storeData([e1.id], "none")).toEqual([{ id: e1.id, data: undefined }])
         expect(yield* s.heights([e2.id, e3.id, r.id])).toEqual(new Map([[e2.id, 2], [r.id, 0]]))
         expect(yield* s.count(T)).toBe(3)
         expect(yield* s.count(e1.id)).toBe(0)
@@ -254,6 +258,23 @@ describe("Storage: sqlite only", () => {
       Effect.provide(SqliteClient.layer({ filename }))
     )
 
+  it.scoped("bytes damaged in the file fail a read with StorageError naming the entry", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "damaged.sqlite")
+      const layer = layerSqlite({ filename })
+      yield* Effect.provide(Effect.flatMap(Storage, (s) => s.put([r, e1, e2])), layer)
+      yield* rawSql(filename, `UPDATE entries SET bytes = x'ff00' WHERE id = '${e2.id}'`)
+      const failures = yield* Effect.gen(function*() {
+        const s = yield* Storage
+        return [yield* Effect.flip(s.storeData([e1.id, e2.id], "a")), yield* Effect.flip(s.getMany([e2.id]))]
+      }).pipe(Effect.provide(layer))
+      for (const failure of failures) {
+        expect(failure._tag).toBe("StorageError")
+        expect(String((failure.cause as Error).message)).toContain(e2.id)
+      }
+    }))
+
   it.scoped("a reopened file finds entries, tips, metadata, cached states; seq keeps increasing", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -277,6 +298,10 @@ describe("Storage: sqlite only", () => {
         expect(yield* s.roots).toEqual([T])
         expect(Option.map(yield* s.get(e2.id), plain)).toEqual(Option.some(plain(e2)))
         expect((yield* s.getMany([e1.id, r.id, e3.id])).map(plain)).toEqual([e1, r].map(plain))
+        // read from the file's bytes (nothing is in the recent cache of a fresh open)
+        expect(yield* s.storeData([e2.id, e3.id, r.id], "a")).toEqual(
+          [e2, r].map((e) => ({ id: e.id, data: Entry.subtree(e.entry, "a")!.data }))
+        )
         expect(yield* s.tips(T)).toEqual([e2.id])
         expect(yield* s.storeTips(T, "a")).toEqual([e2.id])
         expect(yield* s.storeEntries(T, "a")).toEqual(before)

@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { type DagNode, DagIndex, nodeOf } from "../../core/Dag.js"
-import { decodeTrusted, type StoredEntry } from "../../core/Entry.js"
+import { decodeTrusted, type StoredEntry, storeDataOfBytes, subtree } from "../../core/Entry.js"
 import { StorageError } from "../../schema/Errors.js"
 import { compareIds } from "../../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../../services/Storage.js"
@@ -215,6 +215,21 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         })
       })
 
+    // a fold reads a store's data from every entry once: entries not in the recent cache are not
+    // decoded whole, and do not push the recent ones out of it
+    const storeData: StorageShape["storeData"] = (ids, store) =>
+      Effect.gen(function*() {
+        const { found, rest } = fromRecent(ids, (e) => subtree(e.entry, store)?.data)
+        for (const row of yield* selectBytes(rest)) {
+          const data = storeDataOfBytes(row.bytes, store)
+          if (Either.isLeft(data)) {
+            return yield* new StorageError({ operation: "get", cause: new Error(`entry ${row.id}: ${data.left}`) })
+          }
+          found.set(row.id, data.right)
+        }
+        return ids.flatMap((id) => (found.has(id) ? [{ id, data: found.get(id) }] : []))
+      })
+
     const heights: StorageShape["heights"] = (ids) =>
       Effect.gen(function*() {
         const out = new Map<string, number>()
@@ -243,6 +258,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
       get: (id) => Effect.map(getMany([id]), (es) => Option.fromNullable(es[0])),
       getMany,
       getBytes,
+      storeData,
       has: (ids) => Effect.map(heights(ids), (m) => new Set(m.keys())),
       heights,
       roots: fromSql("roots", db.query(sql<{ id: string }>`SELECT id FROM entries WHERE is_root = 1`)).pipe(
