@@ -49,6 +49,21 @@ export const nodeOf = (entry: StoredEntry, seq: number): DagNode => {
 export const compareByHeight = (a: { readonly height: number; readonly id: string }, b: typeof a): number =>
   a.height - b.height || compareIds(a.id, b.id)
 
+/**
+ * In a list sorted by `compareByHeight`, the index of the first element that sorts after `key` (the
+ * list's length when none does): where `key` goes in, and where the entries after it start.
+ */
+export const firstAfter = (sorted: ReadonlyArray<{ readonly height: number; readonly id: string }>, key: { readonly height: number; readonly id: string }): number => {
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (compareByHeight(sorted[mid]!, key) > 0) hi = mid
+    else lo = mid + 1
+  }
+  return lo
+}
+
 /** Entries placed inside a store's sorted view between two reads of it before it is dropped (sorted again on demand). */
 const MAX_PLACED = 64
 
@@ -101,14 +116,7 @@ export class DagIndex {
       else if (compareByHeight(lastSorted, ref) < 0) sorted.push(ref)
       else if (store.placed >= MAX_PLACED) store.sorted = undefined
       else {
-        let lo = 0
-        let hi = sorted.length
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1
-          if (compareByHeight(sorted[mid]!, ref) < 0) lo = mid + 1
-          else hi = mid
-        }
-        sorted.splice(lo, 0, ref)
+        sorted.splice(firstAfter(sorted, ref), 0, ref)
         store.placed++
       }
       if (store.pending.has(node.id)) store.pending.delete(node.id)

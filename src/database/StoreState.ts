@@ -10,6 +10,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { compareByHeight, firstAfter } from "../core/Dag.js"
 import { Doc, DocFormatError } from "../core/Doc.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Entry from "../core/Entry.js"
@@ -107,7 +108,7 @@ export const stateOf = (
     if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined, 0)).doc
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
     if (since.length === 0) return cached.doc
-    const sorted = [...since].sort(byHeightThenId)
+    const sorted = [...since].sort(compareByHeight)
     const first = sorted[0]!
     if (sortsAfter(first, cached.maxHeight, cached.maxId)) {
       // everything new sorts after everything folded: merge on top (a long run keeps checkpoints as a fold does)
@@ -129,7 +130,7 @@ export const stateOf = (
     }
     // something arrived that sorts inside history: refold from the latest checkpoint before it
     // (checkpoints after it no longer hold: they miss the new entry)
-    const valid = cached.checkpoints.filter((c) => sortsAfter(first, c.height, c.id))
+    const valid = cached.checkpoints.filter((c) => compareByHeight(first, c) > 0)
     return (yield* refold(treeId, store, codec, key, valid, cached.unsaved + sorted.length)).doc
   })
 
@@ -165,17 +166,7 @@ const refold = (
     const refs = yield* storage.storeEntries(treeId, store)
     const from = checkpoints?.at(-1)
     // refs are in fold order: the entries after the checkpoint start after the last one at or before it
-    let start = 0
-    if (from !== undefined) {
-      let lo = 0
-      let hi = refs.length
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (sortsAfter(refs[mid]!, from.height, from.id)) hi = mid
-        else lo = mid + 1
-      }
-      start = lo
-    }
+    const start = from === undefined ? 0 : firstAfter(refs, from)
     const tail = start === 0 ? refs : refs.slice(start)
     const keepAt = lagPositions(policy, tail.length)
     const kept: Array<Checkpoint> = checkpoints === undefined ? [] : [...checkpoints]
@@ -315,9 +306,6 @@ export const cachedSettingsAt = (
   tips: ReadonlyArray<string>
 ): Doc | undefined => cache.settings.get(settingsKey(treeId, tips))
 
-const byHeightThenId = (a: StoreEntryRef, b: StoreEntryRef) =>
-  a.height !== b.height ? a.height - b.height : compareIds(a.id, b.id)
-
 const CHUNK = 2_000
 
 const foldRefs = (
@@ -346,7 +334,7 @@ const foldRefs = (
         if (row === undefined) return yield* Effect.die(new Error(`store ${store} of ${treeId} lists missing entry ${ref.id}`))
         if (row.data !== undefined) doc.mergeInPlace(yield* codec.decode(row.data))
         if (ref.seq > seq) seq = ref.seq
-        if (ref.height > maxHeight || (ref.height === maxHeight && compareIds(ref.id, maxId) > 0)) {
+        if (sortsAfter(ref, maxHeight, maxId)) {
           maxHeight = ref.height
           maxId = ref.id
         }

@@ -132,6 +132,38 @@ const concurrentHistory = (shared: number, forks: number, each: number) =>
     return { treeId: base.db.rootId, entries: [...all.values()].sort((a, b) => a.height - b.height) }
   })
 
+/** `n` one-key commits to store "data" on one replica: the database and its entries, parents first. */
+const linearHistory = (key: Database.Signer, n: number) =>
+  Effect.provide(
+    Effect.gen(function* () {
+      const db = yield* Database.create({ signer: key })
+      for (let i = 0; i < n; i++) {
+        const t = Transaction.begin(db, key)
+        yield* new DocStore(t, "data").set(`k${i % 10}`, i)
+        yield* Transaction.commit(t)
+      }
+      return { db, entries: yield* dump(db.rootId) }
+    }),
+    memoryWith(layerCache)
+  )
+
+/** One write to "data" on another replica that holds the history only up to `height`: it is concurrent with the rest. */
+const concurrentWrite = (
+  history: { readonly db: Database.Database; readonly entries: ReadonlyArray<StoredEntry> },
+  key: Database.Signer,
+  height: number
+) =>
+  Effect.provide(
+    Effect.gen(function* () {
+      yield* ingest(history.entries.filter((e) => e.height <= height), "remote")
+      const t = Transaction.begin(history.db, key)
+      yield* new DocStore(t, "data").set("k3", "concurrent")
+      const id = yield* Transaction.commit(t)
+      return (yield* (yield* Storage).getMany([id]))[0]!
+    }),
+    memoryWith(layerCache)
+  )
+
 /** The state a fresh cache folds from scratch over these entries. */
 const freshFold = (treeId: string, entries: ReadonlyArray<StoredEntry>) =>
   Effect.provide(
@@ -175,29 +207,8 @@ describe("store state checkpoints", () => {
       const auth = yield* Auth
       const key = yield* auth.generateKey
       // 400 entries on one replica; another replica, holding the first 390, writes one concurrently
-      const long = yield* Effect.provide(
-        Effect.gen(function* () {
-          const db = yield* Database.create({ signer: key })
-          for (let i = 0; i < 400; i++) {
-            const t = Transaction.begin(db, key)
-            yield* new DocStore(t, "data").set(`k${i % 10}`, i)
-            yield* Transaction.commit(t)
-          }
-          return { db, entries: yield* dump(db.rootId) }
-        }),
-        memoryWith(layerCache)
-      )
-      const early = long.entries.filter((e) => e.height <= 390)
-      const concurrent = yield* Effect.provide(
-        Effect.gen(function* () {
-          yield* ingest(early, "remote")
-          const t = Transaction.begin(long.db, key)
-          yield* new DocStore(t, "data").set("k3", "concurrent")
-          const id = yield* Transaction.commit(t)
-          return (yield* (yield* Storage).getMany([id]))[0]!
-        }),
-        memoryWith(layerCache)
-      )
+      const long = yield* linearHistory(key, 400)
+      const concurrent = yield* concurrentWrite(long, key, 390)
       // read once after everything arrived, or once early and once after the rest arrived in one run
       // (merged on top: that merge keeps checkpoints too)
       for (const readEarly of [false, true]) {
@@ -232,30 +243,10 @@ describe("store state checkpoints", () => {
       const auth = yield* Auth
       const key = yield* auth.generateKey
       const n = 2 * PERSIST_AFTER + 100
-      const long = yield* Effect.provide(
-        Effect.gen(function* () {
-          const db = yield* Database.create({ signer: key })
-          for (let i = 0; i < n; i++) {
-            const t = Transaction.begin(db, key)
-            yield* new DocStore(t, "data").set(`k${i % 10}`, i)
-            yield* Transaction.commit(t)
-          }
-          return { db, entries: yield* dump(db.rootId) }
-        }),
-        memoryWith(layerCache)
-      )
+      const long = yield* linearHistory(key, n)
       const treeId = long.db.rootId
       const top = long.entries.at(-1)!.height
-      const concurrent = yield* Effect.provide(
-        Effect.gen(function* () {
-          yield* ingest(long.entries.filter((e) => e.height <= top - 10), "remote")
-          const t = Transaction.begin(long.db, key)
-          yield* new DocStore(t, "data").set("k3", "concurrent")
-          const id = yield* Transaction.commit(t)
-          return (yield* (yield* Storage).getMany([id]))[0]!
-        }),
-        memoryWith(layerCache)
-      )
+      const concurrent = yield* concurrentWrite(long, key, top - 10)
       const storage = yield* StorageLayers.makeMemory
       // the first process: a fold of the first 1,100 entries, then 1,000 more merged on top
       const saved = yield* Effect.provide(
