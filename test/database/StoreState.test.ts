@@ -281,4 +281,54 @@ describe("store state checkpoints", () => {
       expect(counter.fetched).toBeGreaterThan(0)
       expect(counter.fetched).toBeLessThanOrEqual(64 + 1)
     }).pipe(Effect.provide(AuthLayers.layerNode)))
+
+  it.effect("a growing state is saved again only once its new data reach half its saved size, not every 1,000 entries", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      const memory = yield* StorageLayers.makeMemory
+      const saves: Array<number> = []
+      const storage: Storage["Type"] = {
+        ...memory,
+        putCachedState: (treeId, store, state) => {
+          if (!treeId.endsWith("#checkpoint")) saves.push(state.state.length)
+          return memory.putCachedState(treeId, store, state)
+        }
+      }
+      yield* Effect.provide(
+        Effect.gen(function* () {
+          const db = yield* Database.create({ signer: key })
+          let written = 0
+          // each entry writes a new key: the state grows with every entry
+          const write = (n: number, value: string) =>
+            Effect.gen(function* () {
+              for (let i = 0; i < n; i++) {
+                const t = Transaction.begin(db, key)
+                yield* new DocStore(t, "data").set(`k${written++}`, value)
+                yield* Transaction.commit(t)
+              }
+            })
+          // a first fold of over 1,000 entries, one of them large: saved (nothing was)
+          yield* write(1, "x".repeat(100_000))
+          yield* write(PERSIST_AFTER, "small")
+          yield* stateOf(db.rootId, "data")
+          expect(saves.length).toBe(1)
+          const savedSize = saves[0]!
+          expect(savedSize).toBeGreaterThan(100_000)
+          // 1,100 more small entries, read as they come: many entries, little data: not saved again
+          for (let i = 0; i < 11; i++) {
+            yield* write(100, "small")
+            yield* stateOf(db.rootId, "data")
+          }
+          expect(saves.length).toBe(1)
+          // one more entry carrying over half the saved size: saved now
+          yield* write(1, "y".repeat(savedSize / 2))
+          const state = yield* stateOf(db.rootId, "data")
+          expect(saves.length).toBe(2)
+          expect(saves[1]).toBe(state.serialize().length)
+          expect(Object.keys(state.toJSON())).toHaveLength(1 + PERSIST_AFTER + 1_100 + 1)
+        }),
+        Layer.mergeAll(Layer.succeed(Storage, storage), layerCache, WriteEvents.layer)
+      )
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
 })
