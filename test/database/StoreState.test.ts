@@ -9,7 +9,14 @@ import fc from "fast-check"
 import type { StoredEntry } from "../../src/core/Entry.js"
 import * as Database from "../../src/database/Database.js"
 import { ingest } from "../../src/database/Ingest.js"
-import { layerCache, layerCacheWith, PERSIST_AFTER, type StateCache, stateOf } from "../../src/database/StoreState.js"
+import {
+  type CheckpointPolicy,
+  layerCache,
+  layerCacheWith,
+  PERSIST_AFTER,
+  type StateCache,
+  stateOf
+} from "../../src/database/StoreState.js"
 import { DocStore } from "../../src/database/Stores.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import * as AuthLayers from "../../src/layers/Auth.js"
@@ -236,6 +243,55 @@ describe("store state checkpoints", () => {
         expect(second).toBeGreaterThan(0)
         expect(second).toBeLessThanOrEqual(64 + 1)
       }
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+
+  it.effect("a large state keeps its checkpoints further apart: one per bytesPerEntry of state, not one per `every` entries", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      // 100 entries, each adding a 500-byte value under a new key: the state grows by ~530 bytes an entry
+      const history = yield* Effect.provide(
+        Effect.gen(function* () {
+          const db = yield* Database.create({ signer: key })
+          for (let i = 0; i < 100; i++) {
+            const t = Transaction.begin(db, key)
+            yield* new DocStore(t, "data").set(`k${i}`, "v".repeat(500))
+            yield* Transaction.commit(t)
+          }
+          return { db, entries: yield* dump(db.rootId) }
+        }),
+        memoryWith(layerCache)
+      )
+      const treeId = history.db.rootId
+      const concurrent = yield* concurrentWrite(history, key, history.entries.at(-1)!.height - 2)
+      const expected = yield* freshFold(treeId, [...history.entries, concurrent])
+      // entries arriving one at a time, each read (merged on top); then the concurrent one: how many does its refold read?
+      const refoldReads = (policy: CheckpointPolicy) =>
+        Effect.gen(function* () {
+          const counter = { fetched: 0 }
+          const state = yield* Effect.provide(
+            Effect.gen(function* () {
+              for (const e of history.entries) {
+                yield* ingest([e], "remote")
+                yield* stateOf(treeId, "data")
+              }
+              yield* ingest([concurrent], "remote")
+              counter.fetched = 0
+              return (yield* stateOf(treeId, "data")).toJSON()
+            }),
+            memoryWith(layerCacheWith(policy), counter)
+          )
+          expect(state).toEqual(expected)
+          return counter.fetched
+        })
+      // every 4 entries: the refold starts at most 4 entries back
+      expect(yield* refoldReads({ lags: [], every: 4, max: 100 })).toBeLessThanOrEqual(4 + 2)
+      // one per 1,000 bytes: checkpoints further apart as the state grows (here the last is ~45 entries back)
+      const large = yield* refoldReads({ lags: [], every: 4, max: 100, bytesPerEntry: 1_000 })
+      expect(large).toBeGreaterThan(4 + 2)
+      expect(large).toBeLessThan(100 + 1)
+      // one per 10 bytes: the state outgrows the interval at once and no checkpoint is kept, so the refold starts from scratch
+      expect(yield* refoldReads({ lags: [], every: 4, max: 100, bytesPerEntry: 10 })).toBe(100 + 1)
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 
   it.effect("a state is saved again after 1,000 more entries, with a checkpoint; after a reopen a concurrent entry refolds from that checkpoint", () =>
