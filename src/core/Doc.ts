@@ -355,6 +355,13 @@ export class Doc {
   }
 
   /** Deep copy. */
+  /** Slots in this Doc and in everything nested in it, tombstones included: what `clone` copies. */
+  slots(): number {
+    let n = this.children.size
+    for (const v of this.children.values()) if (v instanceof Doc || v instanceof List) n += v.slots()
+    return n
+  }
+
   clone(): Doc {
     const copy = new Doc()
     copy.atomic = this.atomic
@@ -567,6 +574,13 @@ export class List {
   }
 
   /** Deep copy. */
+  /** Slots in this List and in everything nested in it, tombstones included: what `clone` copies. */
+  slots(): number {
+    let n = this.items.length
+    for (const it of this.items) if (it.value instanceof Doc || it.value instanceof List) n += it.value.slots()
+    return n
+  }
+
   clone(): List {
     const copy = new List()
     copy.items = this.items.map((it) => ({ pos: it.pos, value: cloneValue(it.value) }))

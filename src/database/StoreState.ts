@@ -42,23 +42,23 @@ export interface CheckpointPolicy {
   /** After this many entries merged on top, the current state is kept as a checkpoint too... */
   readonly every: number
   /**
-   * ...or after one entry per this many bytes of state, when that is more: a checkpoint copies the
-   * whole state, so a large state keeps them further apart (undefined: `every` alone).
+   * ...or after one entry per this many slots of the state (`Doc.slots`), when that is more: a
+   * checkpoint copies the whole state, so a large state keeps them further apart (undefined: `every` alone).
    */
-  readonly bytesPerEntry?: number
+  readonly slotsPerEntry?: number
   /** Checkpoints kept per store at most (the oldest and the newest are kept). */
   readonly max: number
 }
 
 /**
- * The default: 64 and 1,024 entries back; one more every 256 entries merged on top, or one per 2 KB
- * of state when that is more; 4 at most (each is a copy of the state, so a store's states take at
- * most five times its state's memory). Copying a state costs ~3.6 ns per byte of its JSON here (80 ms
- * at 100,000 keys of 200 bytes), so a copy every 256 entries cost ~320 us per entry merged at that
- * size; one per 2 KB keeps it near 7 us, while refolding from the latest checkpoint stays within a
- * few times the copy's own cost.
+ * The default: 64 and 1,024 entries back; one more every 256 entries merged on top, or one per 32
+ * slots of the state when that is more; 4 at most (each is a copy of the state, so a store's states
+ * take at most five times its state's memory). Copying a state costs ~0.8 us per slot here (80 ms at
+ * 100,000 keys; strings are shared, not copied), so a copy every 256 entries cost ~310 us per entry
+ * merged at that size; one per 32 slots keeps it near 26 us, while a refold from the latest
+ * checkpoint (at most 3,125 entries back at that size) costs about as much as the copy.
  */
-export const defaultCheckpoints: CheckpointPolicy = { lags: [64, 1_024], every: 256, max: 4, bytesPerEntry: 2_048 }
+export const defaultCheckpoints: CheckpointPolicy = { lags: [64, 1_024], every: 256, max: 4, slotsPerEntry: 32 }
 
 /** The fold of every entry of a store up to and including (height, id), in fold order. Never mutated. */
 interface Checkpoint {
@@ -76,6 +76,8 @@ interface Cached {
   checkpoints: Array<Checkpoint>
   /** Entries merged on top since the last checkpoint was kept. */
   merged: number
+  /** The state's slots (`Doc.slots`) when it was folded, loaded or last checkpointed. */
+  slots: number
   /** What was folded in since the state was last saved to (or loaded from) storage. */
   unsaved: Unsaved
 }
@@ -138,8 +140,10 @@ export const stateOf = (
       cached.maxHeight = next.maxHeight
       cached.maxId = next.maxId
       cached.merged = cached.checkpoints.length > before ? 0 : cached.merged + sorted.length
-      if (cached.merged >= checkpointInterval(policy, cached.unsaved)) {
+      if (cached.checkpoints.length > before) cached.slots = cached.doc.slots()
+      if (cached.merged >= checkpointInterval(policy, cached.slots)) {
         cached.checkpoints.push({ doc: cached.doc.clone(), height: cached.maxHeight, id: cached.maxId })
+        cached.slots = cached.doc.slots()
         cached.merged = 0
       }
       trim(cached.checkpoints, policy.max)
@@ -154,11 +158,9 @@ export const stateOf = (
     return (yield* refold(treeId, store, codec, key, valid, cached.unsaved)).doc
   })
 
-/** Entries merged on top between two checkpoints: `every`, or more for a large state (its size estimated from the saved copy and the data since). */
-const checkpointInterval = (policy: CheckpointPolicy, unsaved: Unsaved): number =>
-  policy.bytesPerEntry === undefined
-    ? policy.every
-    : Math.max(policy.every, Math.floor((unsaved.savedSize + unsaved.bytes) / policy.bytesPerEntry))
+/** Entries merged on top between two checkpoints: `every`, or more for a state of many slots. */
+const checkpointInterval = (policy: CheckpointPolicy, slots: number): number =>
+  policy.slotsPerEntry === undefined ? policy.every : Math.max(policy.every, Math.floor(slots / policy.slotsPerEntry))
 
 /** Where a fold of `count` entries keeps checkpoints: the positions the policy's distances before its end. */
 const lagPositions = (policy: CheckpointPolicy, count: number): ReadonlySet<number> =>
@@ -211,6 +213,7 @@ const refold = (
       maxId: folded.maxId,
       checkpoints: kept,
       merged: 0,
+      slots: folded.doc.slots(),
       unsaved: {
         entries: (from === undefined ? 0 : unsaved?.entries ?? 0) + tail.length,
         bytes: (from === undefined ? 0 : unsaved?.bytes ?? 0) + folded.bytes,
@@ -285,7 +288,16 @@ const loadSaved = (treeId: string, store: string): Effect.Effect<Cached | undefi
     const earlier = row === undefined || row.seq !== seq ? undefined : parse(row.state)
     if (row !== undefined && earlier !== undefined) checkpoints.push({ doc: earlier, height: row.maxHeight, id: row.maxId })
     checkpoints.push({ doc: doc.clone(), height: maxHeight, id: maxId })
-    return { doc, seq, maxHeight, maxId, checkpoints, merged: 0, unsaved: { entries: 0, bytes: 0, savedSize: saved.state.length } }
+    return {
+      doc,
+      seq,
+      maxHeight,
+      maxId,
+      checkpoints,
+      merged: 0,
+      slots: doc.slots(),
+      unsaved: { entries: 0, bytes: 0, savedSize: saved.state.length }
+    }
   })
 
 /** Forget cached states of a tree (for example after a codec's key changed). */

@@ -160,6 +160,15 @@ describe("Doc basics", () => {
     expect(e.equals(d)).toBe(false)
     expect(Doc.from({ a: 1 }).remove("a").equals(Doc.empty())).toBe(false)
   })
+
+  it("slots counts every slot a clone copies: nested Docs and List items, tombstones included", () => {
+    expect(Doc.empty().slots()).toBe(0)
+    // a, b; b.c, b.d; b.d's two items; the second item's x
+    const d = Doc.from({ a: 1, b: { c: "long ".repeat(100), d: [1, { x: 2 }] } })
+    expect(d.slots()).toBe(7)
+    expect(d.remove("a").slots()).toBe(7)
+    expect(d.clone().slots()).toBe(7)
+  })
 })
 
 describe("dotted paths", () => {

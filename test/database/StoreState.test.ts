@@ -245,17 +245,17 @@ describe("store state checkpoints", () => {
       }
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 
-  it.effect("a large state keeps its checkpoints further apart: one per bytesPerEntry of state, not one per `every` entries", () =>
+  it.effect("a large state keeps its checkpoints further apart: one per slotsPerEntry slots of state, not one per `every` entries", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
       const key = yield* auth.generateKey
-      // 100 entries, each adding a 500-byte value under a new key: the state grows by ~530 bytes an entry
+      // 100 entries, each adding a key: the state grows by one slot an entry
       const history = yield* Effect.provide(
         Effect.gen(function* () {
           const db = yield* Database.create({ signer: key })
           for (let i = 0; i < 100; i++) {
             const t = Transaction.begin(db, key)
-            yield* new DocStore(t, "data").set(`k${i}`, "v".repeat(500))
+            yield* new DocStore(t, "data").set(`k${i}`, i)
             yield* Transaction.commit(t)
           }
           return { db, entries: yield* dump(db.rootId) }
@@ -286,12 +286,13 @@ describe("store state checkpoints", () => {
         })
       // every 4 entries: the refold starts at most 4 entries back
       expect(yield* refoldReads({ lags: [], every: 4, max: 100 })).toBeLessThanOrEqual(4 + 2)
-      // one per 1,000 bytes: checkpoints further apart as the state grows (here the last is ~45 entries back)
-      const large = yield* refoldReads({ lags: [], every: 4, max: 100, bytesPerEntry: 1_000 })
+      // one per 2 slots: checkpoints further apart as the state grows (at 4, 8, 12, 18, 27, 40, 60, 90 entries)
+      const large = yield* refoldReads({ lags: [], every: 4, max: 100, slotsPerEntry: 2 })
       expect(large).toBeGreaterThan(4 + 2)
-      expect(large).toBeLessThan(100 + 1)
-      // one per 10 bytes: the state outgrows the interval at once and no checkpoint is kept, so the refold starts from scratch
-      expect(yield* refoldReads({ lags: [], every: 4, max: 100, bytesPerEntry: 10 })).toBe(100 + 1)
+      expect(large).toBeLessThan(100 - 4 + 1)
+      // one per 1/100 slot: after the first checkpoint (4 entries in, the interval measured on the empty
+      // state) the interval outgrows the history, so the refold reads every entry after those 4
+      expect(yield* refoldReads({ lags: [], every: 4, max: 100, slotsPerEntry: 0.01 })).toBe(100 - 4 + 1)
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 
   it.effect("a state is saved again after 1,000 more entries, with a checkpoint; after a reopen a concurrent entry refolds from that checkpoint", () =>
