@@ -354,7 +354,6 @@ export class Doc {
     return out
   }
 
-  /** Deep copy. */
   /** Slots in this Doc and in everything nested in it, tombstones included: what `clone` copies. */
   slots(): number {
     let n = this.children.size
@@ -362,6 +361,7 @@ export class Doc {
     return n
   }
 
+  /** Deep copy. */
   clone(): Doc {
     const copy = new Doc()
     copy.atomic = this.atomic
@@ -573,7 +573,6 @@ export class List {
     return this.items.map((it) => [it.pos, it.value] as const)
   }
 
-  /** Deep copy. */
   /** Slots in this List and in everything nested in it, tombstones included: what `clone` copies. */
   slots(): number {
     let n = this.items.length
@@ -581,6 +580,7 @@ export class List {
     return n
   }
 
+  /** Deep copy. */
   clone(): List {
     const copy = new List()
     copy.items = this.items.map((it) => ({ pos: it.pos, value: cloneValue(it.value) }))

@@ -262,7 +262,7 @@ const linksSkipped: cborg.DecodeOptions = {
 
 /**
  * The data a store's node carries in entry bytes this storage wrote itself (trusted), read without
- * building the entry: its ID links are not turned into strings. Undefined when the entry has no data
+ * building the entry: its ID links are skipped, not decoded. Undefined when the entry has no data
  * for the store; Left when the bytes do not decode as an entry.
  */
 export const storeDataOfBytes = (bytes: Uint8Array, store: string): Either.Either<Uint8Array | undefined, string> => {

@@ -56,7 +56,8 @@ export interface CheckpointPolicy {
  * take at most five times its state's memory). Copying a state costs ~0.8 us per slot here (80 ms at
  * 100,000 keys; strings are shared, not copied), so a copy every 256 entries cost ~310 us per entry
  * merged at that size; one per 32 slots keeps it near 26 us, while a refold from the latest
- * checkpoint (at most 3,125 entries back at that size) costs about as much as the copy.
+ * checkpoint (at most 3,125 entries back at that size) costs from about the copy's own cost (memory
+ * storage) to about twice it (SQLite).
  */
 export const defaultCheckpoints: CheckpointPolicy = { lags: [64, 1_024], every: 256, max: 4, slotsPerEntry: 32 }
 
