@@ -17,7 +17,8 @@ import { Auth, type VerifyItem } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
 import type { SubTreeNode } from "../schema/Entry.js"
-import { cachedSettingsAt, lookupWith, settingsAt, StateCache } from "./StoreState.js"
+import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
+import { StateCache } from "./StoreState.js"
 import { decodeVerifyingAhead } from "./VerifyAhead.js"
 
 /** What happened to a batch: the IDs newly stored, and every entry refused with its reason. */

@@ -4,7 +4,7 @@
  * merges only the new deltas instead of refolding history. An entry that sorts inside history (a
  * peer's concurrent write) cannot be merged on top: the state is refolded from the latest checkpoint
  * before it (an intermediate state of the fold, kept a few dozen to a few thousand entries back), not
- * from the start. Settings states at pinned tips (used to validate entries) are cached too: they are immutable.
+ * from the start. The same cache holds the settings states at pinned tips (see PinnedSettings.ts).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -12,8 +12,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { compareByHeight, firstAfter } from "../core/Dag.js"
 import { Doc, DocFormatError } from "../core/Doc.js"
-import type { StoredEntry } from "../core/Entry.js"
-import * as Entry from "../core/Entry.js"
 import { compareIds } from "../schema/Ids.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage, type StoreEntryRef } from "../services/Storage.js"
@@ -140,8 +138,10 @@ export const stateOf = (
       cached.seq = next.seq
       cached.maxHeight = next.maxHeight
       cached.maxId = next.maxId
-      cached.merged = cached.checkpoints.length > before ? 0 : cached.merged + sorted.length
-      if (cached.checkpoints.length > before) cached.slots = cached.doc.slots()
+      if (cached.checkpoints.length > before) {
+        cached.merged = 0
+        cached.slots = cached.doc.slots()
+      } else cached.merged += sorted.length
       if (cached.merged >= checkpointInterval(policy, cached.slots)) {
         cached.checkpoints.push({ doc: cached.doc.clone(), height: cached.maxHeight, id: cached.maxId })
         cached.slots = cached.doc.slots()
@@ -306,69 +306,6 @@ export const invalidate = (treeId: string) =>
   Effect.map(StateCache, (cache) => {
     for (const k of cache.states.keys()) if (k.startsWith(`${treeId}\u0000`)) cache.states.delete(k)
   })
-
-/** Where entries are looked up while validating a batch: the batch itself first, then storage. */
-export type Lookup = (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>
-
-/** A lookup over storage with an overlay of not-yet-stored entries. */
-export const lookupWith = (overlay: ReadonlyMap<string, StoredEntry>) =>
-  Effect.map(Storage, (storage): Lookup => (id) => {
-    const hit = overlay.get(id)
-    return hit !== undefined ? Effect.succeed(Option.some(hit)) : storage.get(id)
-  })
-
-/**
- * The `_settings` state pinned by a list of settings tips: the fold of every `_settings` entry
- * reachable from them through store parents. Cached, since it never changes.
- */
-export const settingsAt = (
-  treeId: string,
-  tips: ReadonlyArray<string>,
-  lookup: Lookup
-): Effect.Effect<Doc, StorageError | InvalidEntry, StateCache> =>
-  Effect.gen(function* () {
-    const cache = yield* StateCache
-    const key = settingsKey(treeId, tips)
-    const hit = cache.settings.get(key)
-    if (hit !== undefined) return hit
-    const seen = new Map<string, StoredEntry>()
-    const stack = [...tips]
-    while (stack.length > 0) {
-      const id = stack.pop()!
-      if (seen.has(id)) continue
-      const found = yield* lookup(id)
-      if (Option.isNone(found) || found.value.treeId !== treeId)
-        return yield* new InvalidEntry({ reason: `pinned settings tip ${id} is not a known entry of this database` })
-      const node = Entry.subtree(found.value.entry, Entry.SETTINGS)
-      if (node === undefined)
-        return yield* new InvalidEntry({ reason: `pinned settings tip ${id} does not touch _settings` })
-      seen.set(id, found.value)
-      stack.push(...node.parents)
-    }
-    const ordered = [...seen.values()].sort((a, b) => {
-      const ha = Entry.storeHeight(a.entry, Entry.SETTINGS)
-      const hb = Entry.storeHeight(b.entry, Entry.SETTINGS)
-      return ha !== hb ? ha - hb : compareIds(a.id, b.id)
-    })
-    const doc = Doc.empty()
-    for (const e of ordered) {
-      const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
-      if (data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(data))
-    }
-    if (cache.settings.size > 10_000) cache.settings.clear()
-    cache.settings.set(key, doc)
-    return doc
-  })
-
-const settingsKey = (treeId: string, tips: ReadonlyArray<string>): string =>
-  `${treeId}\u0000${(tips.length > 1 ? [...tips].sort(compareIds) : tips).join(",")}`
-
-/** The cached `_settings` state pinned by these tips, if `settingsAt` already folded it (synchronous). */
-export const cachedSettingsAt = (
-  cache: Context.Tag.Service<StateCache>,
-  treeId: string,
-  tips: ReadonlyArray<string>
-): Doc | undefined => cache.settings.get(settingsKey(treeId, tips))
 
 const CHUNK = 2_000
 

@@ -22,15 +22,8 @@ import { Auth } from "../services/Auth.js"
 import { Storage, type StorageShape } from "../services/Storage.js"
 import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
 import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
-import {
-  cachedSettingsAt,
-  type DeltaCodec,
-  lookupWith,
-  plainCodec,
-  settingsAt,
-  StateCache,
-  stateOf
-} from "./StoreState.js"
+import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
+import { type DeltaCodec, plainCodec, StateCache, stateOf } from "./StoreState.js"
 
 /** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
 export interface StoreCodec extends DeltaCodec {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import fc from "fast-check"
+import type { Plain } from "../../src/core/Doc.js"
 import type { StoredEntry } from "../../src/core/Entry.js"
 import * as Database from "../../src/database/Database.js"
 import { ingest } from "../../src/database/Ingest.js"
@@ -39,20 +40,8 @@ describe("persisted store states", () => {
           const auth = yield* Auth
           const key = yield* auth.generateKey
           // history written elsewhere, then ingested here in one batch (so the first read folds it all)
-          const made = yield* Effect.provide(
-            Effect.gen(function* () {
-              const db = yield* Database.create({ signer: key })
-              for (let i = 0; i < n; i++) {
-                const t = Transaction.begin(db, key)
-                yield* new DocStore(t, "data").set(`k${i % 300}`, i)
-                yield* Transaction.commit(t)
-              }
-              const s = yield* Storage
-              return { db, all: yield* s.getMany(yield* s.ancestors(db.rootId, yield* s.tips(db.rootId))) }
-            }),
-            Layer.mergeAll(StorageLayers.layerMemory, AuthLayers.layerNode, layerCache, WriteEvents.layer)
-          )
-          yield* ingest(made.all, "remote")
+          const made = yield* linearHistory(key, n, (i) => [`k${i % 300}`, i])
+          yield* ingest(made.entries, "remote")
           const state = yield* stateOf(made.db.rootId, "data")
           const storage = yield* Storage
           const saved = Option.getOrThrow(yield* storage.getCachedState(made.db.rootId, "data"))
@@ -107,18 +96,7 @@ const concurrentHistory = (shared: number, forks: number, each: number) =>
   Effect.gen(function* () {
     const auth = yield* Auth
     const key = yield* auth.generateKey
-    const base = yield* Effect.provide(
-      Effect.gen(function* () {
-        const db = yield* Database.create({ signer: key })
-        for (let i = 0; i < shared; i++) {
-          const t = Transaction.begin(db, key)
-          yield* new DocStore(t, "data").set(`k${i % 7}`, `shared ${i}`)
-          yield* Transaction.commit(t)
-        }
-        return { db, entries: yield* dump(db.rootId) }
-      }),
-      memoryWith(layerCache)
-    )
+    const base = yield* linearHistory(key, shared, (i) => [`k${i % 7}`, `shared ${i}`])
     const all = new Map(base.entries.map((e) => [e.id, e]))
     for (let f = 0; f < forks; f++) {
       const entries = yield* Effect.provide(
@@ -139,14 +117,21 @@ const concurrentHistory = (shared: number, forks: number, each: number) =>
     return { treeId: base.db.rootId, entries: [...all.values()].sort((a, b) => a.height - b.height) }
   })
 
-/** `n` one-key commits to store "data" on one replica: the database and its entries, parents first. */
-const linearHistory = (key: Database.Signer, n: number) =>
+/**
+ * `n` one-key commits to store "data" on one replica (commit i sets the key and value `write(i)`
+ * gives; by default ten keys over and over): the database and its entries, parents first.
+ */
+const linearHistory = (
+  key: Database.Signer,
+  n: number,
+  write: (i: number) => readonly [string, Plain] = (i) => [`k${i % 10}`, i]
+) =>
   Effect.provide(
     Effect.gen(function* () {
       const db = yield* Database.create({ signer: key })
       for (let i = 0; i < n; i++) {
         const t = Transaction.begin(db, key)
-        yield* new DocStore(t, "data").set(`k${i % 10}`, i)
+        yield* new DocStore(t, "data").set(...write(i))
         yield* Transaction.commit(t)
       }
       return { db, entries: yield* dump(db.rootId) }
@@ -250,18 +235,7 @@ describe("store state checkpoints", () => {
       const auth = yield* Auth
       const key = yield* auth.generateKey
       // 100 entries, each adding a key: the state grows by one slot an entry
-      const history = yield* Effect.provide(
-        Effect.gen(function* () {
-          const db = yield* Database.create({ signer: key })
-          for (let i = 0; i < 100; i++) {
-            const t = Transaction.begin(db, key)
-            yield* new DocStore(t, "data").set(`k${i}`, i)
-            yield* Transaction.commit(t)
-          }
-          return { db, entries: yield* dump(db.rootId) }
-        }),
-        memoryWith(layerCache)
-      )
+      const history = yield* linearHistory(key, 100, (i) => [`k${i}`, i])
       const treeId = history.db.rootId
       const concurrent = yield* concurrentWrite(history, key, history.entries.at(-1)!.height - 2)
       const expected = yield* freshFold(treeId, [...history.entries, concurrent])
