@@ -4,7 +4,10 @@
  * merges only the new deltas instead of refolding history. An entry that sorts inside history (a
  * peer's concurrent write) cannot be merged on top: the state is refolded from the latest checkpoint
  * before it (an intermediate state of the fold, kept a few dozen to a few thousand entries back), not
- * from the start. The same cache holds the settings states at pinned tips (see PinnedSettings.ts).
+ * from the start. The cache holds at most a given number of slots (`Doc.slots`, counted over states
+ * and their checkpoints): past it, the states read least recently are dropped, to be loaded from
+ * their saved copy (or refolded) when read again. The same cache holds the settings states at
+ * pinned tips (see PinnedSettings.ts).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -79,6 +82,8 @@ interface Cached {
   slots: number
   /** What was folded in since the state was last saved to (or loaded from) storage. */
   unsaved: Unsaved
+  /** The slots the cache counts for this state (see `remember`). */
+  weight: number
 }
 
 /** What a state holds that its saved copy does not, and the size of that copy (see `save`). */
@@ -91,15 +96,33 @@ interface Unsaved {
   savedSize: number
 }
 
+/**
+ * The default bound: a state of 100,000 keys and its four checkpoints count 500,000 slots. A slot takes
+ * ~150 bytes of heap besides its value in a state (measured), ~37 in a checkpoint (values are shared).
+ */
+export const DEFAULT_MAX_SLOTS = 1_000_000
+
 /** The per-process cache of folded states. */
 export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
   StateCache,
-  { readonly states: Map<string, Cached>; readonly settings: Map<string, Doc>; readonly checkpoints: CheckpointPolicy }
+  {
+    /** By key, the least recently read first. */
+    readonly states: Map<string, Cached>
+    readonly settings: Map<string, Doc>
+    readonly checkpoints: CheckpointPolicy
+    /** The most slots the states and their checkpoints may hold together (the one last read is always kept)... */
+    readonly maxSlots: number
+    /** ...and the slots they hold now. */
+    readonly held: { slots: number }
+  }
 >() {}
 
-/** A fresh, empty cache (checkpoints as `defaultCheckpoints` unless given). */
-export const layerCacheWith = (checkpoints: CheckpointPolicy = defaultCheckpoints): Layer.Layer<StateCache> =>
-  Layer.sync(StateCache, () => ({ states: new Map(), settings: new Map(), checkpoints }))
+/** A fresh, empty cache (by default with `defaultCheckpoints`, holding `DEFAULT_MAX_SLOTS` slots at most). */
+export const layerCacheWith = (
+  checkpoints: CheckpointPolicy = defaultCheckpoints,
+  maxSlots: number = DEFAULT_MAX_SLOTS
+): Layer.Layer<StateCache> =>
+  Layer.sync(StateCache, () => ({ states: new Map(), settings: new Map(), checkpoints, maxSlots, held: { slots: 0 } }))
 
 /** A fresh, empty cache. */
 export const layerCache: Layer.Layer<StateCache> = layerCacheWith()
@@ -123,11 +146,14 @@ export const stateOf = (
       // a state saved by an earlier process (plain stores only: decrypted states never touch disk),
       // with the checkpoint saved beside it: later entries that sort after either refold from there
       cached = yield* loadSaved(treeId, store)
-      if (cached !== undefined) cache.states.set(key, cached)
+      if (cached !== undefined) remember(cache, key, cached)
     }
     if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined, undefined)).doc
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
-    if (since.length === 0) return cached.doc
+    if (since.length === 0) {
+      remember(cache, key, cached)
+      return cached.doc
+    }
     const sorted = [...since].sort(compareByHeight)
     const first = sorted[0]!
     if (sortsAfter(first, cached.maxHeight, cached.maxId)) {
@@ -150,6 +176,7 @@ export const stateOf = (
       trim(cached.checkpoints, policy.max)
       cached.unsaved.entries += sorted.length
       cached.unsaved.bytes += next.bytes
+      remember(cache, key, cached)
       yield* save(treeId, store, codec, cached)
       return cached.doc
     }
@@ -174,6 +201,28 @@ const sortsAfter = (ref: StoreEntryRef, height: number, id: string): boolean =>
 /** Drop checkpoints beyond `max`, keeping the oldest (deep history) and the newest. */
 const trim = (checkpoints: Array<Checkpoint>, max: number): void => {
   while (checkpoints.length > Math.max(max, 1)) checkpoints.splice(checkpoints.length > 1 ? 1 : 0, 1)
+}
+
+/**
+ * Keep a state as the one read last, counting its slots as of its last fold or checkpoint, once more
+ * per checkpoint (an earlier, smaller state); then drop the states read least recently while the
+ * cache holds more than its `maxSlots`.
+ */
+const remember = (cache: Context.Tag.Service<StateCache>, key: string, cached: Cached): void => {
+  const previous = cache.states.get(key)
+  if (previous !== undefined) forget(cache, key, previous)
+  cached.weight = Math.max(1, cached.slots) * (1 + cached.checkpoints.length)
+  cache.held.slots += cached.weight
+  cache.states.set(key, cached)
+  for (const [k, c] of cache.states) {
+    if (cache.held.slots <= cache.maxSlots || k === key) break
+    forget(cache, k, c)
+  }
+}
+
+const forget = (cache: Context.Tag.Service<StateCache>, key: string, cached: Cached): void => {
+  cache.states.delete(key)
+  cache.held.slots -= cached.weight
 }
 
 /**
@@ -219,9 +268,10 @@ const refold = (
         entries: (from === undefined ? 0 : unsaved?.entries ?? 0) + tail.length,
         bytes: (from === undefined ? 0 : unsaved?.bytes ?? 0) + folded.bytes,
         savedSize: unsaved?.savedSize ?? 0
-      }
+      },
+      weight: 0
     }
-    cache.states.set(key, fresh)
+    remember(cache, key, fresh)
     yield* save(treeId, store, codec, fresh)
     return fresh
   })
@@ -297,14 +347,15 @@ const loadSaved = (treeId: string, store: string): Effect.Effect<Cached | undefi
       checkpoints,
       merged: 0,
       slots: doc.slots(),
-      unsaved: { entries: 0, bytes: 0, savedSize: saved.state.length }
+      unsaved: { entries: 0, bytes: 0, savedSize: saved.state.length },
+      weight: 0
     }
   })
 
 /** Forget cached states of a tree (for example after a codec's key changed). */
 export const invalidate = (treeId: string) =>
   Effect.map(StateCache, (cache) => {
-    for (const k of cache.states.keys()) if (k.startsWith(`${treeId}\u0000`)) cache.states.delete(k)
+    for (const [k, c] of cache.states) if (k.startsWith(`${treeId}\u0000`)) forget(cache, k, c)
   })
 
 const CHUNK = 2_000

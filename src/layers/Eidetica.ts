@@ -5,7 +5,7 @@
  * it at the edge: every call of `layer` builds a separate engine (and opens its own storage).
  */
 import * as Layer from "effect/Layer"
-import { layerCache, type StateCache } from "../database/StoreState.js"
+import { DEFAULT_MAX_SLOTS, defaultCheckpoints, layerCacheWith, type StateCache } from "../database/StoreState.js"
 import type { StorageError } from "../schema/Errors.js"
 import type { Auth } from "../services/Auth.js"
 import type { Cipher } from "../services/Cipher.js"
@@ -32,6 +32,11 @@ export interface Options {
   readonly sync?: SyncLayers.SyncLayerOptions | undefined
   /** Options of the background sync engine (tests and benchmarks). */
   readonly engine?: SyncEngineLayers.Options | undefined
+  /**
+   * The most slots (keys and list items) of folded store states kept in memory, their checkpoints
+   * counted too; past it the states read least recently are dropped. 1,000,000 by default.
+   */
+  readonly stateCacheSlots?: number | undefined
 }
 
 /** The SQLite file used when no filename is given. */
@@ -46,7 +51,8 @@ export const layer = (options: Options = {}): Layer.Layer<Services, StorageError
     options.storage === "memory"
       ? StorageLayers.layerMemory
       : StorageLayers.layerSqlite({ filename: options.filename ?? defaultFilename })
-  const base = Layer.mergeAll(storage, AuthLayers.layerNode, CipherLayers.layerNode, layerCache, WriteEvents.layer)
+  const cache = layerCacheWith(defaultCheckpoints, options.stateCacheSlots ?? DEFAULT_MAX_SLOTS)
+  const base = Layer.mergeAll(storage, AuthLayers.layerNode, CipherLayers.layerNode, cache, WriteEvents.layer)
   const withInstance = InstanceLayers.layer.pipe(Layer.provideMerge(base))
   const withSync = SyncLayers.layer(options.sync).pipe(Layer.provideMerge(withInstance))
   // last, so its actors stop before the servers and storage they use

@@ -12,10 +12,11 @@ import * as Database from "../../src/database/Database.js"
 import { ingest } from "../../src/database/Ingest.js"
 import {
   type CheckpointPolicy,
+  defaultCheckpoints,
   layerCache,
   layerCacheWith,
   PERSIST_AFTER,
-  type StateCache,
+  StateCache,
   stateOf
 } from "../../src/database/StoreState.js"
 import { DocStore } from "../../src/database/Stores.js"
@@ -360,6 +361,85 @@ describe("store state checkpoints", () => {
           expect(Object.keys(state.toJSON())).toHaveLength(1 + PERSIST_AFTER + 1_100 + 1)
         }),
         Layer.mergeAll(Layer.succeed(Storage, storage), layerCache, WriteEvents.layer)
+      )
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+})
+
+describe("the state cache's bound", () => {
+  /** Stores "a", "b" and "c" of 40 keys each (one entry each), and "data" of 100 keys (one entry per key), in `storage`. */
+  const fourStores = (storage: Storage["Type"]) =>
+    Effect.provide(
+      Effect.gen(function* () {
+        const key = yield* (yield* Auth).generateKey
+        const db = yield* Database.create({ signer: key })
+        for (const store of ["a", "b", "c"]) {
+          const t = Transaction.begin(db, key)
+          for (let i = 0; i < 40; i++) yield* new DocStore(t, store).set(`${store}${i}`, i)
+          yield* Transaction.commit(t)
+        }
+        for (let i = 0; i < 100; i++) {
+          const t = Transaction.begin(db, key)
+          yield* new DocStore(t, "data").set(`d${i}`, i)
+          yield* Transaction.commit(t)
+        }
+        return db.rootId
+      }),
+      memoryWith(layerCache, undefined, storage)
+    )
+  const cachedStores = (cache: StateCache["Type"]) => [...cache.states.keys()].map((k) => k.split("\u0000")[1])
+  const expected = (store: string, n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${store}${i}`, i]))
+
+  it.effect("past its slots, the states read least recently are dropped; read again, they are folded again, the same", () =>
+    Effect.gen(function* () {
+      const storage = yield* StorageLayers.makeMemory
+      const treeId = yield* fourStores(storage)
+      const counter = { fetched: 0 }
+      yield* Effect.provide(
+        Effect.gen(function* () {
+          const cache = yield* StateCache
+          expect((yield* stateOf(treeId, "a")).toJSON()).toEqual(expected("a", 40))
+          expect((yield* stateOf(treeId, "b")).toJSON()).toEqual(expected("b", 40))
+          expect(cachedStores(cache)).toEqual(["a", "b"])
+          expect(cache.held.slots).toBe(80)
+          // a third state of 40 slots: 120 > 100, so the one read least recently goes
+          yield* stateOf(treeId, "c")
+          expect(cachedStores(cache)).toEqual(["b", "c"])
+          expect(cache.held.slots).toBe(80)
+          // reading b makes c the least recently read: reading a again drops c, and refolds a (one entry)
+          yield* stateOf(treeId, "b")
+          counter.fetched = 0
+          expect((yield* stateOf(treeId, "a")).toJSON()).toEqual(expected("a", 40))
+          expect(counter.fetched).toBe(1)
+          expect(cachedStores(cache)).toEqual(["b", "a"])
+          expect(cache.held.slots).toBe(80)
+          // a cached state is read without folding anything
+          counter.fetched = 0
+          yield* stateOf(treeId, "b")
+          expect(counter.fetched).toBe(0)
+        }),
+        memoryWith(layerCacheWith(defaultCheckpoints, 100), counter, storage)
+      )
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+
+  it.effect("a state's checkpoints count, and the state just read is kept even when it alone is over the bound", () =>
+    Effect.gen(function* () {
+      const storage = yield* StorageLayers.makeMemory
+      const treeId = yield* fourStores(storage)
+      yield* Effect.provide(
+        Effect.gen(function* () {
+          const cache = yield* StateCache
+          yield* stateOf(treeId, "a")
+          expect(cache.held.slots).toBe(40)
+          // 100 entries: the fold keeps the state 64 entries before its end as a checkpoint, a copy
+          // of the state, counted at the state's size: 100 x 2
+          expect((yield* stateOf(treeId, "data")).toJSON()).toEqual(expected("d", 100))
+          expect(cachedStores(cache)).toEqual(["data"])
+          expect(cache.held.slots).toBe(200)
+          yield* stateOf(treeId, "b")
+          expect(cachedStores(cache)).toEqual(["b"])
+          expect(cache.held.slots).toBe(40)
+        }),
+        memoryWith(layerCacheWith(defaultCheckpoints, 30), undefined, storage)
       )
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 })

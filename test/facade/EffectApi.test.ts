@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Path from "node:path"
-import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
+import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, StoreState, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
 import { cleanup, tempDir } from "./helpers.js"
 
 const scenario = Effect.gen(function* () {
@@ -47,6 +47,15 @@ describe("Effect API", () => {
       const sync = yield* Sync.Sync
       yield* sync.enableHttpTransport()
     }).pipe(Effect.provide(Eidetica.layer({ storage: "memory" }))))
+
+  it.effect("Eidetica.layer bounds the store-state cache: 1,000,000 slots unless stateCacheSlots says otherwise", () =>
+    Effect.gen(function* () {
+      const bound = (options: Eidetica.Options) =>
+        Effect.provide(Effect.map(StoreState.StateCache, (cache) => cache.maxSlots), Eidetica.layer(options))
+      expect(yield* bound({ storage: "memory" })).toBe(StoreState.DEFAULT_MAX_SLOTS)
+      expect(StoreState.DEFAULT_MAX_SLOTS).toBe(1_000_000)
+      expect(yield* bound({ storage: "memory", stateCacheSlots: 5_000 })).toBe(5_000)
+    }))
 
   it.effect("Eidetica.layer on a SQLite file keeps the data for the next build", () =>
     Effect.gen(function* () {
