@@ -13,7 +13,7 @@ export type { SyncSettings, TrackedDatabase } from "./schema/SyncSettings.js"
 /** Instance, backends and users. */
 export { InMemory, Instance, Sqlite, User } from "./facade/Instance.js"
 /** Types of the Instance API. */
-export type { Backend, KeyInfo, TrackOptions } from "./facade/Instance.js"
+export type { Backend, KeyInfo, OpenOptions, TrackOptions } from "./facade/Instance.js"
 /** Databases, transactions and stores. */
 export { Database, DocStore, DocStoreView, SettingsStore, Table, TableView, Transaction } from "./facade/Database.js"
 /** Types of the Database API. */

@@ -32,6 +32,15 @@ export class Sqlite {
 /** Where an Instance keeps its data. */
 export type Backend = InMemory | Sqlite
 
+/** Options of `Instance.open`. */
+export interface OpenOptions {
+  /**
+   * The most keys and list items of folded store states kept in memory (checkpoints counted); past
+   * it the states read least recently are dropped and reloaded when read again. 1,000,000 by default.
+   */
+  readonly stateCacheSlots?: number | undefined
+}
+
 /** A key of a user as `listKeys` gives it. */
 export type KeyInfo = UserKeyInfo
 
@@ -49,11 +58,17 @@ export class Instance {
   private constructor(private readonly runner: Runner, private readonly service: InstanceShape) {}
 
   /** Open an instance on a backend (an embedded SQLite file at `./eidetica.db` when none is given). */
-  static open(backend: Backend = new Sqlite(Eidetica.defaultFilename)): Promise<Instance> {
+  static open(backend: Backend = new Sqlite(Eidetica.defaultFilename), options: OpenOptions = {}): Promise<Instance> {
     if (!(backend instanceof InMemory) && !(backend instanceof Sqlite))
       return Promise.reject(new InvalidArgument("Instance.open expects new InMemory() or new Sqlite(path)"))
-    const layer =
-      backend instanceof InMemory ? Eidetica.layer({ storage: "memory" }) : Eidetica.layer({ storage: "sqlite", filename: backend.path })
+    const slots = options.stateCacheSlots
+    if (slots !== undefined && (!Number.isSafeInteger(slots) || slots < 1))
+      return Promise.reject(new InvalidArgument("stateCacheSlots must be a positive integer"))
+    const layer = Eidetica.layer(
+      backend instanceof InMemory
+        ? { storage: "memory", stateCacheSlots: slots }
+        : { storage: "sqlite", filename: backend.path, stateCacheSlots: slots }
+    )
     const runner = new Runner(ManagedRuntime.make(layer))
     return runner.run(InstanceTag).then(
       (service) => new Instance(runner, service),

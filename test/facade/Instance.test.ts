@@ -258,6 +258,34 @@ for (const [label, backendOf] of backends) {
       expect(() => db.onWrite(undefined as unknown as () => void)).toThrow(InvalidArgument)
     })
 
+    it("a store-state cache bounded to a few keys still reads every store right; a bad bound is refused", async () => {
+      await rejection(Instance.open(backendOf(dir), { stateCacheSlots: 0 }), "InvalidArgument", InvalidArgument)
+      await rejection(Instance.open(backendOf(dir), { stateCacheSlots: 1.5 }), "InvalidArgument")
+      const smallDir = tempDir()
+      const small = await Instance.open(backendOf(smallDir), { stateCacheSlots: 5 })
+      try {
+        await small.createUser("alice")
+        const user = await small.loginUser("alice")
+        const db = await user.createDatabase(Doc.from({ name: "n" }), await user.getDefaultKey())
+        for (let round = 0; round < 3; round++) {
+          const txn = await db.newTransaction()
+          for (const store of ["a", "b", "c"]) {
+            const writer = await txn.docStore(store)
+            for (let i = 0; i < 10; i++) await writer.set(`${store}${i}`, `${round}`)
+          }
+          await txn.commit()
+          // each state (10 keys) is over the bound alone: every read drops the one read before
+          for (const store of ["a", "b", "c", "a"]) {
+            const all = await (await db.docStore(store)).getAll()
+            expect(all).toEqual(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`${store}${i}`, `${round}`])))
+          }
+        }
+      } finally {
+        await small.close()
+        cleanup(smallDir)
+      }
+    })
+
     it("opening an unknown database rejects with TreeNotFound", async () => {
       await instance.createUser("alice")
       const user = await instance.loginUser("alice")
