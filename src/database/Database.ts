@@ -15,7 +15,8 @@ import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type IngestEnv, ingestSignedHere } from "./Ingest.js"
-import { StateCache, stateOf } from "./StoreState.js"
+import { StateCache } from "./StateCache.js"
+import { stateOf } from "./StoreState.js"
 
 /** A key that signs entries: its key pair, and whether it signs under the global `*` grant. */
 export interface Signer {

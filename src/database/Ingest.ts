@@ -18,7 +18,7 @@ import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
 import type { SubTreeNode } from "../schema/Entry.js"
 import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
-import { StateCache } from "./StoreState.js"
+import { StateCache } from "./StateCache.js"
 import { decodeVerifyingAhead } from "./VerifyAhead.js"
 
 /** What happened to a batch: the IDs newly stored, and every entry refused with its reason. */

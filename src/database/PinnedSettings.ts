@@ -12,7 +12,8 @@ import * as Entry from "../core/Entry.js"
 import { compareIds } from "../schema/Ids.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage } from "../services/Storage.js"
-import { plainCodec, StateCache } from "./StoreState.js"
+import { StateCache } from "./StateCache.js"
+import { plainCodec } from "./StoreState.js"
 
 /** Where entries are looked up while validating a batch: the batch itself first, then storage. */
 export type Lookup = (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>

@@ -1,23 +1,30 @@
 /**
- * Store states: the CRDT fold of every entry of a store, in (store height, ID) order. A per-process
- * cache keeps each folded state with the last insertion seq it covers, so reading after an append
- * merges only the new deltas instead of refolding history. An entry that sorts inside history (a
- * peer's concurrent write) cannot be merged on top: the state is refolded from the latest checkpoint
- * before it (an intermediate state of the fold, kept a few dozen to a few thousand entries back), not
- * from the start. The cache holds at most a given number of slots (`Doc.slots`, counted over states
- * and their checkpoints): past it, the states read least recently are dropped, to be loaded from
- * their saved copy (or refolded) when read again. The same cache holds the settings states at
- * pinned tips (see PinnedSettings.ts).
+ * Store states: the CRDT fold of every entry of a store, in (store height, ID) order. The cache
+ * (StateCache.ts) keeps each folded state with the last insertion seq it covers, so reading after an
+ * append merges only the new deltas instead of refolding history. An entry that sorts inside history
+ * (a peer's concurrent write) cannot be merged on top: the state is refolded from the latest
+ * checkpoint before it (an intermediate state of the fold, kept a few dozen to a few thousand entries
+ * back), not from the start. Large states are saved to storage, so a new process starts from them.
  */
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { compareByHeight, firstAfter } from "../core/Dag.js"
 import { Doc, DocFormatError } from "../core/Doc.js"
 import { compareIds } from "../schema/Ids.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage, type StoreEntryRef } from "../services/Storage.js"
+import { type Cached, type Checkpoint, type CheckpointPolicy, remember, StateCache, touch, type Unsaved } from "./StateCache.js"
+
+// the cache's API, where it was before it had a module of its own
+export {
+  type CheckpointPolicy,
+  DEFAULT_MAX_SLOTS,
+  defaultCheckpoints,
+  invalidate,
+  layerCache,
+  layerCacheWith,
+  StateCache
+} from "./StateCache.js"
 
 /** How a store's raw entry data becomes a Doc delta (plain JSON, or decrypted first). */
 export interface DeltaCodec {
@@ -35,97 +42,6 @@ export const plainCodec: DeltaCodec = {
       catch: (e) => new InvalidEntry({ reason: e instanceof DocFormatError ? e.message : String(e) })
     })
 }
-
-/** Which intermediate states of a fold are kept to refold from. */
-export interface CheckpointPolicy {
-  /** A fold keeps the state this many entries before its end, for each distance (ascending). */
-  readonly lags: ReadonlyArray<number>
-  /** After this many entries merged on top, the current state is kept as a checkpoint too... */
-  readonly every: number
-  /**
-   * ...or after one entry per this many slots of the state (`Doc.slots`), when that is more: a
-   * checkpoint copies the whole state, so a large state keeps them further apart (undefined: `every` alone).
-   */
-  readonly slotsPerEntry?: number
-  /** Checkpoints kept per store at most (the oldest and the newest are kept). */
-  readonly max: number
-}
-
-/**
- * The default: 64 and 1,024 entries back; one more every 256 entries merged on top, or one per 32
- * slots of the state when that is more; 4 at most (each is a copy of the state, so a store's states
- * take at most five times its state's memory). Copying a state costs ~0.8 us per slot here (80 ms at
- * 100,000 keys; strings are shared, not copied), so a copy every 256 entries cost ~310 us per entry
- * merged at that size; one per 32 slots keeps it near 26 us, while a refold from the latest
- * checkpoint (at most 3,125 entries back at that size) costs from about the copy's own cost (memory
- * storage) to about twice it (SQLite).
- */
-export const defaultCheckpoints: CheckpointPolicy = { lags: [64, 1_024], every: 256, max: 4, slotsPerEntry: 32 }
-
-/** The fold of every entry of a store up to and including (height, id), in fold order. Never mutated. */
-interface Checkpoint {
-  readonly doc: Doc
-  readonly height: number
-  readonly id: string
-}
-
-interface Cached {
-  doc: Doc
-  seq: number
-  maxHeight: number
-  maxId: string
-  /** Earlier states of the same fold, in fold order. */
-  checkpoints: Array<Checkpoint>
-  /** Entries merged on top since the last checkpoint was kept. */
-  merged: number
-  /** The state's slots (`Doc.slots`) when it was folded, loaded or last checkpointed. */
-  slots: number
-  /** What was folded in since the state was last saved to (or loaded from) storage. */
-  unsaved: Unsaved
-  /** The slots the cache counts for this state (see `remember`). */
-  weight: number
-}
-
-/** What a state holds that its saved copy does not, and the size of that copy (see `save`). */
-interface Unsaved {
-  /** Entries folded in since the last save. */
-  entries: number
-  /** Bytes of store data those entries carried. */
-  bytes: number
-  /** The length of the saved state's JSON (0 when none is saved). */
-  savedSize: number
-}
-
-/**
- * The default bound: a state of 100,000 keys and its four checkpoints count 500,000 slots. A slot takes
- * ~150 bytes of heap besides its value in a state (measured), ~37 in a checkpoint (values are shared).
- */
-export const DEFAULT_MAX_SLOTS = 1_000_000
-
-/** The per-process cache of folded states. */
-export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
-  StateCache,
-  {
-    /** By key, the least recently read first. */
-    readonly states: Map<string, Cached>
-    readonly settings: Map<string, Doc>
-    readonly checkpoints: CheckpointPolicy
-    /** The most slots the states and their checkpoints may hold together (the one last read is always kept)... */
-    readonly maxSlots: number
-    /** ...and the slots they hold now. */
-    readonly held: { slots: number }
-  }
->() {}
-
-/** A fresh, empty cache (by default with `defaultCheckpoints`, holding `DEFAULT_MAX_SLOTS` slots at most). */
-export const layerCacheWith = (
-  checkpoints: CheckpointPolicy = defaultCheckpoints,
-  maxSlots: number = DEFAULT_MAX_SLOTS
-): Layer.Layer<StateCache> =>
-  Layer.sync(StateCache, () => ({ states: new Map(), settings: new Map(), checkpoints, maxSlots, held: { slots: 0 } }))
-
-/** A fresh, empty cache. */
-export const layerCache: Layer.Layer<StateCache> = layerCacheWith()
 
 /**
  * The current state of a store. The returned Doc is shared with the cache: read it, clone it, never
@@ -151,7 +67,7 @@ export const stateOf = (
     if (cached === undefined) return (yield* refold(treeId, store, codec, key, undefined, undefined)).doc
     const since = yield* storage.storeEntriesSince(treeId, store, cached.seq)
     if (since.length === 0) {
-      remember(cache, key, cached)
+      touch(cache, key, cached)
       return cached.doc
     }
     const sorted = [...since].sort(compareByHeight)
@@ -201,28 +117,6 @@ const sortsAfter = (ref: StoreEntryRef, height: number, id: string): boolean =>
 /** Drop checkpoints beyond `max`, keeping the oldest (deep history) and the newest. */
 const trim = (checkpoints: Array<Checkpoint>, max: number): void => {
   while (checkpoints.length > Math.max(max, 1)) checkpoints.splice(checkpoints.length > 1 ? 1 : 0, 1)
-}
-
-/**
- * Keep a state as the one read last, counting its slots as of its last fold or checkpoint, once more
- * per checkpoint (an earlier, smaller state); then drop the states read least recently while the
- * cache holds more than its `maxSlots`.
- */
-const remember = (cache: Context.Tag.Service<StateCache>, key: string, cached: Cached): void => {
-  const previous = cache.states.get(key)
-  if (previous !== undefined) forget(cache, key, previous)
-  cached.weight = Math.max(1, cached.slots) * (1 + cached.checkpoints.length)
-  cache.held.slots += cached.weight
-  cache.states.set(key, cached)
-  for (const [k, c] of cache.states) {
-    if (cache.held.slots <= cache.maxSlots || k === key) break
-    forget(cache, k, c)
-  }
-}
-
-const forget = (cache: Context.Tag.Service<StateCache>, key: string, cached: Cached): void => {
-  cache.states.delete(key)
-  cache.held.slots -= cached.weight
 }
 
 /**
@@ -350,12 +244,6 @@ const loadSaved = (treeId: string, store: string): Effect.Effect<Cached | undefi
       unsaved: { entries: 0, bytes: 0, savedSize: saved.state.length },
       weight: 0
     }
-  })
-
-/** Forget cached states of a tree (for example after a codec's key changed). */
-export const invalidate = (treeId: string) =>
-  Effect.map(StateCache, (cache) => {
-    for (const [k, c] of cache.states) if (k.startsWith(`${treeId}\u0000`)) forget(cache, k, c)
   })
 
 const CHUNK = 2_000

@@ -23,7 +23,8 @@ import { Storage, type StorageShape } from "../services/Storage.js"
 import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
 import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
 import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
-import { type DeltaCodec, plainCodec, StateCache, stateOf } from "./StoreState.js"
+import { StateCache } from "./StateCache.js"
+import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
 
 /** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
 export interface StoreCodec extends DeltaCodec {

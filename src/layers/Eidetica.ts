@@ -5,7 +5,7 @@
  * it at the edge: every call of `layer` builds a separate engine (and opens its own storage).
  */
 import * as Layer from "effect/Layer"
-import { DEFAULT_MAX_SLOTS, defaultCheckpoints, layerCacheWith, type StateCache } from "../database/StoreState.js"
+import { DEFAULT_MAX_SLOTS, defaultCheckpoints, layerCacheWith, type StateCache } from "../database/StateCache.js"
 import type { StorageError } from "../schema/Errors.js"
 import type { Auth } from "../services/Auth.js"
 import type { Cipher } from "../services/Cipher.js"

@@ -19,7 +19,7 @@ import type { StoredEntry } from "../core/Entry.js"
 import * as SyncAuth from "../core/SyncAuth.js"
 import { checkSigner, type Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
-import { StateCache } from "../database/StoreState.js"
+import { StateCache } from "../database/StateCache.js"
 import { hintedSigner, rootSigners } from "../database/VerifyAhead.js"
 import {
   AuthenticationRequired,

@@ -366,23 +366,24 @@ describe("store state checkpoints", () => {
 })
 
 describe("the state cache's bound", () => {
-  /** Stores "a", "b" and "c" of 40 keys each (one entry each), and "data" of 100 keys (one entry per key), in `storage`. */
+  /**
+   * Stores "a", "b" and "c" of 40 keys each (one entry each), and "d" of 100 keys (one entry per key),
+   * written into `storage` through another cache: the tree, and how to write more keys to a store.
+   */
   const fourStores = (storage: Storage["Type"]) =>
     Effect.provide(
       Effect.gen(function* () {
         const key = yield* (yield* Auth).generateKey
         const db = yield* Database.create({ signer: key })
-        for (const store of ["a", "b", "c"]) {
-          const t = Transaction.begin(db, key)
-          for (let i = 0; i < 40; i++) yield* new DocStore(t, store).set(`${store}${i}`, i)
-          yield* Transaction.commit(t)
-        }
-        for (let i = 0; i < 100; i++) {
-          const t = Transaction.begin(db, key)
-          yield* new DocStore(t, "data").set(`d${i}`, i)
-          yield* Transaction.commit(t)
-        }
-        return db.rootId
+        const write = (store: string, from: number, to: number) =>
+          Effect.gen(function* () {
+            const t = Transaction.begin(db, key)
+            for (let i = from; i < to; i++) yield* new DocStore(t, store).set(`${store}${i}`, i)
+            yield* Transaction.commit(t)
+          }).pipe(Effect.provide(memoryWith(layerCache, undefined, storage)))
+        for (const store of ["a", "b", "c"]) yield* write(store, 0, 40)
+        for (let i = 0; i < 100; i++) yield* write("d", i, i + 1)
+        return { treeId: db.rootId, write }
       }),
       memoryWith(layerCache, undefined, storage)
     )
@@ -392,7 +393,7 @@ describe("the state cache's bound", () => {
   it.effect("past its slots, the states read least recently are dropped; read again, they are folded again, the same", () =>
     Effect.gen(function* () {
       const storage = yield* StorageLayers.makeMemory
-      const treeId = yield* fourStores(storage)
+      const { treeId, write } = yield* fourStores(storage)
       const counter = { fetched: 0 }
       yield* Effect.provide(
         Effect.gen(function* () {
@@ -416,6 +417,16 @@ describe("the state cache's bound", () => {
           counter.fetched = 0
           yield* stateOf(treeId, "b")
           expect(counter.fetched).toBe(0)
+          // a state that grows by merges is counted at its new size: b 50 + a 40 fit...
+          yield* write("b", 40, 50)
+          expect((yield* stateOf(treeId, "b")).toJSON()).toEqual(expected("b", 50))
+          expect(cachedStores(cache)).toEqual(["a", "b"])
+          expect(cache.held.slots).toBe(90)
+          // ...a 60 + b 50 do not
+          yield* write("a", 40, 60)
+          expect((yield* stateOf(treeId, "a")).toJSON()).toEqual(expected("a", 60))
+          expect(cachedStores(cache)).toEqual(["a"])
+          expect(cache.held.slots).toBe(60)
         }),
         memoryWith(layerCacheWith(defaultCheckpoints, 100), counter, storage)
       )
@@ -424,7 +435,7 @@ describe("the state cache's bound", () => {
   it.effect("a state's checkpoints count, and the state just read is kept even when it alone is over the bound", () =>
     Effect.gen(function* () {
       const storage = yield* StorageLayers.makeMemory
-      const treeId = yield* fourStores(storage)
+      const { treeId } = yield* fourStores(storage)
       yield* Effect.provide(
         Effect.gen(function* () {
           const cache = yield* StateCache
@@ -432,8 +443,8 @@ describe("the state cache's bound", () => {
           expect(cache.held.slots).toBe(40)
           // 100 entries: the fold keeps the state 64 entries before its end as a checkpoint, a copy
           // of the state, counted at the state's size: 100 x 2
-          expect((yield* stateOf(treeId, "data")).toJSON()).toEqual(expected("d", 100))
-          expect(cachedStores(cache)).toEqual(["data"])
+          expect((yield* stateOf(treeId, "d")).toJSON()).toEqual(expected("d", 100))
+          expect(cachedStores(cache)).toEqual(["d"])
           expect(cache.held.slots).toBe(200)
           yield* stateOf(treeId, "b")
           expect(cachedStores(cache)).toEqual(["b"])
