@@ -13,6 +13,7 @@ import { ingest } from "../../src/database/Ingest.js"
 import {
   type CheckpointPolicy,
   defaultCheckpoints,
+  invalidate,
   layerCache,
   layerCacheWith,
   PERSIST_AFTER,
@@ -432,7 +433,7 @@ describe("the state cache's bound", () => {
       )
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 
-  it.effect("a state's checkpoints count, and the state just read is kept even when it alone is over the bound", () =>
+  it.effect("a state's checkpoints count, the state just read is kept even when it alone is over the bound, and invalidate gives slots back", () =>
     Effect.gen(function* () {
       const storage = yield* StorageLayers.makeMemory
       const { treeId } = yield* fourStores(storage)
@@ -449,6 +450,10 @@ describe("the state cache's bound", () => {
           yield* stateOf(treeId, "b")
           expect(cachedStores(cache)).toEqual(["b"])
           expect(cache.held.slots).toBe(40)
+          // forgetting a tree's states gives their slots back
+          yield* invalidate(treeId)
+          expect(cache.states.size).toBe(0)
+          expect(cache.held.slots).toBe(0)
         }),
         memoryWith(layerCacheWith(defaultCheckpoints, 30), undefined, storage)
       )
