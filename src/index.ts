@@ -48,10 +48,8 @@ export * as Transaction from "./database/Transaction.js"
 export * as Stores from "./database/Stores.js"
 /** The settings view inside a transaction. */
 export * as SettingsStore from "./database/SettingsStore.js"
-/** Store states: `stateOf`, and the cache's layers (`layerCache`), also in StateCache. */
+/** Store states: `stateOf`, and the state cache's layers (`layerCache`, `layerCacheWith`) and bound. */
 export * as StoreState from "./database/StoreState.js"
-/** The per-process cache of store states: its layers (`layerCache`, `layerCacheWith`) and bound. */
-export * as StateCache from "./database/StateCache.js"
 /** PasswordStore: DocStore or Table sealed with a password (AES-256-GCM, Argon2id). */
 export * as PasswordStore from "./database/PasswordStore.js"
 /** Bootstrap requests: list, approve, reject. */

@@ -15,7 +15,7 @@ import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage, type StoreEntryRef } from "../services/Storage.js"
 import { type Cached, type Checkpoint, type CheckpointPolicy, remember, StateCache, touch, type Unsaved } from "./StateCache.js"
 
-// the cache's API, where it was before it had a module of its own
+// the cache's public names (the package exports this module, not StateCache.ts, whose bookkeeping is internal)
 export {
   type CheckpointPolicy,
   DEFAULT_MAX_SLOTS,

@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Path from "node:path"
-import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, StateCache, Storage, StoreState, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
+import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, StoreState, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
 import { cleanup, tempDir } from "./helpers.js"
 
 const scenario = Effect.gen(function* () {
@@ -37,8 +37,7 @@ describe("Effect API", () => {
     expect(SyncSettings.disabled.syncEnabled).toBe(false)
     expect(Protocol.PROTOCOL_VERSION).toBe(0)
     expect(typeof Database.create).toBe("function")
-    expect(Layer.isLayer(StateCache.layerCache)).toBe(true)
-    expect(StoreState.layerCache).toBe(StateCache.layerCache) // where it was before it had a module of its own
+    expect(Layer.isLayer(StoreState.layerCache)).toBe(true)
   })
 
   it.effect("Eidetica.layer on memory runs a whole engine", () =>
@@ -53,9 +52,9 @@ describe("Effect API", () => {
   it.effect("Eidetica.layer bounds the store-state cache: 1,000,000 slots unless stateCacheSlots says otherwise", () =>
     Effect.gen(function* () {
       const bound = (options: Eidetica.Options) =>
-        Effect.provide(Effect.map(StateCache.StateCache, (cache) => cache.maxSlots), Eidetica.layer(options))
-      expect(yield* bound({ storage: "memory" })).toBe(StateCache.DEFAULT_MAX_SLOTS)
-      expect(StateCache.DEFAULT_MAX_SLOTS).toBe(1_000_000)
+        Effect.provide(Effect.map(StoreState.StateCache, (cache) => cache.maxSlots), Eidetica.layer(options))
+      expect(yield* bound({ storage: "memory" })).toBe(StoreState.DEFAULT_MAX_SLOTS)
+      expect(StoreState.DEFAULT_MAX_SLOTS).toBe(1_000_000)
       expect(yield* bound({ storage: "memory", stateCacheSlots: 5_000 })).toBe(5_000)
     }))
 
