@@ -134,8 +134,15 @@ const forget = (cache: Context.Tag.Service<StateCache>, key: string, cached: Cac
   cache.held.slots -= cached.weight
 }
 
+/** The key of a store's state read through a codec: under its tree's prefix, which `invalidate` drops. */
+export const stateKey = (treeId: string, store: string, codecId: string): string =>
+  `${treePrefix(treeId)}${store}\u0000${codecId}`
+
+const treePrefix = (treeId: string): string => `${treeId}\u0000`
+
 /** Forget cached states of a tree (for example after a codec's key changed). */
 export const invalidate = (treeId: string) =>
   Effect.map(StateCache, (cache) => {
-    for (const [k, c] of cache.states) if (k.startsWith(`${treeId}\u0000`)) forget(cache, k, c)
+    const prefix = treePrefix(treeId)
+    for (const [k, c] of cache.states) if (k.startsWith(prefix)) forget(cache, k, c)
   })

@@ -13,7 +13,16 @@ import { Doc, DocFormatError } from "../core/Doc.js"
 import { compareIds } from "../schema/Ids.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage, type StoreEntryRef } from "../services/Storage.js"
-import { type Cached, type Checkpoint, type CheckpointPolicy, remember, StateCache, touch, type Unsaved } from "./StateCache.js"
+import {
+  type Cached,
+  type Checkpoint,
+  type CheckpointPolicy,
+  remember,
+  StateCache,
+  stateKey,
+  touch,
+  type Unsaved
+} from "./StateCache.js"
 
 // the cache's public names (the package exports this module, not StateCache.ts, whose bookkeeping is internal)
 export {
@@ -55,7 +64,7 @@ export const stateOf = (
   Effect.gen(function* () {
     const storage = yield* Storage
     const cache = yield* StateCache
-    const key = `${treeId}\u0000${store}\u0000${codec.id}`
+    const key = stateKey(treeId, store, codec.id)
     const policy = cache.checkpoints
     let cached = cache.states.get(key)
     if (cached === undefined && codec.id === plainCodec.id) {
