@@ -76,15 +76,43 @@ export const permissionOf = (auth: AuthSettings, pubkey: string): Permission.Per
 }
 
 /**
+ * What a `_settings` delta writes in auth: the keys it names, whether it names the global grant, or
+ * `all` when it replaces auth or auth.keys as a whole (an atomic Doc, a tombstone or another value).
+ */
+export interface AuthTouch {
+  readonly all: boolean
+  readonly keys: ReadonlySet<string>
+  readonly global: boolean
+}
+
+const NO_KEYS: ReadonlySet<string> = new Set()
+
+/** The auth a `_settings` delta writes (see AuthTouch). */
+export const touchedBy = (delta: Doc): AuthTouch => {
+  const auth = delta.rawEntries().get("auth")
+  if (auth === undefined) return { all: false, keys: NO_KEYS, global: false }
+  if (!(auth instanceof Doc) || auth.atomic) return { all: true, keys: NO_KEYS, global: true }
+  const global = auth.rawEntries().has("global")
+  const keys = auth.rawEntries().get("keys")
+  if (keys === undefined) return { all: false, keys: NO_KEYS, global }
+  if (!(keys instanceof Doc) || keys.atomic) return { all: true, keys: NO_KEYS, global }
+  return { all: false, keys: new Set(keys.rawEntries().keys()), global }
+}
+
+/**
  * The rules a settings change must obey, given auth before and after and the signer's permission:
  * auth stays a map; only Admin may change settings; an admin may not create, modify or revoke a key
  * (or the global grant) that has, or would get, more authority than its own.
+ * `touched` (what the delta writes) counts as modified even where it equals the state before: the
+ * entry may pin older settings than those it is folded after, so restating a key's old value (a
+ * revoked key's Active status, say) is a change all the same.
  * Returns the reason the change is refused, or undefined.
  */
 export const checkChange = (
   before: AuthState,
   after: AuthState,
-  signer: Permission.Permission
+  signer: Permission.Permission,
+  touched?: AuthTouch
 ): string | undefined => {
   if (after._tag === "Corrupt") return after.reason
   if (before._tag === "Present" && after._tag === "Missing") return "auth must not be deleted"
@@ -96,13 +124,13 @@ export const checkChange = (
   for (const pubkey of new Set([...Object.keys(old.keys), ...Object.keys(now.keys)])) {
     const a = old.keys[pubkey]
     const b = now.keys[pubkey]
-    if (!changed(a, b)) continue
+    if (!changed(a, b) && touched?.all !== true && touched?.keys.has(pubkey) !== true) continue
     if (a !== undefined && tooHigh(a.permissions))
       return `a ${Permission.format(signer)} key cannot modify key ${pubkey}, which has ${Permission.format(a.permissions)}`
     if (b !== undefined && tooHigh(b.permissions))
       return `a ${Permission.format(signer)} key cannot grant ${Permission.format(b.permissions)} to ${pubkey}`
   }
-  if (changed(old.global, now.global)) {
+  if (changed(old.global, now.global) || touched?.all === true || touched?.global === true) {
     if (old.global !== undefined && tooHigh(old.global.permissions))
       return `a ${Permission.format(signer)} key cannot modify the global grant ${Permission.format(old.global.permissions)}`
     if (now.global !== undefined && tooHigh(now.global.permissions))

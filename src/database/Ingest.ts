@@ -16,7 +16,7 @@ import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Auth, type VerifyItem } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
-import type { SubTreeNode } from "../schema/Entry.js"
+import type { EntryMetadata, SubTreeNode } from "../schema/Entry.js"
 import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
 import { StateCache } from "./StateCache.js"
 import { decodeVerifyingAhead } from "./VerifyAhead.js"
@@ -153,12 +153,15 @@ const check = (
       .filter((e) => !already.has(e.id))
       .sort((a, b) => (a.height !== b.height ? a.height - b.height : compareIds(a.id, b.id)))
     const overlay = new Map(batch.map((e) => [e.id, e]))
-    // every entry the batch refers to outside itself, fetched in one call
+    const metas = batch.map((e) => Entry.metadata(e.entry))
+    // every entry the batch refers to outside itself (pinned settings tips included), fetched in one call
     const outside = new Set<string>()
-    for (const e of batch) {
+    for (let i = 0; i < batch.length; i++) {
+      const e = batch[i]!
       for (const p of e.entry.tree.parents) if (!overlay.has(p)) outside.add(p)
       if (!overlay.has(e.treeId)) outside.add(e.treeId)
       for (const node of e.entry.subtrees) for (const p of node.parents) if (!overlay.has(p)) outside.add(p)
+      for (const t of metas[i]?.settings_tips ?? []) if (!overlay.has(t)) outside.add(t)
     }
     const known = new Map<string, StoredEntry>()
     if (outside.size > 0) for (const f of yield* storage.getMany([...outside])) known.set(f.id, f)
@@ -186,9 +189,10 @@ const check = (
       slices.push(items)
       return items
     }
-    for (const e of batch) {
+    for (let i = 0; i < batch.length; i++) {
+      const e = batch[i]!
       if (verifyAhead !== undefined && pending.length - sliced >= sliceSize()) yield* verifyAhead(cutSlice())
-      const structure = structureOf(e, find, overlay, parseDeltas)
+      const structure = structureOf(e, metas[i], find, overlay, parseDeltas)
       if (typeof structure === "string") {
         rejected.push(new InvalidEntry({ entryId: e.id, reason: structure }))
         continue
@@ -227,22 +231,47 @@ const check = (
       for (const a of answers) for (const r of a) results.push(r)
     }
     const bad = new Set(rejected.map((r) => r.entryId!))
-    const valid: Array<StoredEntry> = []
     let k = 0
     for (const p of pending) {
       let ok = !verifySignatures
       for (let i = 0; i < p.candidates.length; i++) if (verifySignatures && results[k++]) ok = true
-      const badDep = p.deps.find((d) => bad.has(d))
       if (!ok) {
         bad.add(p.entry.id)
         rejected.push(new InvalidEntry({ entryId: p.entry.id, reason: "the signature does not verify" }))
-      } else if (badDep !== undefined) {
-        bad.add(p.entry.id)
-        rejected.push(new InvalidEntry({ entryId: p.entry.id, reason: `it depends on invalid entry ${badDep}` }))
-      } else valid.push(p.entry)
+      }
     }
+    if (bad.size > 0) rejectDependents(pending, bad, rejected)
+    const valid: Array<StoredEntry> = []
+    for (const p of pending) if (!bad.has(p.entry.id)) valid.push(p.entry)
     return { valid, rejected }
   })
+
+/**
+ * Reject, transitively, every entry that depends on a rejected one. A dependency may come later in
+ * the batch's (height, ID) order than the entry (a pinned settings tip, or a store parent of lower
+ * store height but greater tree height), so the verdicts spread along the dependency edges, not in
+ * one pass over the batch.
+ */
+const rejectDependents = (pending: ReadonlyArray<Pending>, bad: Set<string>, rejected: Array<InvalidEntry>) => {
+  const dependents = new Map<string, Array<string>>()
+  for (const p of pending) {
+    for (const d of p.deps) {
+      const list = dependents.get(d)
+      if (list === undefined) dependents.set(d, [p.entry.id])
+      else list.push(p.entry.id)
+    }
+  }
+  const queue = [...bad]
+  while (queue.length > 0) {
+    const id = queue.pop()!
+    for (const dependent of dependents.get(id) ?? []) {
+      if (bad.has(dependent)) continue
+      bad.add(dependent)
+      rejected.push(new InvalidEntry({ entryId: dependent, reason: `it depends on invalid entry ${id}` }))
+      queue.push(dependent)
+    }
+  }
+}
 
 /** A plain store delta as a Doc, or the reason it is not one (worded as `plainCodec` words it). */
 const plainDelta = (data: Uint8Array): Doc | string => {
@@ -260,6 +289,7 @@ const plainDelta = (data: Uint8Array): Doc | string => {
  */
 const structureOf = (
   e: StoredEntry,
+  meta: EntryMetadata | undefined,
   find: (id: string) => StoredEntry | undefined,
   overlay: ReadonlyMap<string, StoredEntry>,
   parseDeltas: boolean
@@ -306,13 +336,17 @@ const structureOf = (
     }
     if (node.name === Entry.SETTINGS) settingsNode = node
   }
-  // the settings the entry pins
-  const meta = Entry.metadata(entry)
+  // the settings the entry pins: each tip stored already or in this batch (then a dependency), so an
+  // entry is never authorised by settings that were not stored, even when their fold is cached
   if (!root && entry.tree.metadata !== undefined && meta === undefined) return "malformed metadata"
   const tips = meta?.settings_tips ?? []
   // only the root may start auth from nothing; every later entry pins the settings it was written under
   if (!root && tips.length === 0) return "the entry pins no settings tips"
-  for (const t of tips) if (overlay.has(t)) deps.push(t)
+  for (const t of tips) {
+    const tip = find(t)
+    if (tip === undefined || tip.treeId !== e.treeId) return `pinned settings tip ${t} is not a known entry of this database`
+    if (overlay.has(t)) deps.push(t)
+  }
   return { deps, root, tips, settingsNode, settingsDelta }
 }
 
@@ -349,8 +383,9 @@ const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | string 
   if (allowed.length === 0)
     return `the signing key has ${Permission.format(candidates[0]!.permission)}; ${settingsNode !== undefined ? "changing _settings needs Admin" : "writing needs Write"}`
   if (settingsNode !== undefined) {
-    const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission) === undefined)
-    if (permitted.length === 0) return Settings.checkChange(before, after, allowed[0]!.permission)!
+    const touched = s.settingsDelta !== undefined ? Settings.touchedBy(s.settingsDelta) : undefined
+    const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission, touched) === undefined)
+    if (permitted.length === 0) return Settings.checkChange(before, after, allowed[0]!.permission, touched)!
     return { entry: e, candidates: permitted, deps: s.deps }
   }
   return { entry: e, candidates: allowed, deps: s.deps }

@@ -146,7 +146,7 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
         detail: `key ${txn.signer.publicKey} is not an active key of database ${treeId}; ask an admin to add it with setAuthKey`
       })
     if (touchesSettings) {
-      const refusal = Settings.checkChange(before, after, held)
+      const refusal = Settings.checkChange(before, after, held, Settings.touchedBy(staged.delta))
       if (refusal !== undefined) return yield* new PermissionDenied({ detail: refusal })
     } else if (!Permission.canWrite(held)) {
       return yield* new PermissionDenied({ detail: `key ${txn.signer.publicKey} has ${Permission.format(held)}; writing needs Write or Admin` })

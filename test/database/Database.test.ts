@@ -4,6 +4,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
+import * as Settings from "../../src/core/Settings.js"
 import * as Database from "../../src/database/Database.js"
 import { ingest, ingestPartial } from "../../src/database/Ingest.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
@@ -303,6 +304,108 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       const report = yield* ingestPartial([child, bad, good], "remote")
       expect(report.stored).toEqual([good.id])
       expect(report.rejected.map((r) => r.entryId).sort()).toEqual([bad.id, child.id].sort())
+    }).pipe(Effect.provide(env())))
+
+  /** A `_settings` delta that makes `pubkey` an active key with `permission`. */
+  const granting = (pubkey: string, permission: Permission.Permission) => {
+    const delta = Doc.empty()
+    delta.setPath(`auth.keys.${pubkey}`, Settings.authKeyDoc({ permissions: permission, status: "Active" }))
+    return delta
+  }
+
+  it.effect("an entry pinning settings that were refused is refused, even after their fold was cached", () =>
+    Effect.gen(function* () {
+      const { db, auth } = yield* setup
+      const attacker = yield* auth.generateKey
+      // X: settings making the attacker Admin(0), signed by the attacker (not a key here): refused
+      const x = yield* forge(attacker, {
+        ...base(db, db.rootId),
+        subtrees: [{ name: "_settings", parents: [db.rootId], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }]
+      })
+      const pinningX = (subtrees: Entry.EntryInput["subtrees"]) =>
+        forge(attacker, { ...base(db, db.rootId), metadata: Entry.encodeMetadata({ settings_tips: [x.id], entropy: null }), subtrees })
+      // in one batch with X, an entry pinning X is refused with it (and X's settings get folded on the way)
+      const first = yield* ingestPartial([x, yield* pinningX([{ name: "data", parents: [], data: Doc.from({ a: 1 }).encode() }])], "remote")
+      expect(first.stored).toEqual([])
+      // later, alone, entries pinning the never-stored X are refused: X is not a known entry
+      const data = yield* pinningX([{ name: "data", parents: [], data: Doc.from({ b: 1 }).encode() }])
+      const takeover = yield* pinningX([
+        { name: "_settings", parents: [db.rootId], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }
+      ])
+      const later = yield* ingestPartial([data, takeover], "remote")
+      expect(later.stored).toEqual([])
+      expect(later.rejected.map((r) => r.reason)).toEqual([
+        `pinned settings tip ${x.id} is not a known entry of this database`,
+        `pinned settings tip ${x.id} is not a known entry of this database`
+      ])
+      const now = yield* Database.authSettings(db)
+      expect(now._tag === "Present" && now.auth.keys[attacker.publicKey]).toBe(undefined)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("an entry that depends on a later entry of its batch is refused when that one's signature fails", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const attacker = yield* auth.generateKey
+      const e1 = yield* forge(admin, base(db, db.rootId))
+      expect(yield* ingest([e1], "remote")).toEqual([e1.id])
+      // X (height 2) claims the admin as signer and grants the attacker Admin(0); the attacker signed it
+      const unsigned = Entry.make({
+        ...base(db, e1.id),
+        height: 2,
+        subtrees: [{ name: "_settings", parents: [db.rootId], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }],
+        key: directKey(admin.publicKey)
+      })
+      const x = Entry.stored(Entry.withSignature(unsigned, yield* auth.sign(attacker.secretKey, Entry.signingBytes(unsigned))))
+      // Y (height 1: checked before X in the batch) pins X, under which the attacker is Admin(0)
+      const y = yield* forge(attacker, {
+        ...base(db, db.rootId),
+        metadata: Entry.encodeMetadata({ settings_tips: [x.id], entropy: null }),
+        subtrees: [{ name: "_settings", parents: [db.rootId], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }]
+      })
+      const report = yield* ingestPartial([x, y], "remote")
+      expect(report.stored).toEqual([])
+      expect(report.rejected.map((r) => [r.entryId, r.reason])).toEqual([
+        [x.id, "the signature does not verify"],
+        [y.id, `it depends on invalid entry ${x.id}`]
+      ])
+      const now = yield* Database.authSettings(db)
+      expect(now._tag === "Present" && now.auth.keys[attacker.publicKey]).toBe(undefined)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("an admin cannot restate a stronger key's old value under older pinned settings (re-activating it)", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const [k1, a5] = [yield* auth.generateKey, yield* auth.generateKey]
+      const grant = Transaction.begin(db, admin)
+      yield* new SettingsStore(grant).setAuthKey(k1.publicKey, { permission: Permission.Admin(1) })
+      yield* new SettingsStore(grant).setAuthKey(a5.publicKey, { permission: Permission.Admin(5) })
+      const s1 = yield* Transaction.commit(grant)
+      const revoke = Transaction.begin(db, admin)
+      yield* new SettingsStore(revoke).revokeAuthKey(k1.publicKey)
+      const s2 = yield* Transaction.commit(revoke)
+      // under s1 (pinned) k1 is Active Admin(1) already, but the entry folds after s2's revocation
+      const restate = yield* forge(a5, {
+        ...base(db, s2),
+        height: 3,
+        metadata: Entry.encodeMetadata({ settings_tips: [s1], entropy: null }),
+        subtrees: [{ name: "_settings", parents: [s2], data: granting(k1.publicKey, Permission.Admin(1)).encode() }]
+      })
+      yield* expectRejected(restate, /cannot modify key .*Admin\(1\)/)
+      const now = yield* Database.authSettings(db)
+      expect(now._tag === "Present" && now.auth.keys[k1.publicKey]?.status).toBe("Revoked")
+      // replacing auth.keys as a whole touches every key, the creator's Admin(0) among them
+      const wholesale = Doc.empty()
+      const keys = Doc.empty()
+      keys.atomic = true
+      keys.set(a5.publicKey, Settings.authKeyDoc({ permissions: Permission.Admin(5), status: "Active" }))
+      wholesale.setPath("auth.keys", keys)
+      const replace = yield* forge(a5, {
+        ...base(db, s2),
+        height: 3,
+        metadata: Entry.encodeMetadata({ settings_tips: [s2], entropy: null }),
+        subtrees: [{ name: "_settings", parents: [s2], data: wholesale.encode() }]
+      })
+      yield* expectRejected(replace, /cannot modify key/)
     }).pipe(Effect.provide(env())))
 
   it.effect("decoding bad bytes fails with a reason", () =>
