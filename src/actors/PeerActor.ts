@@ -99,25 +99,35 @@ export interface PeerActor {
   readonly push: (treeId: string, entryIds: ReadonlyArray<string>) => Effect.Effect<void, MailboxFull>
   /** Queue a sync of a database (several collapse into one). */
   readonly sync: (treeId: string) => Effect.Effect<void, MailboxFull>
-  /** Sync every known database and push everything queued now, ignoring backoff; waits for the round. */
+  /**
+   * Sync every known database and push everything queued now, ignoring backoff; waits for the round.
+   * If the actor stops first (unregistration, close), it completes then, counting as failed every
+   * database whose work is left (kept, not dropped: saved as the actor closes).
+   */
   readonly flush: Effect.Effect<FlushOutcome>
   /** Try failed work again now (an address was added). */
   readonly poke: Effect.Effect<void>
   /** Start reporting a database's status (registration); its work is kept. */
   readonly addTree: (treeId: string) => Effect.Effect<void>
-  /** Forget a database: its pending work and status (unregistration). */
+  /** Forget a database: its pending work and status (unregistration); its initial-sync waiters are interrupted. */
   readonly removeTree: (treeId: string) => Effect.Effect<void>
-  /** The status ref of a database. */
+  /** The status ref of a database; a detached idle one for a database this actor does not know. */
   readonly statusRef: (treeId: string) => Effect.Effect<SubscriptionRef.SubscriptionRef<PeerStatus>>
-  /** The current status of a database. */
+  /** The current status of a database; `idleStatus` for a database this actor does not know. */
   readonly status: (treeId: string) => Effect.Effect<PeerStatus>
-  /** Every status change of a database, starting with the current one. */
+  /** Every status change of a database, starting with the current one; just `idleStatus` for an unknown one. */
   readonly changes: (treeId: string) => Stream.Stream<PeerStatus>
-  /** Completes after the first successful sync of the database with this peer. */
+  /**
+   * Completes after the first successful sync of the database with this peer; interrupted when the
+   * database is removed or the actor stops (and at once for a database this actor does not know).
+   */
   readonly waitForInitialSync: (treeId: string) => Effect.Effect<void>
   /** Databases this actor knows. */
   readonly trees: Effect.Effect<ReadonlyArray<string>>
 }
+
+/** The status of a database with nothing queued and never synced, or no longer registered. */
+export const idleStatus: PeerStatus = { state: "idle", hasLocalData: false, pendingEntries: 0 }
 
 /** The retry delay after `attempt` consecutive failures (1-based), for a uniform draw `r` in [0, 1). */
 export const backoffDelay = (attempt: number, backoff: Backoff, r: number): number => {
@@ -140,6 +150,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
     const flushWaiters: Array<{ readonly gen: number; readonly done: Deferred.Deferred<FlushOutcome> }> = []
     /** The index of the address that worked last; tried first. */
     let preferred = 0
+    /** Set as the actor's scope closes: no round runs any more, so nothing may start waiting for one. */
+    let closed = false
 
     const tree = (treeId: string) =>
       Effect.gen(function*() {
@@ -340,8 +352,25 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       t.saved = true
       yield* publish(t, {})
     }
+    /**
+     * Settle whatever waits on a loop that no longer runs (unregistration, close). A flush completes
+     * rather than fails: nothing it was asked to deliver is dropped (persistAll just saved it, or
+     * the user unregistered the peer), the outcome says what is left, and a sync engine's flush
+     * should not turn the ordinary end of a peer or of the app into an error every caller handles.
+     * A first sync will not happen any more: its waiters are interrupted.
+     */
+    const release = Effect.suspend(() => {
+      closed = true
+      const outcome: FlushOutcome = { delivered: 0, failed: busy() }
+      const waiters = flushWaiters.splice(0)
+      return Effect.zipRight(
+        Effect.forEach(waiters, (w) => Deferred.succeed(w.done, outcome), { discard: true }),
+        Effect.forEach([...trees.values()], (t) => Deferred.interrupt(t.initial), { discard: true })
+      )
+    })
+
     // whatever was queued but not yet saved is saved when the actor closes
-    yield* Effect.addFinalizer(() => persistAll)
+    yield* Effect.addFinalizer(() => Effect.zipRight(persistAll, release))
 
     const actor: PeerActor = {
       peer: options.peer,
@@ -350,6 +379,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       flush: Effect.gen(function*() {
         for (const [treeId] of trees) yield* Effect.ignore(sync(treeId))
         const done = yield* Deferred.make<FlushOutcome>()
+        // checked in the same step as the waiter is added, so release cannot slip in between
+        if (closed) return { delivered: 0, failed: busy() }
         flushRequested++
         flushWaiters.push({ gen: flushRequested, done })
         yield* Queue.offer(wake, undefined)
@@ -365,12 +396,33 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           const t = trees.get(treeId)
           if (t === undefined) return
           trees.delete(treeId)
+          // its first sync will not run any more
+          yield* Deferred.interrupt(t.initial)
           if (store !== undefined) yield* store.remove(treeId)
         }),
-      statusRef: (treeId) => Effect.map(tree(treeId), (t) => t.status),
-      status: (treeId) => Effect.flatMap(tree(treeId), (t) => SubscriptionRef.get(t.status)),
-      changes: (treeId) => Stream.unwrap(Effect.map(tree(treeId), (t) => t.status.changes)),
-      waitForInitialSync: (treeId) => Effect.flatMap(tree(treeId), (t) => Deferred.await(t.initial)),
+      // Reads never create a database's state: a handle kept after unregistration would bring the
+      // database back, and the next flush would sync it and save its work as pending.
+      statusRef: (treeId) =>
+        Effect.suspend(() => {
+          const t = trees.get(treeId)
+          return t === undefined ? SubscriptionRef.make(idleStatus) : Effect.succeed(t.status)
+        }),
+      status: (treeId) =>
+        Effect.suspend(() => {
+          const t = trees.get(treeId)
+          return t === undefined ? Effect.succeed(idleStatus) : SubscriptionRef.get(t.status)
+        }),
+      // nothing will ever change for an unknown database: its stream ends after the one status
+      changes: (treeId) =>
+        Stream.suspend(() => {
+          const t = trees.get(treeId)
+          return t === undefined ? Stream.make(idleStatus) : t.status.changes
+        }),
+      waitForInitialSync: (treeId) =>
+        Effect.suspend(() => {
+          const t = trees.get(treeId)
+          return t === undefined || closed ? Effect.interrupt : Deferred.await(t.initial)
+        }),
       trees: Effect.sync(() => [...trees.keys()])
     }
     return { value: actor, run }
@@ -398,8 +450,6 @@ interface TreeState {
   readonly status: SubscriptionRef.SubscriptionRef<PeerStatus>
   readonly initial: Deferred.Deferred<void>
 }
-
-const idleStatus: PeerStatus = { state: "idle", hasLocalData: false, pendingEntries: 0 }
 
 /** Leave out undefined optional fields, so statuses compare and print cleanly. */
 const normalize = (s: Mutable<PeerStatus>): PeerStatus => {

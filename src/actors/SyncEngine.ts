@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
@@ -221,24 +222,42 @@ export const make = (options: Options = {}): Effect.Effect<
 
     const withLocal = (treeId: string) => (s: PeerStatus) => Effect.map(hasLocalData(treeId), (hasLocalData) => ({ ...s, hasLocalData }))
 
-    const handleOf = (peer: string, treeId: string): SyncHandle => ({
-      peerPubkey: peer,
-      treeId,
-      status: Effect.flatMap(peers.get(peer), (a) => Effect.flatMap(a.status(treeId), withLocal(treeId))),
-      changes: Stream.unwrap(Effect.map(peers.get(peer), (a) => a.changes(treeId))).pipe(
-        Stream.mapEffect(withLocal(treeId))
-      ),
-      addAddress: (address) =>
-        Effect.gen(function*() {
-          const record = records.get(peer)
-          if (record === undefined) return
-          const updated = { ...record, addresses: mergeAddresses(record.addresses, [address]) }
-          records.set(peer, updated)
-          yield* saveRecord(updated)
-          yield* Effect.flatMap(peers.get(peer), (a) => a.poke)
-        }),
-      waitForInitialSync: Effect.flatMap(peers.get(peer), (a) => a.waitForInitialSync(treeId))
-    })
+    const registered = (peer: string, treeId: string) => records.get(peer)?.trees[treeId] !== undefined
+
+    /**
+     * A handle may outlive its registration (an app keeps showing it): it then reads a detached idle
+     * status, waits for nothing and changes nothing, and never touches the peer's actor, which
+     * would bring the database back (and start a new actor for a peer unregistered altogether).
+     */
+    const handleOf = (peer: string, treeId: string): SyncHandle => {
+      const actor = Effect.suspend(() => registered(peer, treeId) ? Effect.asSome(peers.get(peer)) : Effect.succeedNone)
+      return {
+        peerPubkey: peer,
+        treeId,
+        status: Effect.flatMap(
+          actor,
+          Option.match({ onNone: () => Effect.succeed(PeerActor.idleStatus), onSome: (a) => a.status(treeId) })
+        ).pipe(Effect.flatMap(withLocal(treeId))),
+        changes: Stream.unwrap(Effect.map(
+          actor,
+          Option.match({ onNone: () => Stream.make(PeerActor.idleStatus), onSome: (a) => a.changes(treeId) })
+        )).pipe(Stream.mapEffect(withLocal(treeId))),
+        addAddress: (address) =>
+          Effect.gen(function*() {
+            const record = records.get(peer)
+            if (record === undefined || !registered(peer, treeId)) return
+            const updated = { ...record, addresses: mergeAddresses(record.addresses, [address]) }
+            records.set(peer, updated)
+            yield* saveRecord(updated)
+            yield* Effect.flatMap(peers.get(peer), (a) => a.poke)
+          }),
+        // an unregistered pair will never sync: interrupted, like the waiters removeTree interrupts
+        waitForInitialSync: Effect.flatMap(
+          actor,
+          Option.match({ onNone: () => Effect.interrupt, onSome: (a) => a.waitForInitialSync(treeId) })
+        )
+      }
+    }
 
     const registerSyncPeer: SyncEngineShape["registerSyncPeer"] = (info) =>
       Effect.gen(function*() {
@@ -284,9 +303,16 @@ export const make = (options: Options = {}): Effect.Effect<
     const flush: SyncEngineShape["flush"] = Effect.gen(function*() {
       const outcomes = yield* Effect.forEach(
         [...records.keys()],
-        (peer) => Effect.flatMap(peers.get(peer), (a) => a.flush),
+        (peer) =>
+          Effect.gen(function*() {
+            // an unregistered peer gets no new actor, and one unregistered while it flushed is
+            // left out: its work went with it, which is no failure
+            if (!records.has(peer)) return []
+            const outcome = yield* Effect.flatMap(peers.get(peer), (a) => a.flush)
+            return records.has(peer) ? [outcome] : []
+          }),
         { concurrency: "unbounded" }
-      )
+      ).pipe(Effect.map((all) => all.flat()))
       return {
         delivered: outcomes.filter((o) => o.failed === 0).length,
         failed: outcomes.filter((o) => o.failed > 0).length

@@ -1,11 +1,12 @@
 /**
  * The supervisor of the sync engine's actors (DESIGN.md §4): one scope per actor key, actors
  * started lazily on first use, an actor's loop restarted on a defect under a capped exponential
- * schedule, and every actor closed when the supervisor's scope closes. An actor whose loop ends
- * (it finished, or was interrupted) is removed, so the next `get` starts a fresh one: no message
- * ever goes to a dead mailbox.
+ * schedule (back to its first delay after a run that lasted), and every actor closed when the
+ * supervisor's scope closes. An actor whose loop ends (it finished, or was interrupted) is
+ * removed, so the next `get` starts a fresh one: no message ever goes to a dead mailbox.
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -30,6 +31,8 @@ export interface Options {
   readonly restartBase?: Duration.DurationInput | undefined
   /** Longest restart delay (default 5 s). */
   readonly restartCap?: Duration.DurationInput | undefined
+  /** A run at least this long before its defect was healthy: the next delay is `restartBase` again (default 1 min). */
+  readonly restartResetAfter?: Duration.DurationInput | undefined
 }
 
 /** A supervisor of actors of one kind, by key. */
@@ -61,7 +64,13 @@ export const make = <A, E, R>(
     const entries = new Map<string, { readonly scope: Scope.CloseableScope; readonly value: A }>()
     let restarts = 0
     let closing = false
-    const schedule = restartSchedule(options.restartBase ?? "100 millis", options.restartCap ?? "5 seconds")
+    const healthy = Duration.toMillis(options.restartResetAfter ?? "1 minute")
+    // Effect.retry keeps one schedule state for the actor's whole life: without the reset, a few
+    // defects days apart would leave every later restart at the cap.
+    const schedule = restartSchedule(options.restartBase ?? "100 millis", options.restartCap ?? "5 seconds").pipe(
+      Schedule.intersect(Schedule.identity<Crash>()),
+      Schedule.resetWhen(([, crash]) => crash.ranFor >= healthy)
+    )
 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
@@ -80,15 +89,24 @@ export const make = <A, E, R>(
         return Scope.close(scope, Exit.void)
       })
 
+    /** One run of the loop; a defect ends it as a Crash that says how long the run lasted. */
+    const once = (run: Effect.Effect<void>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (started) =>
+        Effect.sandbox(run).pipe(
+          Effect.catchAll((cause) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.fail<Crash>({ cause, ranFor: now - started }))
+          )
+        ))
+
     const supervised = (key: string, run: Effect.Effect<void>) =>
-      Effect.sandbox(run).pipe(
-        Effect.tapError((cause) =>
+      once(run).pipe(
+        Effect.tapError((crash) =>
           Effect.suspend(() => {
             restarts++
-            return Effect.logError(`${options.name} actor ${key} crashed; restarting`, cause)
+            return Effect.logError(`${options.name} actor ${key} crashed; restarting`, crash.cause)
           })
         ),
-        Effect.retry({ schedule, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.retry({ schedule, while: (crash) => !Cause.isInterruptedOnly(crash.cause) }),
         Effect.ignore
       )
 
@@ -135,3 +153,12 @@ export const make = <A, E, R>(
     }
     return supervisor
   })
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/** How a run of an actor's loop ended on a defect, and how long it had run (ms). */
+interface Crash {
+  readonly cause: Cause.Cause<never>
+  readonly ranFor: number
+}

@@ -1,9 +1,12 @@
 /**
  * The bridge from Promises to the engine: one ManagedRuntime per Instance; every call runs with
- * `runPromiseExit` and its Exit is mapped to a value or an EideticaError. Background fibers
- * (write listeners) are tracked so `close()` interrupts them before it disposes the runtime.
+ * its own fiber and its Exit is mapped to a value or an EideticaError. Those fibers and the
+ * background ones (write listeners) are tracked so `close()` interrupts them before it disposes
+ * the runtime: a call in flight (a flush, a wait for a first sync) rejects with InstanceClosed
+ * instead of staying pending forever.
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as ManagedRuntime from "effect/ManagedRuntime"
 import type * as Eidetica from "../layers/Eidetica.js"
@@ -16,6 +19,7 @@ export type Env = Eidetica.Services
 export class Runner {
   private closed = false
   private readonly fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  private readonly running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
 
   constructor(private readonly runtime: ManagedRuntime.ManagedRuntime<Env, unknown>) {}
 
@@ -24,10 +28,21 @@ export class Runner {
     return this.closed
   }
 
-  /** Run an operation; resolves with its value or rejects with an EideticaError. */
+  /** Run an operation; resolves with its value or rejects with an EideticaError (InstanceClosed if `close()` cut it short). */
   run<A, E>(effect: Effect.Effect<A, E, Env>): Promise<A> {
     if (this.closed) return Promise.reject(closedError())
-    return this.runtime.runPromiseExit(effect).then(settle, (thrown: unknown) => Promise.reject(fromUnknown(thrown)))
+    let fiber: Fiber.RuntimeFiber<A, unknown>
+    try {
+      fiber = this.runtime.runFork(effect)
+    } catch (thrown) {
+      return Promise.reject(fromUnknown(thrown))
+    }
+    this.running.add(fiber)
+    return new Promise<Exit.Exit<A, unknown>>((resolve) => fiber.addObserver(resolve)).then((exit) => {
+      this.running.delete(fiber)
+      // interrupted by close(), or by an actor stopping as the runtime is disposed
+      return this.closed && Exit.isInterrupted(exit) ? Promise.reject(closedError()) : settle(exit)
+    })
   }
 
   /** Run a synchronous step of the facade itself, so a throw becomes a rejection too. */
@@ -54,12 +69,13 @@ export class Runner {
     }
   }
 
-  /** Interrupt every background fiber and dispose the runtime (closing storage); idempotent. */
+  /** Interrupt every background fiber and call in flight, and dispose the runtime (closing storage); idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const fibers = [...this.fibers]
+    const fibers = [...this.fibers, ...this.running]
     this.fibers.clear()
+    this.running.clear()
     await Effect.runPromise(Fiber.interruptAll(fibers))
     await this.runtime.dispose()
   }

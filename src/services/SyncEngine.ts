@@ -38,7 +38,7 @@ export interface PeerStatus {
   readonly retryAt?: number | undefined
 }
 
-/** A registered peer, for one database. */
+/** A registered peer, for one database; once unregistered, it reads idle and changes nothing. */
 export interface SyncHandle {
   readonly peerPubkey: string
   readonly treeId: string
@@ -48,7 +48,7 @@ export interface SyncHandle {
   readonly changes: Stream.Stream<PeerStatus>
   /** Add an address to try for this peer (persisted). */
   readonly addAddress: (address: Address) => Effect.Effect<void, StorageError>
-  /** Completes once a sync of this database with this peer has succeeded. */
+  /** Completes once a sync of this database with this peer has succeeded; interrupted if the pair is unregistered or the engine closes first. */
   readonly waitForInitialSync: Effect.Effect<void>
 }
 

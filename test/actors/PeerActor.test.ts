@@ -1,12 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as PeerActor from "../../src/actors/PeerActor.js"
 import * as SyncSupervisor from "../../src/actors/SyncSupervisor.js"
@@ -81,6 +84,14 @@ const waitFor = (actor: PeerActor.PeerActor, pred: (s: PeerStatus) => boolean, t
   actor.changes(treeId).pipe(Stream.filter(pred), Stream.runHead, Effect.map(Option.getOrThrow))
 
 const noJitter = { jitter: 0 }
+
+/** How `fiber` ends within `d` of test time: None if it is still waiting then. */
+const endsWithin = <A, E>(fiber: Fiber.Fiber<A, E>, d: Duration.DurationInput = "1 second") =>
+  Effect.gen(function*() {
+    const waiting = yield* Effect.fork(Effect.timeoutOption(Fiber.await(fiber), d))
+    yield* TestClock.adjust(d)
+    return yield* Fiber.join(waiting)
+  })
 
 describe("PeerActor", () => {
   it.scoped("backoff: fails at t=0, retried after 2, 4, 8, 16, 32, 64, 64 s exactly (jitter off)", () =>
@@ -251,6 +262,73 @@ describe("PeerActor", () => {
       yield* actor.push(TREE, ["e2"])
       yield* waitFor(actor, (s) => s.pendingEntries === 0)
       expect(peer.state.delivered.has("e2")).toBe(true)
+    }))
+
+  it.scoped("supervisor: the restart delay doubles on consecutive defects, and is back to 100 ms after a healthy run", () =>
+    Effect.gen(function*() {
+      const starts: Array<number> = []
+      const supervisor = yield* SyncSupervisor.make(() =>
+        Effect.succeed({
+          value: undefined,
+          run: Effect.gen(function*() {
+            starts.push(yield* Clock.currentTimeMillis)
+            if (starts.length === 4) yield* Effect.sleep("1 hour") // runs fine for an hour, then one defect
+            if (starts.length >= 6) return yield* Effect.never
+            return yield* Effect.die("boom")
+          })
+        }), { name: "test" })
+      yield* supervisor.get("k")
+      yield* TestClock.adjust("1 second")
+      expect(starts).toEqual([0, 100, 300, 700]) // 100, 200, 400 ms
+      yield* TestClock.adjust("1 hour")
+      yield* TestClock.adjust("1 second")
+      // died at 700 + 1 h: 100 ms again (not 800), then doubling from there
+      expect(starts.slice(4)).toEqual([3_600_800, 3_601_000])
+      expect(yield* supervisor.restarts).toBe(5)
+    }))
+
+  it.scoped("a flush waiting on an actor that stops completes: its work counts as failed and is saved; first-sync waiters are interrupted", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.gate = yield* Deferred.make<void>() // never opened
+      const { saved, store } = memoryStore()
+      const { actor, supervisor } = yield* startActor(peer.client, { store })
+      yield* actor.push(TREE, ["e1"])
+      const flush = yield* Effect.fork(actor.flush)
+      const initial = yield* Effect.fork(actor.waitForInitialSync(TREE))
+      yield* waitFor(actor, (s) => s.state === "syncing")
+      yield* supervisor.stop("peer-b") // what unregisterSyncPeer(peer) and closing the instance do
+      expect(yield* endsWithin(flush)).toEqual(Option.some(Exit.succeed({ delivered: 0, failed: 1 })))
+      const waited = yield* endsWithin(initial)
+      expect(Option.isSome(waited) && Exit.isInterrupted(waited.value)).toBe(true)
+      expect(saved.get(TREE)).toEqual({ entries: ["e1"], sync: true }) // kept for the next start
+      // a stale reference does not wait on the stopped actor either
+      expect(yield* endsWithin(yield* Effect.fork(actor.flush))).toEqual(Option.some(Exit.succeed({ delivered: 0, failed: 1 })))
+    }))
+
+  it.scoped("removeTree interrupts the database's first-sync waiters; reading an unknown database's status does not bring it back", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { saved, store } = memoryStore()
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter, store })
+      yield* actor.addTree("t1")
+      yield* actor.sync(TREE)
+      yield* waitFor(actor, (s) => s.state === "backoff")
+      const initial = yield* Effect.fork(actor.waitForInitialSync(TREE))
+      yield* actor.removeTree(TREE)
+      const waited = yield* endsWithin(initial)
+      expect(Option.isSome(waited) && Exit.isInterrupted(waited.value)).toBe(true)
+      // a kept handle reads a detached idle status, and the database stays forgotten
+      expect(yield* actor.status(TREE)).toEqual(PeerActor.idleStatus)
+      expect(yield* SubscriptionRef.get(yield* actor.statusRef(TREE))).toEqual(PeerActor.idleStatus)
+      expect([...(yield* Stream.runCollect(actor.changes(TREE)))]).toEqual([PeerActor.idleStatus])
+      expect(Exit.isInterrupted(yield* Effect.exit(actor.waitForInitialSync(TREE)))).toBe(true)
+      expect(yield* actor.trees).toEqual(["t1"])
+      peer.state.calls.length = 0
+      expect(yield* actor.flush).toEqual({ delivered: 0, failed: 1 })
+      expect(peer.state.calls.map((c) => c.treeId)).toEqual(["t1"])
+      expect([...saved.keys()]).toEqual(["t1"])
     }))
 
   it.effect("closing the supervisor's scope stops every actor fiber", () =>

@@ -1,17 +1,25 @@
 /**
  * The background engine end to end over real HTTP on 127.0.0.1: commits reach registered peers
  * with no explicit sync call, writes made while a peer is down arrive after it returns, peers and
- * pending work survive a restart on SQLite, and a line A–B–C relays.
+ * pending work survive a restart on SQLite, and a line A–B–C relays. Then, over a fake peer
+ * client: what unregistering does to a flush in flight and to handles kept after it.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type * as PeerActor from "../../src/actors/PeerActor.js"
 import { Doc, type Plain } from "../../src/core/Doc.js"
 import type { Signer } from "../../src/database/Database.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
@@ -287,5 +295,80 @@ describe("SyncEngine over HTTP", () => {
       expect(s.state).toBe("backoff")
       expect(s.lastError).toContain("not logged in")
       expect(s.hasLocalData).toBe(false)
+    }))
+})
+
+const FAKE_ADDRESS = { transport_type: "fake", address: "peer" } as const
+const PEER = "ed25519:peer"
+
+/** An engine over a peer client we control (no transport), its storage, and the calls it made. */
+const fakeEngine = (client: PeerActor.PeerClient) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(Eidetica.layer({ storage: "memory", engine: { client: () => client } }))
+    return { engine: Context.get(context, SyncEngine), storage: Context.get(context, Storage) }
+  }).pipe(Effect.orDie)
+
+const registration = (treeId: string) => ({ peerPubkey: PEER, treeId, addresses: [FAKE_ADDRESS] })
+
+/** How `effect` ends within `d` of test time: None if it is still waiting then. */
+const endsWithin = <A, E>(effect: Effect.Effect<A, E>, d: Duration.DurationInput = "1 second") =>
+  Effect.gen(function*() {
+    const waiting = yield* Effect.fork(Effect.timeoutOption(Effect.exit(effect), d))
+    yield* TestClock.adjust(d)
+    return yield* Fiber.join(waiting)
+  })
+
+describe("SyncEngine registration", () => {
+  it.scoped("a flush returns when its peer is unregistered meanwhile, and leaves that peer out", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>() // never opened: the peer never answers
+      const { engine } = yield* fakeEngine({ sync: () => Deferred.await(gate), push: () => Deferred.await(gate) })
+      yield* engine.registerSyncPeer(registration("T1")).pipe(Effect.orDie)
+      const flush = yield* Effect.fork(engine.flush)
+      yield* TestClock.adjust("10 millis")
+      yield* engine.unregisterSyncPeer(PEER).pipe(Effect.orDie)
+      expect(yield* endsWithin(Fiber.join(flush))).toEqual(Option.some(Exit.succeed({ delivered: 0, failed: 0 })))
+    }))
+
+  it.scoped("a handle kept after unregistering its database reads idle and does not bring it back: not synced, not saved as pending", () =>
+    Effect.gen(function*() {
+      const calls: Array<string> = []
+      const down = (treeId: string) =>
+        Effect.suspend(() => {
+          calls.push(treeId)
+          return Effect.fail({ _tag: "TransportError", message: "down" })
+        })
+      const { engine, storage } = yield* fakeEngine({ sync: (_a, treeId) => down(treeId), push: (_a, treeId) => down(treeId) })
+      yield* engine.registerSyncPeer(registration("T1")).pipe(Effect.orDie)
+      const h2 = yield* engine.registerSyncPeer(registration("T2")).pipe(Effect.orDie)
+      yield* engine.unregisterSyncPeer(PEER, "T2").pipe(Effect.orDie)
+      expect(yield* engine.handle(PEER, "T2")).toBeUndefined()
+      // an app still showing the old handle
+      expect(yield* h2.status).toEqual({ state: "idle", hasLocalData: false, pendingEntries: 0 })
+      const changes = yield* endsWithin(Effect.map(Stream.runCollect(h2.changes), (c) => [...c]))
+      expect(changes).toEqual(Option.some(Exit.succeed([{ state: "idle", hasLocalData: false, pendingEntries: 0 }])))
+      const waited = yield* endsWithin(h2.waitForInitialSync)
+      expect(Option.isSome(waited) && Exit.isInterrupted(waited.value)).toBe(true)
+      yield* h2.addAddress({ transport_type: "fake", address: "elsewhere" }).pipe(Effect.orDie)
+      calls.length = 0
+      expect(yield* engine.flush).toEqual({ delivered: 0, failed: 1 })
+      expect(calls).toEqual(["T1"])
+      const keys = (yield* storage.listMeta("sync/").pipe(Effect.orDie)).map(([k]) => k)
+      expect(keys.filter((k) => k.startsWith("sync/pending/"))).toEqual([`sync/pending/${encodeURIComponent(PEER)}/T1`])
+      const record = (yield* storage.listMeta("sync/peers/").pipe(Effect.orDie)).map(([, v]) => JSON.parse(v))
+      expect(record).toMatchObject([{ addresses: [FAKE_ADDRESS], trees: { T1: {} } }])
+    }))
+
+  it.scoped("a handle kept after unregistering its peer altogether reads idle and waits for nothing", () =>
+    Effect.gen(function*() {
+      const { engine, storage } = yield* fakeEngine({ sync: () => Effect.void, push: () => Effect.void })
+      const handle = yield* engine.registerSyncPeer(registration("T1")).pipe(Effect.orDie)
+      yield* handle.waitForInitialSync
+      yield* engine.unregisterSyncPeer(PEER).pipe(Effect.orDie)
+      expect(yield* handle.status).toEqual({ state: "idle", hasLocalData: false, pendingEntries: 0 })
+      const waited = yield* endsWithin(handle.waitForInitialSync)
+      expect(Option.isSome(waited) && Exit.isInterrupted(waited.value)).toBe(true)
+      expect(yield* engine.flush).toEqual({ delivered: 0, failed: 0 })
+      expect(yield* storage.listMeta("sync/").pipe(Effect.orDie)).toEqual([])
     }))
 })

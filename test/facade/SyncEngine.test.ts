@@ -1,10 +1,16 @@
 /**
  * The facade's background sync (API.md): registerSyncPeer handles with status/subscribe/addAddress/
- * waitForInitialSync, sync on commit with no explicit sync call, and flush after a peer returns.
+ * waitForInitialSync, sync on commit with no explicit sync call, and flush after a peer returns;
+ * calls still waiting when the instance closes reject with InstanceClosed.
  */
+import * as Net from "node:net"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Doc, InMemory, Instance, Permission, type PeerStatus } from "../../src/promise.js"
 import { eventually, rejection } from "./helpers.js"
+
+/** `promise`, or a resolution after `ms` if it is still pending then (so a hang fails `rejection`). */
+const within = (promise: Promise<unknown>, ms: number): Promise<unknown> =>
+  Promise.race([promise, new Promise((resolve) => setTimeout(resolve, ms))])
 
 const ONLINE = { syncEnabled: true, syncOnCommit: true, properties: {} }
 
@@ -83,6 +89,48 @@ describe("Promise facade: background sync", () => {
     expect(after).toMatchObject({ state: "idle", hasLocalData: true, pendingEntries: 0 })
     expect(after.lastError).toBeUndefined()
     expect(after.retryAt).toBeUndefined()
+  })
+
+  it("waitForInitialSync of an unreachable peer rejects with InstanceClosed when the instance closes", async () => {
+    await a.enableSync()
+    await a.sync().enableHttpTransport()
+    const handle = await a.sync().registerSyncPeer({
+      peerPubkey: b.deviceId,
+      treeId: "tree",
+      addresses: [{ transportType: "http", address: "127.0.0.1:1" }] // refused
+    })
+    const waiting = handle.waitForInitialSync()
+    while ((await handle.status()).state !== "backoff") await new Promise((r) => setTimeout(r, 5))
+    const settled = rejection(within(waiting, 2_000), "InstanceClosed") // handled from now on
+    await a.close()
+    await settled
+  })
+
+  it("sync().flush() in flight rejects with InstanceClosed when the instance closes", async () => {
+    const sockets: Array<Net.Socket> = []
+    const silent = Net.createServer((s) => void sockets.push(s)) // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()))
+    try {
+      const port = (silent.address() as Net.AddressInfo).port
+      await a.enableSync()
+      await a.createUser("alice")
+      const alice = await a.loginUser("alice")
+      const db = await alice.createDatabase(Doc.from({ name: "notes" }), await alice.getDefaultKey())
+      await a.sync().enableHttpTransport({ timeoutMs: 20_000 })
+      await a.sync().registerSyncPeer({
+        peerPubkey: b.deviceId,
+        treeId: db.rootId,
+        addresses: [{ transportType: "http", address: `127.0.0.1:${port}` }]
+      })
+      const flushing = a.sync().flush()
+      await eventually(() => sockets.length > 0)
+      const settled = rejection(within(flushing, 2_000), "InstanceClosed") // handled from now on
+      await a.close()
+      await settled
+    } finally {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    }
   })
 
   it("registerSyncPeer checks its arguments", async () => {
