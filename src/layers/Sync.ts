@@ -233,7 +233,8 @@ export const make = (options: SyncLayerOptions = {}) =>
                   ...(syncOptions.request.keyName !== undefined ? { requesting_key_name: syncOptions.request.keyName } : {})
                 }
                 : {}),
-              ...(known.length > 0 ? { known } : {})
+              // known is only a hint: it gives way to the tips when together they would pass the bound
+              ...(known.length > 0 ? { known: known.slice(0, Math.max(0, MAX_REQUEST_IDS - tips.length)) } : {})
             }
           }))
         // what we hold, plus a sparse sample and the frontier of our last sync with this peer, so the
@@ -243,6 +244,8 @@ export const make = (options: SyncLayerOptions = {}) =>
           ? []
           : [...new Set([...(frontiers.get(frontierKey) ?? []), ...(yield* storage.sample(treeId))])].slice(0, MAX_KNOWN)
         let tips = ourTips
+        /** Every ID our requests have named: a page moves the pull on only if the next request names one more. */
+        const named = new Set([...ourTips, ...known])
         /** Signers of entries this sync has stored: the signatures of their next entries are verified ahead. */
         const signers = new Set<string>()
         // a page is decoded as it arrives, and its known signers' signatures go to the verifier at
@@ -323,10 +326,15 @@ export const make = (options: SyncLayerOptions = {}) =>
           }
           const decoded = prefetched ?? (yield* decodeAll(wire, treeId, signers, auth))
           const page = root === undefined ? decoded.entries : [root, ...decoded.entries]
+          let progressed = false
           if (next !== undefined && page.length > 0 && decoded.rejected.length === 0) {
             // ask for the next page now (unless it was asked for on arrival), as if this one were
             // stored (if it is not, we stop below)
             tips = advanceTips(tips, page)
+            for (const id of tips) {
+              if (!named.has(id)) progressed = true
+              named.add(id)
+            }
             if (!chained) queued.push(yield* Effect.forkScoped(fetch(tips)))
           }
           const report = yield* ingest(page, peer.public_key)
@@ -339,21 +347,28 @@ export const make = (options: SyncLayerOptions = {}) =>
             if (signer !== undefined) signers.add(signer)
           }
           if (next === undefined) break
-          if (report.stored.length === 0) return yield* unexpected(address, "another page without any new entry")
+          // Progress is what the next request tells the peer, not what this page stored: our `known`
+          // is a sparse sample, so the peer may rightly resend entries we hold (a whole page of them
+          // when they are many); only a next request naming nothing new would get the same answer.
+          if (!progressed) return yield* unexpected(address, "another page that moves the pull no further")
         }
         // push what the peer lacks, relative to its tips we hold, parents first
         let sent = 0
         let pushedTips: ReadonlyArray<string> = []
+        // Only the tips of theirs we hold: one we lack (written while the peer answered) named as
+        // known in later requests would keep the peer from ever sending it.
+        let heldTips: ReadonlyArray<string> = []
         if (theirTips !== undefined) {
           const held = yield* storage.has(theirTips)
-          const toSend = yield* storage.missing(treeId, theirTips.filter((t) => held.has(t)))
+          heldTips = theirTips.filter((t) => held.has(t))
+          const toSend = yield* storage.missing(treeId, heldTips)
           pushedTips = yield* storage.tips(treeId)
           const pushed = yield* push(address, treeId, toSend)
           sent = pushed.sent
           roundTrips += pushed.roundTrips
         }
         // the peer now holds everything up to our tips as they were when we pushed
-        const frontier = theirTips === undefined ? yield* storage.tips(treeId) : [...theirTips, ...pushedTips]
+        const frontier = theirTips === undefined ? yield* storage.tips(treeId) : [...heldTips, ...pushedTips]
         frontiers.set(frontierKey, frontier.slice(0, MAX_FRONTIER))
         return { received, sent, roundTrips } satisfies SyncResult
       }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted

@@ -230,9 +230,12 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         }
         return response
       }
+      // the tips first: what is missing is read after, so it covers every tip named, even when a
+      // commit lands in between (the requester then gets an entry more than the tips name, never a
+      // tip it was not sent)
+      const theirTips = yield* storage.tips(treeId)
       const held = yield* storage.has([...request.our_tips, ...(request.known ?? [])])
       const missing = yield* storage.missing(treeId, [...held])
-      const theirTips = yield* storage.tips(treeId)
       const { more, wire } = yield* encodePage(storage, missing, pageBytes)
       const response: SyncResponse = {
         Incremental: {

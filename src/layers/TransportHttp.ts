@@ -22,7 +22,7 @@ import * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
-import type { Address, SyncResponse } from "../schema/Protocol.js"
+import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
 import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import type { Handler, SendError, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
@@ -231,10 +231,8 @@ const onRequest = (
         break
     }
     if (body.bytes.length === 0) return errorReply(response, 400, "empty body; expected a JSON sync request")
-    const parsed = parseJson(body.bytes)
-    if (Either.isLeft(parsed)) return errorReply(response, 400, parsed.left)
-    const decoded = decodeRequestEither(parsed.right)
-    if (Either.isLeft(decoded)) return errorReply(response, 400, decoded.left.message)
+    const decoded = requestOf(body.bytes)
+    if (Either.isLeft(decoded)) return errorReply(response, 400, decoded.left)
     const fiber = run(handler(decoded.right, { remoteAddress: remoteOf(request), peer: peerOf(request) }))
     fiber.addObserver((exit) => {
       if (Exit.isSuccess(exit)) {
@@ -338,6 +336,16 @@ const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => {
     return Either.right(JSON.parse(text) as unknown)
   } catch (cause) {
     return Either.left(`malformed JSON: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }
+}
+
+// Parse and decode a request body. Both steps are meant to be total; the catch is the last guard,
+// since a throw here, in a socket callback outside any fiber, would take the whole process down.
+const requestOf = (bytes: Uint8Array): Either.Either<SyncRequest, string> => {
+  try {
+    return Either.flatMap(parseJson(bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
+  } catch {
+    return Either.left("the body could not be read as a sync request")
   }
 }
 

@@ -19,6 +19,13 @@ export const PROTOCOL_VERSION = 0
 /** The largest message (request or response body) any transport accepts, in bytes: 8 MiB. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
+/**
+ * How deeply a message may nest arrays and objects. The protocol's own messages nest four deep; a
+ * far deeper value (20 KB of `[` is 10,000 levels) would overflow the stack of anything that
+ * recurses through it, the schema's error formatter first, so it is refused before decoding.
+ */
+export const MAX_MESSAGE_DEPTH = 64
+
 /** A peer address: which transport, and the transport-specific address (`host:port` for http). */
 export const Address = Schema.Struct({
   transport_type: Schema.String.pipe(Schema.minLength(1, { message: () => "transport_type must not be empty" })),
@@ -294,9 +301,23 @@ const decodeTagged = <A>(
   members: Record<string, Member>
 ): Effect.Effect<A, MalformedMessage> => decodeTaggedEither<A>(input, what, members)
 
+// Total: whatever throws below (the formatter on a pathological value, a getter of an in-process
+// object) makes a malformed message too, never an exception in the caller (a socket callback).
+const decodeTaggedEither = <A>(
+  input: unknown,
+  what: "request" | "response",
+  members: Record<string, Member>
+): Either.Either<A, MalformedMessage> => {
+  try {
+    return dispatch<A>(input, what, members)
+  } catch {
+    return Either.left(new MalformedMessage({ detail: `the ${what} could not be decoded` }))
+  }
+}
+
 // Dispatch on the single key first, so an unknown kind or a bad field gets a short, precise
 // message instead of the union's report of every member that did not match.
-const decodeTaggedEither = <A>(
+const dispatch = <A>(
   input: unknown,
   what: "request" | "response",
   members: Record<string, Member>
@@ -329,6 +350,11 @@ const decodeTaggedEither = <A>(
       })
     )
   }
+  if (nestsDeeper(input, MAX_MESSAGE_DEPTH)) {
+    return Either.left(
+      new MalformedMessage({ detail: `a ${what} must not nest arrays and objects more than ${MAX_MESSAGE_DEPTH} deep` })
+    )
+  }
   return Either.mapBoth(member(input), {
     onLeft: (error) => new MalformedMessage({ detail: formatIssues(error) }),
     onRight: (value) => value as A
@@ -338,6 +364,16 @@ const decodeTaggedEither = <A>(
 // One line per problem, `Kind.field[index]: what was wrong`, rather than the tree formatter's
 // multi-line dump of every schema on the path (it can run to kilobytes for a SyncTree request).
 const formatIssues = (error: ParseResult.ParseError): string => {
+  try {
+    return describeIssues(error)
+  } catch {
+    // The formatter recurses through the offending value to quote it; whatever makes it throw
+    // (a value too deep for the stack), the path alone still says where the problem is.
+    return `${formatPath(firstPath(error.issue))}: malformed value`
+  }
+}
+
+const describeIssues = (error: ParseResult.ParseError): string => {
   const all = ParseResult.ArrayFormatter.formatErrorSync(error)
   // An optional field's union also reports "Expected undefined"; that only repeats the real problem.
   const relevant = all.filter((issue) => !issue.message.startsWith("Expected undefined"))
@@ -349,6 +385,42 @@ const formatIssues = (error: ParseResult.ParseError): string => {
 }
 
 const MAX_DETAIL = 400
+
+// The path to the first problem, read off the issue tree without looking at any value.
+const firstPath = (issue: ParseResult.ParseIssue): Array<PropertyKey> => {
+  const path: Array<PropertyKey> = []
+  let current: ParseResult.ParseIssue | undefined = issue
+  while (current !== undefined) {
+    switch (current._tag) {
+      case "Pointer":
+        if (typeof current.path === "object") path.push(...current.path)
+        else path.push(current.path)
+        current = current.issue
+        break
+      case "Refinement":
+      case "Transformation":
+        current = current.issue
+        break
+      case "Composite":
+        current = "_tag" in current.issues ? current.issues : current.issues[0]
+        break
+      default:
+        current = undefined
+    }
+  }
+  return path
+}
+
+// Whether arrays and objects nest more than `depth` deep; it stops descending at `depth`, so its
+// own recursion is bounded whatever the input.
+const nestsDeeper = (value: unknown, depth: number): boolean => {
+  if (typeof value !== "object" || value === null) return false
+  if (depth === 0) return true
+  for (const child of Array.isArray(value) ? value : Object.values(value)) {
+    if (nestsDeeper(child, depth - 1)) return true
+  }
+  return false
+}
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path

@@ -12,10 +12,12 @@ import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { DocStore } from "../../src/database/Stores.js"
 import { parseAddress } from "../../src/layers/Sync.js"
+import * as Server from "../../src/layers/SyncServer.js"
 import { API_PATH } from "../../src/layers/TransportHttp.js"
 import * as Permission from "../../src/schema/Permission.js"
 import type { SyncRequest, SyncResponse } from "../../src/schema/Protocol.js"
 import { PROTOCOL_VERSION } from "../../src/schema/Protocol.js"
+import type { StorageShape } from "../../src/services/Storage.js"
 import type { TransportShape } from "../../src/services/Transport.js"
 import {
   enableSync,
@@ -363,18 +365,18 @@ describe("Sync client", () => {
     }))
 })
 
-describe("Sync client against a lying peer", () => {
-  /** A transport for `fake:` addresses whose answers a test scripts from the real handler's. */
-  const fakePeer = (
-    real: Node,
-    bend: (request: SyncRequest, response: SyncResponse) => SyncResponse
-  ): TransportShape => ({
-    transportType: "fake",
-    canHandle: (address) => address.transport_type === "fake",
-    send: (_address, request) => Effect.map(real.sync.handle(request, {}), (response) => bend(request, response)),
-    serve: () => Effect.die("not a server")
-  })
+/** A transport for `fake:` addresses whose answers a test scripts from the real handler's. */
+const fakePeer = (
+  real: Node,
+  bend: (request: SyncRequest, response: SyncResponse) => SyncResponse = (_request, response) => response
+): TransportShape => ({
+  transportType: "fake",
+  canHandle: (address) => address.transport_type === "fake",
+  send: (_address, request) => Effect.map(real.sync.handle(request, {}), (response) => bend(request, response)),
+  serve: () => Effect.die("not a server")
+})
 
+describe("Sync client against a lying peer", () => {
   const setup = Effect.gen(function*() {
     const a = yield* makeNode()
     const { treeId, signer } = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10), data: { k: 1 } })
@@ -464,6 +466,59 @@ describe("Sync client against a lying peer", () => {
       expect(error._tag).toBe("RemoteError")
       expect(calls).toBeLessThanOrEqual(2)
     }))
+
+  it.scoped("a tip the peer names but does not send is not remembered as shared: the next sync fetches it", () =>
+    Effect.gen(function*() {
+      const { a, b, treeId, signer } = yield* setup
+      // once, the peer names its tips but sends none of what leads to them (as a commit landing
+      // while it answers could make it do)
+      let withhold = false
+      yield* b.sync.enableTransport(
+        fakePeer(a, (_req, res) => {
+          if (!withhold || typeof res !== "object" || !("Incremental" in res)) return res
+          withhold = false
+          return { Incremental: { ...res.Incremental, missing_entries: [] } }
+        })
+      )
+      yield* b.sync.syncWithPeer("fake:a", treeId) // bootstrap
+      const x = yield* write(a, treeId, signer, "x", "X")
+      withhold = true
+      yield* b.sync.syncWithPeer("fake:a", treeId)
+      expect((yield* b.storage.has([x])).size).toBe(0)
+      // had we remembered x as shared, we would tell the peer we hold it, and never get it
+      yield* b.sync.syncWithPeer("fake:a", treeId)
+      expect((yield* b.storage.has([x])).size).toBe(1)
+      // and a write on top of it comes with a known parent
+      yield* write(a, treeId, signer, "y", "Y")
+      expect(yield* b.sync.syncWithPeer("fake:a", treeId)).toMatchObject({ received: 1 })
+      expect(yield* readData(b, treeId)).toMatchObject({ x: "X", y: "Y" })
+    }))
+})
+
+describe("Sync client: incremental pulls", () => {
+  it.scoped("pages holding only entries we already have do not stop the pull", () =>
+    Effect.gen(function*() {
+      // A answers one entry per page (as a 900 KB page does when thousands of entries are shared)
+      const a = yield* makeNode({ pageBytes: 1 })
+      const { treeId, signer } = yield* setupDb(a, { syncEnabled: true, global: Permission.Write(10) })
+      for (let i = 0; i < 10; i++) yield* write(a, treeId, signer, `shared${i}`, i)
+      // B holds that history from elsewhere (another peer, or before a restart): no frontier with A,
+      // so it sends A a sparse sample, and A resends the shared entries above the sample, lowest first
+      const b = yield* makeNode()
+      const shared = yield* a.storage.getMany(yield* allIds(a, treeId))
+      expect((yield* b.run(ingestPartial(shared, "remote"))).rejected).toEqual([])
+      yield* b.instance.createUser("bob")
+      const bob = yield* b.instance.loginUser("bob")
+      const opened = yield* b.run(bob.openDatabase(treeId))
+      for (let i = 0; i < 5; i++) yield* write(b, treeId, opened.signer, `b${i}`, i)
+      yield* write(a, treeId, signer, "fromA", true)
+      yield* b.sync.enableTransport(fakePeer(a))
+      const first = yield* b.sync.syncWithPeer("fake:a", treeId)
+      expect(first).toMatchObject({ received: 1, sent: 5 })
+      expect((yield* readData(b, treeId))["fromA"]).toBe(true)
+      expect(yield* b.storage.tips(treeId)).toEqual(yield* a.storage.tips(treeId))
+      expect(yield* b.sync.syncWithPeer("fake:a", treeId)).toMatchObject({ received: 0, sent: 0 })
+    }))
 })
 
 describe("Sync handler: DAG sync (scenarios 31, 32)", () => {
@@ -520,6 +575,34 @@ describe("Sync handler: DAG sync (scenarios 31, 32)", () => {
       const address = yield* a.sync.startServer("127.0.0.1:0")
       const result = yield* b.sync.syncWithPeer(address, treeId)
       expect(result).toMatchObject({ received: 0, sent: 0 })
+    }))
+
+  it.scoped("every tip an answer names is sent or held by the requester, even when a commit lands mid-answer", () =>
+    Effect.gen(function*() {
+      const { a, b, copy, treeId, signer } = yield* pair
+      yield* copy(yield* allIds(a, treeId))
+      // A's handler over its storage, where a commit lands right after the first of the answer's two
+      // reads (tips, missing), whichever comes first
+      let landing: Effect.Effect<unknown, unknown> | undefined
+      const then = <A, E>(read: Effect.Effect<A, E>) =>
+        Effect.tap(read, () => {
+          const commit = landing
+          landing = undefined
+          return commit === undefined ? Effect.void : Effect.orDie(commit)
+        })
+      const storage: StorageShape = {
+        ...a.storage,
+        tips: (id) => then(a.storage.tips(id)),
+        missing: (id, known) => then(a.storage.missing(id, known))
+      }
+      const handle = Server.makeHandler({ instance: a.instance, storage, auth: a.auth, env: a.context, pageBytes: 900_000 })
+      landing = write(a, treeId, signer, "x", "X")
+      const response = yield* handle(syncTree(treeId, yield* b.storage.tips(treeId)), {})
+      if (typeof response !== "object" || !("Incremental" in response)) throw new Error(text(response))
+      expect(landing).toBeUndefined()
+      const sent = new Set(response.Incremental.missing_entries.map(wireId))
+      const held = yield* b.storage.has(response.Incremental.their_tips)
+      expect(response.Incremental.their_tips.filter((t) => !sent.has(t) && !held.has(t))).toEqual([])
     }))
 
   it.scoped("32: out-of-order arrival within a push converges on the right tips; a lone child is refused", () =>

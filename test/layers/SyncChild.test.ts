@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { API_PATH } from "../../src/layers/TransportHttp.js"
 import { startServerProcess } from "../fixtures/SyncServerProcess.js"
 import { makeNode, readData, write } from "./SyncFixtures.js"
 
@@ -43,4 +44,31 @@ describe("Sync with a server in a child process (SQLite, loopback HTTP)", () => 
         expect(error._tag).toBe("TransportError")
       })
     ), 120_000)
+
+  it.live("a 20 KB body nested 10,000 deep gets a 400 and the process keeps serving", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startServerProcess({ entries: 1 })),
+          (s) => Effect.promise(() => s.kill())
+        )
+        const { address, dbId } = server.info
+        // the decoder's error message used to quote the value and overflow the stack, outside any
+        // fiber: an uncaught exception that ended the process
+        const deep = "[".repeat(10_000) + "]".repeat(10_000)
+        const answer = yield* Effect.promise(() =>
+          fetch(`http://${address}${API_PATH}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: `{"SyncTree":{"tree_id":${deep},"our_tips":[]}}`
+          }).then(async (res) => ({ status: res.status, body: await res.text() }), (e: unknown) => ({ status: 0, body: String(e) }))
+        )
+        expect(answer.status).toBe(400)
+        expect(answer.body).toContain("more than 64 deep")
+        const b = yield* makeNode()
+        yield* b.sync.enableHttpTransport()
+        expect((yield* b.sync.syncWithPeer(address, dbId)).received).toBe(server.info.count)
+        expect(server.child.exitCode).toBeNull()
+      })
+    ), 60_000)
 })

@@ -28,9 +28,12 @@ transportContract("http", {
 
 /** A bare TCP server that answers any request with one canned HTTP response; returns its port. */
 const cannedServer = (status: string, body: unknown): Effect.Effect<number, never, Scope.Scope> =>
+  cannedText(status, JSON.stringify(body))
+
+/** The same with the body as raw text (for what JSON.stringify cannot produce). */
+const cannedText = (status: string, text: string): Effect.Effect<number, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Net.Server>((resume) => {
-      const text = JSON.stringify(body)
       const server = Net.createServer((socket) => {
         socket.once("data", () => {
           socket.end(
@@ -249,6 +252,16 @@ describe("TransportHttp", () => {
       expect(error.message).toContain("Weird")
     }))
 
+  it.scopedLive("a 2xx answer nested 10,000 deep is MalformedMessage, not a defect", () =>
+    Effect.gen(function*() {
+      const deep = "[".repeat(10_000) + "]".repeat(10_000)
+      const port = yield* cannedText("200 OK", `{"Incremental":{"tree_id":${deep},"their_tips":[],"missing_entries":[]}}`)
+      const exit = yield* Effect.exit((yield* makeHttp()).send({ transport_type: "http", address: `127.0.0.1:${port}` }, {
+        SendEntries: []
+      }))
+      expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error._tag : String(exit)).toBe("MalformedMessage")
+    }))
+
   describe("nothing a client sends gets a 5xx; each refusal is a clear Error body", () => {
     const serve = Effect.flatMap(makeHttp(), (t) => t.serve("127.0.0.1:0", echoHandler()))
 
@@ -301,6 +314,17 @@ describe("TransportHttp", () => {
           expect(r.status, JSON.stringify(body)).toBe(400)
           expect(errorText(r)).toContain(expected)
         }
+      }))
+
+    it.scopedLive("a 20 KB body nested 10,000 deep → 400, and the server still serves", () =>
+      Effect.gen(function*() {
+        const address = yield* serve
+        const deep = "[".repeat(10_000) + "]".repeat(10_000)
+        const r = yield* raw(address, { body: `{"SyncTree":{"tree_id":${deep},"our_tips":[]}}` })
+        expect(r.status).toBe(400)
+        expect(errorText(r)).toMatch(/more than 64 deep/)
+        const ok = yield* raw(address, { body: JSON.stringify({ SendEntries: [] }) })
+        expect(ok).toEqual({ status: 200, body: "Ack" })
       }))
 
     it.scopedLive("empty body → 400", () =>

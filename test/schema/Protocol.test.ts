@@ -1,0 +1,47 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as Entry from "../../src/core/Entry.js"
+import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_DEPTH } from "../../src/schema/Protocol.js"
+
+const treeId = Entry.idOfBytes(new TextEncoder().encode("a tree"))
+
+/** A value of nested arrays `depth` deep (`[[…]]`), built as JSON.parse builds it, without recursion. */
+const nested = (depth: number): unknown => JSON.parse("[".repeat(depth) + "]".repeat(depth))
+
+const detail = (result: Either.Either<unknown, { readonly message: string }>): string =>
+  Either.isLeft(result) ? result.left.message : "decoded"
+
+describe("Protocol decoding", () => {
+  it("a value nested 10,000 deep is a MalformedMessage, never a thrown RangeError", () => {
+    // the schema's error formatter quotes the bad value and recurses through it: 20 KB of `[` used
+    // to overflow the stack, an exception that took the HTTP server's process down
+    const deep = nested(10_000)
+    const cases = [
+      decodeRequestEither({ SyncTree: { tree_id: deep, our_tips: [] } }),
+      decodeRequestEither({ SendEntries: [deep] }),
+      decodeRequestEither({ SyncTree: { tree_id: treeId, our_tips: [], metadata: deep } }),
+      decodeResponseEither({ Incremental: { tree_id: deep, their_tips: [], missing_entries: [] } })
+    ]
+    for (const result of cases) expect(detail(result)).toMatch(/must not nest arrays and objects more than 64 deep/)
+  })
+
+  it("the depth bound counts the message itself: 64 levels decode, 65 do not", () => {
+    // the message object, SyncTree's object, then `metadata` (free-form, so any depth the bound allows)
+    const at = (depth: number) =>
+      decodeRequestEither({ SyncTree: { tree_id: treeId, our_tips: [], metadata: nested(depth - 2) } })
+    expect(Either.isRight(at(MAX_MESSAGE_DEPTH))).toBe(true)
+    expect(detail(at(MAX_MESSAGE_DEPTH + 1))).toMatch(/more than 64 deep/)
+  })
+
+  it("an input that throws while read is a MalformedMessage too", () => {
+    const hostile = {
+      SyncTree: {
+        get tree_id(): string {
+          throw new Error("boom")
+        },
+        our_tips: []
+      }
+    }
+    expect(detail(decodeRequestEither(hostile))).toBe("Malformed message: the request could not be decoded")
+  })
+})
