@@ -45,6 +45,13 @@ describe("eidetica command line", () => {
     expect(node.address).toMatch(/^127\.0\.0\.1:\d+$/)
     expect(node.deviceId).toMatch(/^ed25519:/)
     expect(node.databases).toContain(id)
+    // the data directory is the serving node's alone: another command on it is refused in one line
+    const refused = await cli("db", "put", id, "late", "write", "--data-dir", a).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e
+    )
+    expect(refused?.code).toBe(1)
+    expect(refused?.stderr.trim()).toMatch(/^eidetica: Storage failed during open: .* is in use by another process/)
     expect(JSON.parse(await cli("health", node.address, "--json"))).toEqual({ address: node.address, healthy: true })
     const pulled = JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b))
     expect(pulled.received).toBeGreaterThan(0)

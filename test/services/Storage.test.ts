@@ -329,23 +329,52 @@ describe("Storage: sqlite only", () => {
       const dir = yield* tempDir
       const filename = path.join(dir, "rollback.sqlite")
       const many = chain(r, 700)
+      const layer = layerSqlite({ filename })
+      yield* Effect.provide(Effect.flatMap(Storage, (s) => s.put([r])), layer)
+      // the storage holds the file alone while open: the trigger goes in between two opens
+      yield* rawSql(
+        filename,
+        `CREATE TRIGGER boom BEFORE INSERT ON entries WHEN NEW.id = '${many[650]!.id}' BEGIN SELECT RAISE(ABORT, 'boom'); END`
+      )
       yield* Effect.gen(function*() {
         const s = yield* Storage
-        yield* s.put([r])
-        yield* rawSql(
-          filename,
-          `CREATE TRIGGER boom BEFORE INSERT ON entries WHEN NEW.id = '${many[650]!.id}' BEGIN SELECT RAISE(ABORT, 'boom'); END`
-        )
         const exit = yield* Effect.exit(s.put(many))
         expect(Exit.isFailure(exit)).toBe(true)
         if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("StorageError")
         expect(yield* s.count(T)).toBe(1)
         expect(yield* s.tips(T)).toEqual([r.id])
         expect((yield* s.has(many.map((e) => e.id))).size).toBe(0)
-        yield* rawSql(filename, "DROP TRIGGER boom")
+      }).pipe(Effect.provide(layer))
+      yield* rawSql(filename, "DROP TRIGGER boom")
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
         expect(yield* s.put(many)).toHaveLength(700)
         expect(yield* s.tips(T)).toEqual([many[699]!.id])
-      }).pipe(Effect.provide(layerSqlite({ filename })))
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.scoped("one open at a time: a second open of the file is refused with a clear StorageError until the first closes", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "alone.sqlite")
+      const layer = layerSqlite({ filename })
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        yield* s.put([r, e1])
+        // another opener (another process, the CLI beside a serving node) would make this one's
+        // in-memory index and sequence numbers stale: it is refused, and this one goes on
+        const second = yield* Effect.flip(Effect.scoped(Layer.build(layer)))
+        expect(second._tag).toBe("StorageError")
+        expect(second.message).toContain("is in use by another process")
+        expect(yield* s.put([e2])).toEqual([e2.id])
+        expect(yield* s.tips(T)).toEqual([e2.id])
+      }).pipe(Effect.provide(layer))
+      // closed: the next open has it, and finds everything
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        expect(yield* s.tips(T)).toEqual([e2.id])
+        expect(yield* s.put([e3])).toEqual([e3.id])
+      }).pipe(Effect.provide(layer))
     }))
 
   it.effect("opening a file in a missing directory fails with StorageError", () =>

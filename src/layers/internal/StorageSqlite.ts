@@ -75,6 +75,7 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
 export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, StorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const client = yield* openClient(options.filename)
+    yield* claim(client, options.filename)
     yield* fromSql("open", client.unsafe(`PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`))
     // checkpoint the WAL every ~40 MB instead of every ~4 MB: each checkpoint costs one disk sync
     // (~17 ms here), which the default spread over ~250 commits
@@ -353,13 +354,53 @@ interface IndexRow {
 const fromSql = <A, R>(operation: string, effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, StorageError, R> =>
   Effect.mapError(effect, (cause) => new StorageError({ operation, cause }))
 
+// WAL is switched on by `claim`, after the locking mode (see there)
 const openClient = (filename: string): Effect.Effect<SqlClient.SqlClient, StorageError, Scope.Scope> =>
-  Layer.build(SqliteClient.layer({ filename })).pipe(
+  Layer.build(SqliteClient.layer({ filename, disableWAL: true })).pipe(
     Effect.map((ctx) => Context.get(ctx, SqlClient.SqlClient)),
     Effect.mapError((cause) => new StorageError({ operation: "open", cause })),
     // better-sqlite3 throws while opening (missing directory, not a database): wrap it.
     Effect.catchAllDefect((cause) => Effect.fail(new StorageError({ operation: "open", cause })))
   )
+
+/**
+ * Take the file for this process alone: SQLite's exclusive locking mode, set before the first WAL
+ * access (so the WAL index lives in this process's memory, with no shared-memory file or per-
+ * transaction locks), and an exclusive transaction to take the lock now rather than at the first
+ * write. This storage keeps the DAG index, sequence numbers and states in memory, so a second
+ * process writing the same file would make them stale (its entries unseen, ours refused as
+ * duplicate sequence numbers); it is refused at open with a clear error instead. The lock goes
+ * with the connection, whether the process closes the storage or dies.
+ */
+const claim = (sql: SqlClient.SqlClient, filename: string): Effect.Effect<void, StorageError> =>
+  Effect.gen(function*() {
+    yield* sql.unsafe("PRAGMA busy_timeout = 250")
+    yield* sql.unsafe("PRAGMA locking_mode = EXCLUSIVE")
+    yield* sql.unsafe("PRAGMA journal_mode = WAL")
+    yield* sql.unsafe("BEGIN EXCLUSIVE")
+    yield* sql.unsafe("COMMIT")
+  }).pipe(
+    Effect.mapError((cause) =>
+      new StorageError({
+        operation: "open",
+        cause: isBusy(cause)
+          ? new Error(
+            `${filename} is in use by another process (an eidetica node serving this data directory?): ` +
+              "one process at a time may open it; stop that process, or talk to it over sync"
+          )
+          : cause
+      })
+    )
+  )
+
+/** Whether an error (or one it wraps) is SQLite's SQLITE_BUSY: another connection holds the lock. */
+const isBusy = (error: unknown): boolean => {
+  for (let e = error, depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
+    if ((e as { code?: unknown }).code === "SQLITE_BUSY") return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
 
 const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
