@@ -88,7 +88,7 @@ const open = (
       const inner = new TextDecoder().decode(typeBytes)
       if (inner !== wrapped)
         return yield* new InvalidEntry({ reason: `encrypted store ${name} wraps ${inner}, not ${wrapped}` })
-      return { codec: codecOf(cipher, key, salt) }
+      return { codec: codecOf(cipher, password, salt, key) }
     }
     if (registration !== undefined)
       return yield* new InvalidEntry({ reason: `store ${name} exists and is not a password-encrypted store` })
@@ -97,7 +97,7 @@ const open = (
     const key = yield* cipher.deriveKey(password, saltBytes)
     const sealed = yield* cipher.encrypt(key, new TextEncoder().encode(wrapped))
     const config = Doc.from({ algorithm: "aes-256-gcm", kdf: "argon2id", m: 19456, t: 2, p: 1, salt, sealed_type: { ...sealed } })
-    return { codec: codecOf(cipher, key, salt), config }
+    return { codec: codecOf(cipher, password, salt, key), config }
   })
 
 const sealedOf = (doc: Doc) => {
@@ -106,23 +106,47 @@ const sealedOf = (doc: Doc) => {
   return { ciphertext: typeof ciphertext === "string" ? ciphertext : "", nonce: typeof nonce === "string" ? nonce : "" }
 }
 
-const codecOf = (cipher: CipherShape, key: Uint8Array, salt: string): Transaction.StoreCodec => ({
-  id: `password:${salt}`,
-  encode: (delta) => Effect.map(cipher.encrypt(key, delta.encode()), (sealed) => Doc.from({ ...sealed }).encode()),
-  decode: (data) =>
+/**
+ * The codec of a store registered with `salt` (whose key is `key`). Each sealed delta names the salt
+ * its key came from: two writers that create the store before seeing each other's registration
+ * (two transactions in flight, two devices offline) each seal under their own salt, and `_index`
+ * keeps only one; the other's deltas stay readable with the same password, their key derived once
+ * per salt. A delta naming no salt was sealed under the registered one.
+ */
+const codecOf = (cipher: CipherShape, password: string, salt: string, key: Uint8Array): Transaction.StoreCodec => {
+  const keys = new Map<string, Uint8Array>([[salt, key]])
+  const keyFor = (named: unknown) =>
     Effect.gen(function* () {
-      const outer = yield* Effect.try({
-        try: () => Doc.decode(data),
-        catch: (e) => new InvalidEntry({ reason: `encrypted store data is malformed: ${String(e)}` })
-      })
-      const plain = yield* cipher.decrypt(key, sealedOf(outer)).pipe(
-        Effect.mapError((e) => new InvalidEntry({ reason: `cannot decrypt a delta: ${e.message}` }))
+      const s = typeof named === "string" ? named : salt
+      const known = keys.get(s)
+      if (known !== undefined) return known
+      const bytes = Encoding.decodeBase64(s)
+      if (Either.isLeft(bytes)) return yield* new InvalidEntry({ reason: "the salt of an encrypted delta is not base64" })
+      const derived = yield* Effect.mapError(
+        cipher.deriveKey(password, bytes.right),
+        (e) => new InvalidEntry({ reason: `cannot derive the key of a delta: ${e.message}` })
       )
-      return yield* Effect.try({
-        try: () => Doc.decode(plain),
-        catch: (e) => new InvalidEntry({ reason: `decrypted delta is malformed: ${String(e)}` })
-      })
+      keys.set(s, derived)
+      return derived
     })
-})
+  return {
+    id: `password:${salt}`,
+    encode: (delta) => Effect.map(cipher.encrypt(key, delta.encode()), (sealed) => Doc.from({ ...sealed, salt }).encode()),
+    decode: (data) =>
+      Effect.gen(function* () {
+        const outer = yield* Effect.try({
+          try: () => Doc.decode(data),
+          catch: (e) => new InvalidEntry({ reason: `encrypted store data is malformed: ${String(e)}` })
+        })
+        const plain = yield* cipher.decrypt(yield* keyFor(outer.get("salt")), sealedOf(outer)).pipe(
+          Effect.mapError((e) => new InvalidEntry({ reason: `cannot decrypt a delta: ${e.message}` }))
+        )
+        return yield* Effect.try({
+          try: () => Doc.decode(plain),
+          catch: (e) => new InvalidEntry({ reason: `decrypted delta is malformed: ${String(e)}` })
+        })
+      })
+  }
+}
 
 export { DecryptionFailed }

@@ -49,6 +49,27 @@ describe("PasswordStore", () => {
       expect((yield* Effect.flip(PasswordStore.docStore(t3, "secrets", "")))._tag).toBe("DecryptionFailed")
     }).pipe(Effect.provide(env())))
 
+  it.effect("two writers that create the store before seeing each other's registration both stay readable", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const admin = yield* auth.generateKey
+      const db = yield* Database.create({ signer: admin })
+      // both transactions find no registration, so each makes its own salt; _index keeps one
+      const t1 = Transaction.begin(db, admin)
+      const t2 = Transaction.begin(db, admin)
+      yield* (yield* PasswordStore.docStore(t1, "secrets", "pw")).set("a", "1")
+      yield* (yield* PasswordStore.docStore(t2, "secrets", "pw")).set("b", "2")
+      yield* Transaction.commit(t1)
+      yield* Transaction.commit(t2)
+      expect(yield* (yield* PasswordStore.docStoreView(db, "secrets", "pw")).getAll()).toEqual({ a: "1", b: "2" })
+      // and later writes under the registration that won read with both
+      const t3 = Transaction.begin(db, admin)
+      yield* (yield* PasswordStore.docStore(t3, "secrets", "pw")).set("c", "3")
+      yield* Transaction.commit(t3)
+      expect(yield* (yield* PasswordStore.docStoreView(db, "secrets", "pw")).getAll()).toEqual({ a: "1", b: "2", c: "3" })
+      expect((yield* Effect.flip(PasswordStore.docStoreView(db, "secrets", "other")))._tag).toBe("DecryptionFailed")
+    }).pipe(Effect.provide(env())))
+
   it.effect("wraps a Table, and refuses to open it as the wrong kind of store", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
