@@ -24,6 +24,7 @@ import {
   UserExists,
   UserNotFound
 } from "../schema/Errors.js"
+import * as Permission from "../schema/Permission.js"
 import * as SyncSettings from "../schema/SyncSettings.js"
 import { Auth } from "../services/Auth.js"
 import { Cipher } from "../services/Cipher.js"
@@ -62,6 +63,12 @@ interface Tracking {
 const DEVICE = "instance/device"
 const userKey = (name: string) => `users/${name}`
 const trackingKey = (db: string, user: string) => `tracking/${db}/${user}`
+/** Split a tracking key after the database ID: database IDs never hold "/", usernames may ("a/b"). */
+const parseTrackingKey = (key: string): { readonly db: string; readonly user: string } | undefined => {
+  const rest = key.slice("tracking/".length)
+  const slash = rest.indexOf("/")
+  return slash < 0 ? undefined : { db: rest.slice(0, slash), user: rest.slice(slash + 1) }
+}
 
 /** Build the Instance service. */
 export const make = Effect.gen(function* () {
@@ -184,11 +191,16 @@ export const make = Effect.gen(function* () {
         const state = yield* run(DatabaseOps.authSettings(db))
         const keys = yield* Ref.get(keysRef)
         if (state._tag === "Present") {
-          // prefer the user's key with the most authority; else the default key under the global grant
-          const own = [...keys.values()]
-            .map((k) => ({ k, p: state.auth.keys[k.signer.publicKey] }))
-            .filter((x) => x.p !== undefined && x.p.status === "Active")
-          if (own.length > 0) return { db, signer: own[0]!.k.signer }
+          // prefer the user's active key with the most authority (the first in key order could be a
+          // Read key beside an unused Write key); else the default key under the global grant
+          let best: { readonly signer: Signer; readonly permission: Permission.Permission } | undefined
+          for (const k of keys.values()) {
+            const p = state.auth.keys[k.signer.publicKey]
+            if (p === undefined || p.status !== "Active") continue
+            if (best === undefined || Permission.compare(p.permissions, best.permission) > 0)
+              best = { signer: k.signer, permission: p.permissions }
+          }
+          if (best !== undefined) return { db, signer: best.signer }
           if (Settings.activeGlobal(state.auth) !== undefined) return { db, signer: { ...rootSigner, global: true } }
         }
         return yield* new PermissionDenied({
@@ -249,10 +261,10 @@ export const make = Effect.gen(function* () {
       untrackDatabase: (databaseId) => storage.deleteMeta(trackingKey(databaseId, username)),
       trackedDatabases: Effect.map(storage.listMeta("tracking/"), (rows) =>
         rows.flatMap(([key, value]) => {
-          const [, db, user] = key.split("/")
-          if (user !== username || db === undefined) return []
+          const parsed = parseTrackingKey(key)
+          if (parsed === undefined || parsed.user !== username) return []
           const t = JSON.parse(value) as Tracking
-          return [{ databaseId: db, keyId: t.keyId, syncSettings: t.syncSettings }]
+          return [{ databaseId: parsed.db, keyId: t.keyId, syncSettings: t.syncSettings }]
         })
       )
     }

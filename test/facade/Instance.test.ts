@@ -150,6 +150,56 @@ for (const [label, backendOf] of backends) {
       expect((await user.openDatabase(b.rootId)).rootId).toBe(b.rootId)
     })
 
+    it("usernames with '/' keep their own tracked databases, apart from each other", async () => {
+      const names = ["a", "a/b", "a/", "/x"]
+      const owned = new Map<string, string>()
+      for (const name of names) {
+        await instance.createUser(name)
+        const user = await instance.loginUser(name)
+        owned.set(name, (await user.createDatabase(Doc.from({ name }), await user.getDefaultKey())).rootId)
+      }
+      expect((await instance.listUsers()).sort()).toEqual([...names].sort())
+      for (const name of names) {
+        const user = await instance.loginUser(name)
+        expect((await user.trackedDatabases()).map((t) => t.databaseId)).toEqual([owned.get(name)])
+        expect((await user.findDatabase(name)).rootId).toBe(owned.get(name))
+      }
+      const ab = await instance.loginUser("a/b")
+      await ab.trackDatabase({ databaseId: owned.get("a/b")!, keyId: await ab.getDefaultKey(), syncSettings: ONLINE })
+      expect((await ab.trackedDatabases())[0]?.syncSettings).toEqual(ONLINE)
+      expect((await (await instance.loginUser("a")).trackedDatabases()).map((t) => t.databaseId)).toEqual([owned.get("a")])
+      await ab.untrackDatabase(owned.get("a/b")!)
+      expect(await ab.trackedDatabases()).toEqual([])
+      expect((await (await instance.loginUser("a/")).trackedDatabases()).map((t) => t.databaseId)).toEqual([owned.get("a/")])
+    })
+
+    it("openDatabase picks the user's active key with the most authority, whatever the key order", async () => {
+      await instance.createUser("alice")
+      await instance.createUser("bob")
+      const alice = await instance.loginUser("alice")
+      const bob = await instance.loginUser("bob")
+      const first = await bob.getDefaultKey()
+      const second = await bob.addKey("second")
+      const revoked = await bob.addKey("revoked")
+      // both orders, so the pick cannot be the first (or last) key by accident
+      for (const [readKey, writeKey] of [[first, second], [second, first]] as const) {
+        const db = await alice.createDatabase(Doc.from({ name: "shared" }), await alice.getDefaultKey())
+        const grant = await db.newTransaction()
+        const settings = await grant.settings()
+        await settings.setAuthKey(readKey, { permission: Permission.Read })
+        await settings.setAuthKey(writeKey, { permission: Permission.Write(10) })
+        // a revoked key grants nothing, however much authority it once had
+        await settings.setAuthKey(revoked, { permission: Permission.Admin(1) })
+        await settings.revokeAuthKey(revoked)
+        await grant.commit()
+        const opened = await bob.openDatabase(db.rootId)
+        expect(opened.keyId).toBe(writeKey)
+        const txn = await opened.newTransaction()
+        await (await txn.docStore("d")).set("k", "v")
+        await txn.commit()
+      }
+    })
+
     it("onWrite: one event per stored entry, until unsubscribed; a throwing listener does not stop it", async () => {
       await instance.createUser("alice")
       const user = await instance.loginUser("alice")
