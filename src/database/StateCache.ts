@@ -5,7 +5,10 @@
  * refolded) when read again. It also holds the settings states at pinned tips (see PinnedSettings.ts).
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type { Doc } from "../core/Doc.js"
 
@@ -91,15 +94,52 @@ export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
     readonly maxSlots: number
     /** ...and the slots they hold now. */
     readonly held: { slots: number }
+    /** Per state being updated, the last update queued (see `serialized`): the next one waits for it. */
+    readonly updating: Map<string, Deferred.Deferred<void>>
   }
 >() {}
+
+/**
+ * Run an update of the state under `key` alone: states are merged into in place, so two readers
+ * folding the same new entries at once would apply them twice, interleaved, and a reader between
+ * could see later entries undone by earlier ones (a revoked key active again, for a moment).
+ * Updates of one key queue up, each after the one before. An update with none before it runs at
+ * once, with no asynchronous step: one would reset the fiber's count of operations towards its
+ * next yield, and a loop of commits (each reading `_index`) would then never yield at all.
+ */
+export const serialized = <A, E, R>(
+  cache: Context.Tag.Service<StateCache>,
+  key: string,
+  update: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    const before = cache.updating.get(key)
+    const mine = Deferred.unsafeMake<void>(FiberId.none)
+    cache.updating.set(key, mine)
+    // done only once the update before is done too, even when this one is interrupted while waiting
+    const release = Effect.zipRight(
+      before === undefined ? Effect.void : Deferred.await(before),
+      Effect.sync(() => {
+        Deferred.unsafeDone(mine, Exit.void)
+        if (cache.updating.get(key) === mine) cache.updating.delete(key)
+      })
+    )
+    return Effect.ensuring(before === undefined ? update : Effect.zipRight(Deferred.await(before), update), release)
+  })
 
 /** A fresh, empty cache (by default with `defaultCheckpoints`, holding `DEFAULT_MAX_SLOTS` slots at most). */
 export const layerCacheWith = (
   checkpoints: CheckpointPolicy = defaultCheckpoints,
   maxSlots: number = DEFAULT_MAX_SLOTS
 ): Layer.Layer<StateCache> =>
-  Layer.sync(StateCache, () => ({ states: new Map(), settings: new Map(), checkpoints, maxSlots, held: { slots: 0 } }))
+  Layer.sync(StateCache, () => ({
+    states: new Map(),
+    settings: new Map(),
+    checkpoints,
+    maxSlots,
+    held: { slots: 0 },
+    updating: new Map()
+  }))
 
 /** A fresh, empty cache. */
 export const layerCache: Layer.Layer<StateCache> = layerCacheWith()

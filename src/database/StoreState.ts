@@ -6,6 +6,7 @@
  * checkpoint before it (an intermediate state of the fold, kept a few dozen to a few thousand entries
  * back), not from the start. Large states are saved to storage, so a new process starts from them.
  */
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { compareByHeight, firstAfter } from "../core/Dag.js"
@@ -18,6 +19,7 @@ import {
   type Checkpoint,
   type CheckpointPolicy,
   remember,
+  serialized,
   StateCache,
   stateKey,
   touch,
@@ -61,10 +63,21 @@ export const stateOf = (
   store: string,
   codec: DeltaCodec = plainCodec
 ): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | StateCache> =>
+  Effect.flatMap(StateCache, (cache) => {
+    const key = stateKey(treeId, store, codec.id)
+    return serialized(cache, key, update(treeId, store, codec, cache, key))
+  })
+
+/** Bring the state under `key` up to date and return it (its lock held: see `serialized`). */
+const update = (
+  treeId: string,
+  store: string,
+  codec: DeltaCodec,
+  cache: Context.Tag.Service<StateCache>,
+  key: string
+): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | StateCache> =>
   Effect.gen(function* () {
     const storage = yield* Storage
-    const cache = yield* StateCache
-    const key = stateKey(treeId, store, codec.id)
     const policy = cache.checkpoints
     let cached = cache.states.get(key)
     if (cached === undefined && codec.id === plainCodec.id) {

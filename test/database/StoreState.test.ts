@@ -366,6 +366,37 @@ describe("store state checkpoints", () => {
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 })
 
+describe("concurrent readers", () => {
+  it.effect("fold new entries into a state once, one after the other, and all see the state after them", () =>
+    Effect.gen(function* () {
+      const auth = yield* Effect.provide(Auth, AuthLayers.layerNode)
+      const key = yield* auth.generateKey
+      const history = yield* linearHistory(key, 30, (i) => ["k", i])
+      const counter = { fetched: 0 }
+      const memory = yield* StorageLayers.makeMemory
+      // a storage that yields while fetching, so two reads would interleave their folds
+      const slow: Storage["Type"] = { ...memory, storeData: (ids, store) => Effect.zipLeft(memory.storeData(ids, store), Effect.yieldNow()) }
+      return yield* Effect.provide(
+        Effect.gen(function* () {
+          yield* ingest(history.entries.slice(0, 11), "remote")
+          expect((yield* stateOf(history.db.rootId, "data")).get("k")).toBe(9)
+          yield* ingest(history.entries.slice(11), "remote")
+          counter.fetched = 0
+          const reads = yield* Effect.all(
+            Array.from({ length: 3 }, () => Effect.map(stateOf(history.db.rootId, "data"), (d) => d.get("k"))),
+            { concurrency: "unbounded" }
+          )
+          expect(reads).toEqual([29, 29, 29])
+          // the 20 new entries were fetched (and merged) once, not once per reader
+          expect(counter.fetched).toBe(20)
+          const cache = yield* StateCache
+          expect(cache.updating.size).toBe(0)
+        }),
+        memoryWith(layerCache, counter, slow)
+      )
+    }))
+})
+
 describe("the state cache's bound", () => {
   /**
    * Stores "a", "b" and "c" of 40 keys each (one entry each), and "d" of 100 keys (one entry per key),
