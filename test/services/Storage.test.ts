@@ -240,6 +240,13 @@ const contract = (name: string, makeLayer: () => Layer.Layer<Storage, StorageErr
         const exit = yield* Effect.exit(s.put([r, e1, malformed]))
         expect(Exit.isFailure(exit)).toBe(true)
         expect(yield* s.has([r.id, e1.id, e2.id])).toEqual(new Set())
+        // a malformed store node fails the whole batch with StorageError, not half way as a defect
+        for (const subtrees of [[null], [{ name: "a" }], [{ name: "a", parents: [], h: -1 }]]) {
+          const bad = { ...e2, entry: { ...e2.entry, subtrees } } as unknown as StoredEntry
+          const failed = yield* Effect.either(s.put([r, e1, bad]))
+          expect(failed._tag === "Left" && failed.left._tag).toBe("StorageError")
+          expect(yield* s.has([r.id, e1.id, e2.id])).toEqual(new Set())
+        }
         expect(yield* s.tips(T)).toEqual([])
         expect(yield* s.count(T)).toBe(0)
         expect(yield* s.put([r, e1])).toEqual([r.id, e1.id])

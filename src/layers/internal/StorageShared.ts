@@ -41,6 +41,14 @@ export const checkBatch = (batch: ReadonlyArray<StoredEntry>): string | undefine
     const entry = s.entry
     if (typeof entry !== "object" || entry === null || !Array.isArray(entry.tree?.parents) || !Array.isArray(entry.subtrees))
       return `item ${i} (${s.id}) has no entry`
+    // what the DAG index reads of each store node, so a put never fails half applied
+    for (const node of entry.subtrees as ReadonlyArray<unknown>) {
+      const n = node as { name?: unknown; parents?: unknown; h?: unknown } | null
+      if (typeof n !== "object" || n === null || typeof n.name !== "string" || !Array.isArray(n.parents))
+        return `item ${i} (${s.id}) has a malformed store node`
+      if (n.h !== undefined && (typeof n.h !== "number" || !Number.isSafeInteger(n.h) || n.h < 0))
+        return `item ${i} (${s.id}) has a bad store height`
+    }
   }
   return undefined
 }
