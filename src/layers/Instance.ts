@@ -191,8 +191,9 @@ export const make = Effect.gen(function* () {
         const state = yield* run(DatabaseOps.authSettings(db))
         const keys = yield* Ref.get(keysRef)
         if (state._tag === "Present") {
-          // prefer the user's active key with the most authority (the first in key order could be a
-          // Read key beside an unused Write key); else the default key under the global grant
+          // the user's active key with the most authority (the first in key order could be a Read
+          // key beside an unused Write key), or the default key under the global grant when that
+          // gives more (as the reference's key discovery ranks them)
           let best: { readonly signer: Signer; readonly permission: Permission.Permission } | undefined
           for (const k of keys.values()) {
             const p = state.auth.keys[k.signer.publicKey]
@@ -200,8 +201,10 @@ export const make = Effect.gen(function* () {
             if (best === undefined || Permission.compare(p.permissions, best.permission) > 0)
               best = { signer: k.signer, permission: p.permissions }
           }
+          const global = Settings.activeGlobal(state.auth)
+          if (global !== undefined && (best === undefined || Permission.compare(global.permissions, best.permission) > 0))
+            return { db, signer: { ...rootSigner, global: true } }
           if (best !== undefined) return { db, signer: best.signer }
-          if (Settings.activeGlobal(state.auth) !== undefined) return { db, signer: { ...rootSigner, global: true } }
         }
         return yield* new PermissionDenied({
           detail: `none of ${username}'s keys may access database ${databaseId}; an admin must add one of them (for example ${rootSigner.publicKey})`

@@ -198,6 +198,18 @@ for (const [label, backendOf] of backends) {
         await (await txn.docStore("d")).set("k", "v")
         await txn.commit()
       }
+      // a listed Read key gives way to a stronger global grant
+      const open = await alice.createDatabase(Doc.from({ name: "open" }), await alice.getDefaultKey())
+      const grant = await open.newTransaction()
+      const settings = await grant.settings()
+      await settings.setAuthKey(first, { permission: Permission.Read })
+      await settings.setGlobalPermission(Permission.Write(10))
+      await grant.commit()
+      const mine = await bob.openDatabase(open.rootId)
+      const txn = await mine.newTransaction()
+      await (await txn.docStore("d")).set("k", "from bob")
+      await txn.commit()
+      expect(await (await open.docStore("d")).get("k")).toBe("from bob")
     })
 
     it("onWrite: one event per stored entry, until unsubscribed; a throwing listener does not stop it", async () => {
