@@ -96,8 +96,10 @@ export const ingestPartial = (
     return { stored, rejected }
   })
 
+// Uninterruptible: a request cut short between the put and the announcement (a client gone) would
+// leave entries stored that no write listener, relay or sync-on-commit ever heard of.
 const store = (valid: ReadonlyArray<StoredEntry>, source: WriteSource, peer: string | undefined) =>
-  Effect.gen(function* () {
+  Effect.uninterruptible(Effect.gen(function* () {
     if (valid.length === 0) return [] as ReadonlyArray<string>
     const storage = yield* Storage
     const events = yield* WriteEvents
@@ -112,7 +114,7 @@ const store = (valid: ReadonlyArray<StoredEntry>, source: WriteSource, peer: str
     }
     for (const [treeId, entryIds] of byTree) yield* events.publish({ treeId, entryIds, source, peer })
     return stored
-  })
+  }))
 
 interface Pending {
   readonly entry: StoredEntry

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
 import * as Settings from "../../src/core/Settings.js"
@@ -411,6 +414,41 @@ describe("Ingest rejects bad entries and stores nothing", () => {
   it.effect("decoding bad bytes fails with a reason", () =>
     Effect.sync(() => {
       expect(Entry.decode(new Uint8Array([1, 2, 3]))._tag).toBe("Left")
+    }))
+})
+
+describe("ingestion and write events", () => {
+  it.live("entries stored are announced even when the ingesting fiber is interrupted right after the put", () =>
+    Effect.gen(function* () {
+      const auth = yield* Effect.provide(Auth, AuthLayers.layerNode)
+      const admin = yield* auth.generateKey
+      const memory = yield* StorageLayers.makeMemory
+      const stored = yield* Deferred.make<void>()
+      let watched: string | undefined
+      // a put of the watched entry lets the caller interrupt between the put and the announcement
+      const slow = { ...memory, put: (batch: ReadonlyArray<Entry.StoredEntry>) =>
+        Effect.tap(memory.put(batch), () =>
+          batch.some((x) => x.id === watched) ? Effect.zipRight(Deferred.succeed(stored, undefined), Effect.sleep("10 millis")) : Effect.void) }
+      const layer = Layer.mergeAll(Layer.succeed(Storage, slow), AuthLayers.layerNode, layerCache, WriteEvents.layer)
+      yield* Effect.gen(function* () {
+        const db = yield* Database.create({ signer: admin })
+        const events = yield* WriteEvents.WriteEvents
+        const stream = yield* events.subscribe
+        const e = yield* forge(admin, {
+          root: db.rootId,
+          parents: [db.rootId],
+          height: 1,
+          metadata: Entry.encodeMetadata({ settings_tips: [db.rootId], entropy: null }),
+          subtrees: [{ name: "data", parents: [], data: Doc.from({ k: "v" }).encode() }]
+        })
+        watched = e.id
+        const fiber = yield* Effect.fork(ingest([e], "remote", "peer"))
+        yield* Deferred.await(stored)
+        yield* Fiber.interrupt(fiber)
+        expect(yield* Effect.map(memory.has([e.id]), (h) => h.has(e.id))).toBe(true)
+        const [announced] = yield* Stream.runCollect(Stream.take(stream, 1)).pipe(Effect.timeout("2 seconds"))
+        expect(announced).toEqual({ treeId: db.rootId, entryIds: [e.id], source: "remote", peer: "peer" })
+      }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })
 
