@@ -44,7 +44,12 @@ export interface Options {
 
 /** The key a request to a peer is signed with, and why, when it is not the one asked for. */
 export interface SignerChoice {
-  readonly signer: Signer
+  /**
+   * Undefined when the registration names no key: the Sync service then picks as `syncWithPeer`
+   * does (the key of a logged-in user that the database knows, with the most authority; else the
+   * device key), so a private database syncs in the background as it does by hand.
+   */
+  readonly signer: Signer | undefined
   /** Set when the tracked user's key is not available and the device key stands in. */
   readonly note?: string | undefined
 }
@@ -72,7 +77,7 @@ export const syncClient = (sync: SyncShape) =>
 (_peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>): PeerActor.PeerClient => {
   const run = (address: Address, treeId: string) =>
     Effect.flatMap(signerFor(treeId), (choice) =>
-      sync.syncWithPeer(address, treeId, { signer: choice.signer }).pipe(
+      sync.syncWithPeer(address, treeId, choice.signer === undefined ? undefined : { signer: choice.signer }).pipe(
         Effect.mapError((e): PeerActor.PeerFailure => ({
           _tag: e._tag,
           message: `${e.message || e._tag}${choice.note === undefined ? "" : ` (${choice.note})`}`
@@ -113,7 +118,8 @@ export const make = (options: Options = {}): Effect.Effect<
     const signerFor = (peer: string) => (treeId: string): Effect.Effect<SignerChoice> =>
       Effect.gen(function*() {
         const keyId = records.get(peer)?.trees[treeId]?.keyId
-        if (keyId === undefined || keyId === instance.deviceId) return { signer: instance.device }
+        if (keyId === undefined) return { signer: undefined }
+        if (keyId === instance.deviceId) return { signer: instance.device }
         const signer = yield* instance.sessionSigner(keyId)
         if (signer !== undefined) return { signer }
         return {

@@ -16,7 +16,11 @@ export interface SyncPeerInfo {
   readonly treeId: string
   /** Where the peer can be reached; tried in order. */
   readonly addresses: ReadonlyArray<Address>
-  /** Which key proves our read access to the peer (a logged-in user's key id); the device key when absent. */
+  /**
+   * Which key proves our read access to the peer (a logged-in user's key id, or the device key's
+   * id). When absent, each sync picks as `syncWithPeer` does: the logged-in user's key with the most
+   * authority in the database, else the device key.
+   */
   readonly auth?: { readonly keyId: string } | undefined
   readonly displayName?: string | undefined
 }

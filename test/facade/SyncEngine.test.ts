@@ -91,6 +91,46 @@ describe("Promise facade: background sync", () => {
     expect(after.retryAt).toBeUndefined()
   })
 
+  it("a private database syncs in the background with no key named (auth: undefined, as in API.md)", async () => {
+    for (const i of [a, b]) {
+      await i.enableSync()
+      await i.sync().enableHttpTransport()
+    }
+    await a.createUser("alice")
+    const alice = await a.loginUser("alice")
+    const key = await alice.getDefaultKey()
+    const db = await alice.createDatabase(Doc.from({ name: "private" }), key)
+    await alice.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: ONLINE })
+    const address = await a.sync().startServer("127.0.0.1:0")
+    // bob asks for Write, alice approves: bob's key is in the database's auth, B's device key is not
+    await b.createUser("bob")
+    const bob = await b.loginUser("bob")
+    const bobKey = await bob.getDefaultKey()
+    await rejection(b.sync().syncWithPeerForBootstrap(address, db.rootId, bobKey, Permission.Write(10)), "BootstrapPending")
+    const [request] = await a.sync().pendingBootstrapRequests()
+    await alice.approveBootstrapRequest(a.sync(), request!.requestId, key)
+    await b.sync().syncWithPeerForBootstrap(address, db.rootId, bobKey, Permission.Write(10))
+    await bob.trackDatabase({ databaseId: db.rootId, keyId: bobKey, syncSettings: ONLINE })
+    const handle = await b.sync().registerSyncPeer({
+      peerPubkey: a.deviceId,
+      treeId: db.rootId,
+      addresses: [{ transportType: "http", address }],
+      auth: undefined,
+      displayName: "A"
+    })
+    await within(handle.waitForInitialSync(), 5_000)
+    const status = await handle.status()
+    expect(status.lastError).toBeUndefined()
+    expect(status.state).toBe("idle")
+    // a write on A arrives at B by the engine alone (a periodic or pushed sync signed with bob's key)
+    const txn = await db.newTransaction()
+    await (await txn.docStore("notes")).set("secret", "for bob")
+    await txn.commit()
+    await b.sync().flush()
+    const mine = await bob.openDatabase(db.rootId)
+    expect(await (await mine.docStore("notes")).get("secret")).toBe("for bob")
+  })
+
   it("waitForInitialSync of an unreachable peer rejects with InstanceClosed when the instance closes", async () => {
     await a.enableSync()
     await a.sync().enableHttpTransport()
