@@ -13,6 +13,7 @@ import type { AuthSettings } from "../schema/Auth.js"
 import type * as Permission from "../schema/Permission.js"
 import type { OpenDatabase } from "../services/Instance.js"
 import { WriteEvents, type WriteSource } from "../services/WriteEvents.js"
+import { checkPermission, checkString } from "./Check.js"
 import { InvalidArgument } from "./Errors.js"
 import type { Runner } from "./Runner.js"
 
@@ -254,7 +255,9 @@ export class SettingsStore {
 
   /** Set the global `*` grant, so that every key may sign with this permission and anyone may read. */
   setGlobalPermission(permission: Permission.Permission): Promise<void> {
-    return this.runner.run(this.store.setGlobalPermission(permission))
+    return this.runner.attempt(() =>
+      this.runner.run(this.store.setGlobalPermission(checkPermission(permission, "setGlobalPermission")))
+    )
   }
 
   /** Remove the global grant. */
@@ -264,7 +267,13 @@ export class SettingsStore {
 
   /** Grant (or change) a key's permission; the key becomes Active. */
   setAuthKey(pubkey: string, options: AuthKeyOptions): Promise<void> {
-    return this.runner.run(this.store.setAuthKey(pubkey, options))
+    return this.runner.attempt(() => {
+      const key = checkString(pubkey, "setAuthKey expects a public key")
+      if (typeof options !== "object" || options === null) throw new InvalidArgument("setAuthKey expects { permission, name? }")
+      const permission = checkPermission(options.permission, "setAuthKey")
+      if (options.name !== undefined && typeof options.name !== "string") throw new InvalidArgument("setAuthKey's name must be a string")
+      return this.runner.run(this.store.setAuthKey(key, { permission, name: options.name }))
+    })
   }
 
   /** Revoke a key: it stays listed as Revoked and grants nothing to later entries. */

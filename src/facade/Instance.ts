@@ -9,9 +9,10 @@ import * as Eidetica from "../layers/Eidetica.js"
 import * as Errors from "../schema/Errors.js"
 import type { SyncSettings, TrackedDatabase } from "../schema/SyncSettings.js"
 import { Instance as InstanceTag, type InstanceShape, type User as UserService, type UserKeyInfo } from "../services/Instance.js"
+import { checkString } from "./Check.js"
 import { Database } from "./Database.js"
 import { fromFailure, InvalidArgument } from "./Errors.js"
-import { Runner } from "./Runner.js"
+import { closedError, Runner } from "./Runner.js"
 import { Sync } from "./Sync.js"
 
 /** A backend keeping everything in memory; nothing survives `close()`. */
@@ -93,8 +94,9 @@ export class Instance {
     )
   }
 
-  /** The sync API; throws SyncNotEnabled until `enableSync()` was called. */
+  /** The sync API; throws SyncNotEnabled until `enableSync()` was called, InstanceClosed after `close()`. */
   sync(): Sync {
+    if (this.runner.isClosed) throw closedError()
     if (this.syncHandle === undefined) throw fromFailure(new Errors.SyncNotEnabled())
     return this.syncHandle
   }
@@ -190,22 +192,19 @@ export class User {
 
   /** Approve a pending bootstrap request with one of this user's Admin keys. */
   approveBootstrapRequest(sync: Sync, requestId: string, approvingKeyId: string): Promise<void> {
+    if (!(sync instanceof Sync)) return Promise.reject(new InvalidArgument("approveBootstrapRequest expects instance.sync() first"))
     return sync.approveBootstrapRequest(this.service, requestId, approvingKeyId)
   }
 
   /** Reject a pending bootstrap request with one of this user's Admin keys. */
   rejectBootstrapRequest(sync: Sync, requestId: string, approvingKeyId: string): Promise<void> {
+    if (!(sync instanceof Sync)) return Promise.reject(new InvalidArgument("rejectBootstrapRequest expects instance.sync() first"))
     return sync.rejectBootstrapRequest(this.service, requestId, approvingKeyId)
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-const checkString = (value: unknown, message: string): string => {
-  if (typeof value !== "string" || value.length === 0) throw new InvalidArgument(message)
-  return value
-}
 
 const checkName = (username: unknown): string => checkString(username, "a username must be a non-empty string")
 

@@ -15,6 +15,9 @@ import { fromUnknown, InstanceClosed, settle } from "./Errors.js"
 /** What facade operations may require: the services of a complete engine. */
 export type Env = Eidetica.Services
 
+/** The error of any call on a closed Instance. */
+export const closedError = () => new InstanceClosed("Instance has been closed; open it again to continue")
+
 /** Runs engine operations for one Instance. */
 export class Runner {
   private closed = false
@@ -80,5 +83,3 @@ export class Runner {
     await this.runtime.dispose()
   }
 }
-
-const closedError = () => new InstanceClosed("Instance has been closed; open it again to continue")

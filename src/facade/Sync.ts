@@ -19,6 +19,7 @@ import { Instance as InstanceTag } from "../services/Instance.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import { KeyNotFound } from "../schema/Errors.js"
 import type * as Permission from "../schema/Permission.js"
+import { checkPermission, checkString } from "./Check.js"
 import { InvalidArgument, NotImplemented } from "./Errors.js"
 import type { Runner } from "./Runner.js"
 
@@ -38,18 +39,20 @@ export class Sync {
 
   /** Enable the HTTP transport; calling it again keeps the first. */
   enableHttpTransport(options: HttpTransportOptions = {}): Promise<void> {
-    return this.runner.run(
-      Effect.flatMap(SyncTag, (sync) =>
-        sync.enableHttpTransport(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : undefined)
+    return this.runner.attempt(() => {
+      const timeoutMs = checkTimeout(options)
+      return this.runner.run(
+        Effect.flatMap(SyncTag, (sync) => sync.enableHttpTransport(timeoutMs !== undefined ? { timeout: timeoutMs } : undefined))
       )
-    )
+    })
   }
 
   /** Serve this node's databases on `host:port` (port 0 picks a free port); resolves with the bound address. */
   startServer(bind: string): Promise<string> {
-    return this.runner.attempt(() =>
-      this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.startServer(checkString(bind, "startServer expects host:port"))))
-    )
+    return this.runner.attempt(() => {
+      const address = checkString(bind, "startServer expects host:port")
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.startServer(address)))
+    })
   }
 
   /** Stop the running server. */
@@ -64,13 +67,11 @@ export class Sync {
 
   /** Sync one database with a peer (bootstrap or incremental, both directions). */
   syncWithPeer(address: string, treeId: string): Promise<SyncResult> {
-    return this.runner.attempt(() =>
-      this.runner.run(
-        Effect.flatMap(SyncTag, (sync) =>
-          sync.syncWithPeer(checkString(address, "syncWithPeer expects an address"), checkString(treeId, "syncWithPeer expects a database id"))
-        )
-      )
-    )
+    return this.runner.attempt(() => {
+      const peer = checkString(address, "syncWithPeer expects an address")
+      const tree = checkString(treeId, "syncWithPeer expects a database id")
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.syncWithPeer(peer, tree)))
+    })
   }
 
   /** Enable the iroh transport. SEAM: not in the Sync service yet. */
@@ -83,20 +84,21 @@ export class Sync {
    * permission. Rejects with BootstrapPending (carrying `requestId`) until an admin approves.
    */
   syncWithPeerForBootstrap(address: string, treeId: string, keyId: string, permission: Permission.Permission): Promise<SyncResult> {
-    return this.runner.attempt(() =>
-      this.runner.run(
+    return this.runner.attempt(() => {
+      const peer = checkString(address, "syncWithPeerForBootstrap expects an address")
+      const tree = checkString(treeId, "syncWithPeerForBootstrap expects a database id")
+      const key = checkString(keyId, "syncWithPeerForBootstrap expects a key id")
+      const requested = checkPermission(permission, "syncWithPeerForBootstrap")
+      return this.runner.run(
         Effect.gen(function*() {
           const instance = yield* InstanceTag
-          const signer = yield* instance.sessionSigner(checkString(keyId, "syncWithPeerForBootstrap expects a key id"))
-          if (signer === undefined) return yield* new KeyNotFound({ key: keyId })
+          const signer = yield* instance.sessionSigner(key)
+          if (signer === undefined) return yield* new KeyNotFound({ key })
           const sync = yield* SyncTag
-          return yield* sync.syncWithPeer(checkString(address, "syncWithPeerForBootstrap expects an address"), treeId, {
-            signer,
-            request: { permission }
-          })
+          return yield* sync.syncWithPeer(peer, tree, { signer, request: { permission: requested } })
         })
       )
-    )
+    })
   }
 
   /** Bootstrap requests received by this node and waiting for an admin's decision. */
@@ -129,13 +131,11 @@ export class Sync {
 
   /** Stop syncing a database (every database when none is given) with a peer. */
   unregisterSyncPeer(peerPubkey: string, treeId?: string): Promise<void> {
-    return this.runner.attempt(() =>
-      this.runner.run(
-        Effect.flatMap(SyncEngine, (engine) =>
-          engine.unregisterSyncPeer(checkString(peerPubkey, "unregisterSyncPeer expects a peer public key"), treeId)
-        )
-      )
-    )
+    return this.runner.attempt(() => {
+      const peer = checkString(peerPubkey, "unregisterSyncPeer expects a peer public key")
+      const tree = treeId === undefined ? undefined : checkString(treeId, "unregisterSyncPeer expects a database id, or none for every database")
+      return this.runner.run(Effect.flatMap(SyncEngine, (engine) => engine.unregisterSyncPeer(peer, tree)))
+    })
   }
 
   /** @internal Approve a bootstrap request with one of a user's Admin keys (adds the key to auth). */
@@ -149,9 +149,14 @@ export class Sync {
   }
 
   private resolveRequest(user: UserService, requestId: string, keyId: string, approve: boolean): Promise<void> {
-    return this.runner.run(
-      Effect.flatMap(user.signer(keyId), (signer) => Effect.asVoid(BootstrapRequests.resolve(requestId, signer, approve)))
-    )
+    const what = approve ? "approveBootstrapRequest" : "rejectBootstrapRequest"
+    return this.runner.attempt(() => {
+      const request = checkString(requestId, `${what} expects a request id`)
+      const key = checkString(keyId, `${what} expects the id of an Admin key of the user`)
+      return this.runner.run(
+        Effect.flatMap(user.signer(key), (signer) => Effect.asVoid(BootstrapRequests.resolve(request, signer, approve)))
+      )
+    })
   }
 }
 
@@ -269,7 +274,10 @@ const checkPeer = (info: SyncPeerOptions) => {
 const notYet = <A>(what: string): Promise<A> =>
   Promise.reject(new NotImplemented(`${what} is not available in this build of eidetica-ts yet`))
 
-const checkString = (value: unknown, message: string): string => {
-  if (typeof value !== "string" || value.length === 0) throw new InvalidArgument(message)
-  return value
+const checkTimeout = (options: unknown): number | undefined => {
+  if (typeof options !== "object" || options === null) throw new InvalidArgument("enableHttpTransport expects { timeoutMs? } or nothing")
+  const timeoutMs: unknown = (options as HttpTransportOptions).timeoutMs
+  if (timeoutMs === undefined) return undefined
+  if (typeof timeoutMs !== "number" || !(timeoutMs > 0)) throw new InvalidArgument("enableHttpTransport timeoutMs must be a positive number of milliseconds")
+  return timeoutMs
 }

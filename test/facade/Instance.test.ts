@@ -7,11 +7,13 @@ import {
   Doc,
   EideticaError,
   Instance,
+  InstanceClosed,
   InvalidArgument,
   InvalidPassword,
   KeyNotFound,
   Permission,
   PermissionDenied,
+  type Sync,
   SyncNotEnabled,
   TreeNotFound,
   UserExists,
@@ -260,6 +262,20 @@ for (const [label, backendOf] of backends) {
       await instance.enableSync()
       expect(instance.sync()).toBe(instance.sync())
     })
+
+    it("sync() after close() throws InstanceClosed, not SyncNotEnabled", async () => {
+      await instance.enableSync()
+      await instance.close()
+      let caught: unknown
+      try {
+        instance.sync()
+      } catch (e) {
+        caught = e
+      }
+      expect(caught).toBeInstanceOf(InstanceClosed)
+      expect((caught as InstanceClosed)._tag).toBe("InstanceClosed")
+      await rejection(instance.enableSync(), "InstanceClosed", InstanceClosed)
+    })
   })
 
   describe(`Promise facade bad input on ${label}`, () => {
@@ -318,6 +334,14 @@ for (const [label, backendOf] of backends) {
       const store = await txn.docStore("s")
       await rejection(store.set("f", (() => 1) as unknown as string), "InvalidArgument")
       expect(() => db.onWrite(undefined as unknown as () => void)).toThrow(InvalidArgument)
+      // a malformed permission is refused at once, not committed as a grant that grants nothing
+      const settings = await txn.settings()
+      await rejection(settings.setAuthKey(key, { permission: Permission.Write(-3) }), "InvalidArgument")
+      await rejection(settings.setAuthKey(key, { permission: undefined as unknown as Permission.Permission }), "InvalidArgument")
+      await rejection(settings.setAuthKey(key, null as unknown as { permission: Permission.Permission }), "InvalidArgument")
+      await rejection(settings.setAuthKey("", { permission: Permission.Read }), "InvalidArgument")
+      await rejection(settings.setGlobalPermission({ type: "Write", priority: 1.5 } as Permission.Permission), "InvalidArgument")
+      await rejection(settings.setGlobalPermission({ type: "Owner" } as unknown as Permission.Permission), "InvalidArgument")
     })
 
     it("a store-state cache bounded to a few keys still reads every store right; a bad bound is refused", async () => {
@@ -445,6 +469,57 @@ for (const [label, backendOf] of backends) {
       await (await s.settings()).setAuthKey(await mallory.getDefaultKey(), { permission: Permission.Admin(0) })
       await rejection(s.commit(), "PermissionDenied")
       expect(await db.tips()).toEqual(tips)
+    })
+
+    it("approve/rejectBootstrapRequest with a bad sync, request id or key reject with InvalidArgument", async () => {
+      await instance.enableSync()
+      await instance.createUser("alice")
+      const alice = await instance.loginUser("alice")
+      const key = await alice.getDefaultKey()
+      const sync = instance.sync()
+      await rejection(alice.approveBootstrapRequest(sync, undefined as unknown as string, key), "InvalidArgument", InvalidArgument)
+      await rejection(alice.rejectBootstrapRequest(sync, 42 as unknown as string, key), "InvalidArgument", InvalidArgument)
+      await rejection(alice.approveBootstrapRequest(sync, "some-request", undefined as unknown as string), "InvalidArgument")
+      await rejection(alice.rejectBootstrapRequest(sync, "some-request", null as unknown as string), "InvalidArgument")
+      await rejection(alice.approveBootstrapRequest(undefined as unknown as Sync, "some-request", key), "InvalidArgument")
+      await rejection(alice.rejectBootstrapRequest({} as unknown as Sync, "some-request", key), "InvalidArgument")
+    })
+
+    it("syncWithPeerForBootstrap refuses a malformed permission or argument before sending anything", async () => {
+      await instance.enableSync()
+      await instance.createUser("alice")
+      const alice = await instance.loginUser("alice")
+      const key = await alice.getDefaultKey()
+      const db = await alice.createDatabase(Doc.from({ name: "n" }), key)
+      const sync = instance.sync()
+      await sync.enableHttpTransport()
+      // nothing listens there: any request would fail with TransportError
+      const nowhere = "127.0.0.1:1"
+      const bootstrap = (permission: unknown) =>
+        sync.syncWithPeerForBootstrap(nowhere, db.rootId, key, permission as Permission.Permission)
+      const negative = await rejection(bootstrap(Permission.Write(-3)), "InvalidArgument", InvalidArgument)
+      expect(negative.message).toContain("priority")
+      await rejection(bootstrap(Permission.Admin(1.5)), "InvalidArgument")
+      await rejection(bootstrap({ type: "Owner", priority: 0 }), "InvalidArgument")
+      // no permission is not a plain sync
+      await rejection(bootstrap(undefined), "InvalidArgument")
+      await rejection(sync.syncWithPeerForBootstrap(undefined as unknown as string, db.rootId, key, Permission.Write(1)), "InvalidArgument")
+      await rejection(sync.syncWithPeerForBootstrap(nowhere, undefined as unknown as string, key, Permission.Write(1)), "InvalidArgument")
+      await rejection(sync.syncWithPeerForBootstrap(nowhere, db.rootId, undefined as unknown as string, Permission.Write(1)), "InvalidArgument")
+    })
+
+    it("syncWithPeer, startServer, unregisterSyncPeer and enableHttpTransport reject bad arguments with InvalidArgument, not Defect", async () => {
+      await instance.enableSync()
+      const sync = instance.sync()
+      await rejection(sync.enableHttpTransport(null as unknown as {}), "InvalidArgument", InvalidArgument)
+      await rejection(sync.enableHttpTransport({ timeoutMs: "soon" as unknown as number }), "InvalidArgument")
+      await rejection(sync.enableHttpTransport({ timeoutMs: -1 }), "InvalidArgument")
+      await sync.enableHttpTransport()
+      await rejection(sync.startServer(undefined as unknown as string), "InvalidArgument", InvalidArgument)
+      await rejection(sync.syncWithPeer(undefined as unknown as string, "some-database"), "InvalidArgument")
+      await rejection(sync.syncWithPeer("127.0.0.1:1", 42 as unknown as string), "InvalidArgument")
+      await rejection(sync.unregisterSyncPeer(undefined as unknown as string), "InvalidArgument")
+      await rejection(sync.unregisterSyncPeer(instance.deviceId, 42 as unknown as string), "InvalidArgument")
     })
 
     it("revoking a key that is not there rejects with KeyNotFound", async () => {

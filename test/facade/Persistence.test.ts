@@ -4,7 +4,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { Doc, InMemory, Instance, InstanceClosed, Permission, Sqlite, SyncNotEnabled, TransportError } from "../../src/promise.js"
+import { Doc, InMemory, Instance, InstanceClosed, Permission, Sqlite, TransportError } from "../../src/promise.js"
 import { cleanup, rejection, tempDir } from "./helpers.js"
 
 describe("Promise facade: close and reopen", () => {
@@ -117,7 +117,7 @@ describe("Promise facade: close with work still attached", () => {
       await client.sync().enableHttpTransport()
       await server.close()
       off()
-      expect(() => server.sync()).toThrow(SyncNotEnabled)
+      expect(() => server.sync()).toThrow(InstanceClosed)
       expect(() => db.onWrite(() => undefined)).toThrow(InstanceClosed)
       await rejection(client.sync().syncWithPeer(address, db.rootId), "TransportError", TransportError)
     } finally {
