@@ -4,8 +4,9 @@
  *   npm run sim -- --seeds 100 --peers 3-7 [--steps 60] [--start 0] [--mode engine|manual]
  *   npm run sim -- --seed 1234 --peers 5 --steps 60 [--trace trace.json]
  *
- * Peer counts cycle through the range, one seed after another. Every failing seed is printed with
- * the command that replays it; the exit code is 1 when any seed failed.
+ * Peer counts cycle through the range, one seed after another. Every failing seed (a broken
+ * invariant, or a run that threw: CRASH) is printed with the command that replays it; the sweep
+ * goes on, and the exit code is 1 when any seed failed.
  */
 import { writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
@@ -54,9 +55,18 @@ for (let i = 0; i < count; i++) {
   const seed = first + i
   const peers = single ? minPeers : minPeers + (i % (maxPeers - minPeers + 1))
   const t0 = performance.now()
-  const report = await Simulation.run({ peers, seed, steps, faults, mode })
-  const ms = Math.round(performance.now() - t0)
   const replay = `npm run sim -- --seed ${seed} --peers ${peers} --steps ${steps}${mode === "manual" ? " --mode manual" : ""}`
+  let report: Simulation.Report
+  try {
+    report = await Simulation.run({ peers, seed, steps, faults, mode })
+  } catch (error) {
+    // a run that throws (a defect in the engine or the kit) is a failed seed, not the end of the sweep
+    console.log(`CRASH seed ${seed}, ${peers} peers, ${steps} steps: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
+    console.log(`  replay: ${replay}`)
+    failed.push(seed)
+    continue
+  }
+  const ms = Math.round(performance.now() - t0)
   if (single || !Simulation.passed(report)) {
     console.log(
       `${Simulation.passed(report) ? "PASS" : "FAIL"} seed ${seed}, ${peers} peers, ${steps} steps, ${ms} ms: ${JSON.stringify(report.stats)}`

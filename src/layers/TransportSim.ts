@@ -2,8 +2,11 @@
  * The simulated network: named peers on one in-memory network under virtual time, each with its
  * own Transport (`network.transport(name)`), addresses `{ transport_type: "sim", address: name }`.
  * Deliveries take a seeded random delay (so concurrent messages reorder), may be dropped or
- * duplicated by rate, and cross directed links that can be cut and healed; a cut link fails the
- * send like a refused connection (TransportError), so callers take their real retry path. In
+ * duplicated by rate, and cross directed links that can be cut and healed. A link is a direction
+ * of connection, as a firewall sees it: cutting `a → b` stops `a` reaching `b` (its sends fail like
+ * a refused connection, a TransportError, so callers take their real retry path), while `b` still
+ * reaches `a` and gets its answers. The cut is checked when a message leaves, again when it
+ * arrives (one in flight when the link is cut is lost) and when the answer is ready (lost too). In
  * manual mode `SendEntries` pushes are held (the sender gets an optimistic Ack) until the test
  * delivers, duplicates or drops them one by one. Every send, delivery, drop and control is
  * recorded in a trace of plain JSON events with virtual timestamps. Time comes from Effect's
@@ -52,7 +55,7 @@ export type TraceEvent =
   | { readonly t: number; readonly type: "deliver"; readonly id: number; readonly from: string; readonly to: string; readonly kind: MessageKind; readonly response: string }
   | { readonly t: number; readonly type: "fail"; readonly id: number; readonly from: string; readonly to: string; readonly reason: FailReason }
   | { readonly t: number; readonly type: "hold"; readonly id: number; readonly from: string; readonly to: string; readonly entries: number }
-  | { readonly t: number; readonly type: "drop"; readonly id: number; readonly from: string; readonly to: string; readonly reason: "policy" | "manual" | "unreachable" }
+  | { readonly t: number; readonly type: "drop"; readonly id: number; readonly from: string; readonly to: string; readonly reason: DropReason }
   | { readonly t: number; readonly type: "duplicate"; readonly id: number; readonly copy: number; readonly from: string; readonly to: string }
   | { readonly t: number; readonly type: "partition" | "heal"; readonly from: string; readonly to: string }
   | { readonly t: number; readonly type: "healAll" }
@@ -66,6 +69,9 @@ export type TraceEvent =
 
 /** A trace event before the network stamps it with the time. */
 export type TraceInput = TraceEvent extends infer E ? (E extends TraceEvent ? Omit<E, "t"> : never) : never
+
+/** Why a message was lost, as the trace says. */
+export type DropReason = "policy" | "manual" | "unreachable" | "partitioned"
 
 /** Why a send failed, as the trace says. */
 export type FailReason = "partitioned" | "unreachable" | "dropped" | "handler-defect" | "no-response"
@@ -95,7 +101,12 @@ export interface SimNetwork {
   readonly transport: (name?: string) => TransportShape
   /** The address a peer serves at. */
   readonly address: (name: string) => Address
-  /** Cut the directed link `from → to`: requests from `from` to `to` fail, and answers from `to` to `from` are lost. */
+  /**
+   * Cut the directed link `from → to`: `from` can no longer reach `to`. Its sends fail at once; one
+   * in flight when the link is cut is lost on arrival (dropped, the sender fails as if refused),
+   * and one the server is answering when the link is cut loses its answer (the server has acted,
+   * the sender fails with "no response"). Requests from `to` to `from` and their answers are untouched.
+   */
   readonly partition: (from: string, to: string) => Effect.Effect<void>
   /** Restore the directed link `from → to`. */
   readonly heal: (from: string, to: string) => Effect.Effect<void>
@@ -109,7 +120,7 @@ export interface SimNetwork {
   readonly setManualDelivery: (on: boolean) => Effect.Effect<void>
   /** The held pushes, in send order. */
   readonly pending: () => Effect.Effect<ReadonlyArray<PendingMessage>>
-  /** Deliver one held push now; returns the server's answer (undefined when nobody serves there). Unknown ids are a defect. */
+  /** Deliver one held push now; returns the server's answer (undefined when nobody serves there or the link is cut). Unknown ids are a defect. */
   readonly deliver: (id: number) => Effect.Effect<SyncResponse | undefined>
   /** Deliver the first held push, if any; returns its handle. */
   readonly deliverOne: () => Effect.Effect<PendingMessage | undefined>
@@ -231,6 +242,11 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
       }
       const twice = yield* chance(link.duplicateRate)
       yield* delay(link)
+      // the link may have been cut while the message travelled (a copy would leave after the cut: none is sent)
+      if (cut.has(linkKey(from, to))) {
+        yield* record({ type: "drop", id, from, to, reason: "partitioned" })
+        return yield* fail(id, from, to, "partitioned")
+      }
       if (twice) {
         // the copy travels on its own and its answer is lost, as a retransmitted packet's would be
         const copyId = nextId++
@@ -238,6 +254,7 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
         yield* Effect.forkDaemon(
           Effect.gen(function* () {
             yield* delay(link)
+            if (cut.has(linkKey(from, to))) return yield* record({ type: "drop", id: copyId, from, to, reason: "partitioned" })
             const result = yield* invoke(from, to, request)
             if (result._tag === "answered") {
               yield* record({ type: "deliver", id: copyId, from, to, kind, response: responseKind(result.response) })
@@ -249,7 +266,8 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
       if (result._tag === "unreachable") return yield* fail(id, from, to, "unreachable")
       if (result._tag === "defect") return yield* fail(id, from, to, "handler-defect", result.cause)
       yield* record({ type: "deliver", id, from, to, kind, response: responseKind(result.response) })
-      if (cut.has(linkKey(to, from))) return yield* fail(id, from, to, "no-response")
+      // the answer travels back on the sender's connection: lost if the link was cut meanwhile
+      if (cut.has(linkKey(from, to))) return yield* fail(id, from, to, "no-response")
       return result.response
     })
 
@@ -297,6 +315,10 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
     Effect.gen(function* () {
       const message = yield* find(id)
       held = held.filter((m) => m.id !== id)
+      if (cut.has(linkKey(message.from, message.to))) {
+        yield* record({ type: "drop", id, from: message.from, to: message.to, reason: "partitioned" })
+        return undefined
+      }
       const result = yield* invoke(message.from, message.to, message.request)
       if (result._tag === "answered") {
         yield* record({ type: "deliver", id, from: message.from, to: message.to, kind: message.kind, response: responseKind(result.response) })
@@ -393,7 +415,7 @@ const failText: Record<FailReason, string> = {
   unreachable: "connection refused (nothing serves there)",
   dropped: "connection reset (simulated loss)",
   "handler-defect": "the peer failed while answering",
-  "no-response": "no response (simulated partition on the way back)"
+  "no-response": "no response (simulated partition while the peer answered)"
 }
 
 /** The ID of a pushed entry, or a marker when it is not base64 of any entry. */

@@ -2,9 +2,12 @@
  * A cluster of complete engines on one simulated network (the reference harness's `Cluster`): N
  * peers, each a real Instance with Sync (and the background engine when one is given) over its
  * own memory storage, which outlives the instance so a peer can crash and restart on what it had
- * persisted. Keys and randomness come from the fiber's `Random` (seeded auth), time from its
- * `Clock`. Two ways to move entries: explicit `exchange`/`converge` (the reference's manual mode)
- * and the engine's `autoSync`/`flush` (its background mode).
+ * persisted. A crash is a crash, not a shutdown: the incarnation is fenced off its storage and the
+ * network first, so nothing its finalizers or leftover fibers do afterwards is persisted or sent
+ * (what lived only in memory is lost, and restart takes the real recovery path). Keys and
+ * randomness come from the fiber's `Random` (seeded auth), time from its `Clock`. Two ways to
+ * move entries: explicit `exchange`/`converge` (the reference's manual mode) and the engine's
+ * `autoSync`/`flush` (its background mode).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -35,6 +38,7 @@ import { Storage, type StorageShape } from "../services/Storage.js"
 import { Sync, type SyncResult, type SyncError, type SyncShape } from "../services/Sync.js"
 import { SyncEngine, type FlushReport, type SyncEngineShape } from "../services/SyncEngine.js"
 import * as WriteEvents from "../services/WriteEvents.js"
+import { fence } from "./Fence.js"
 
 /** Every service of one simulated peer without the background engine. */
 export type PeerServices = Storage | Auth | Cipher | StateCache | WriteEvents.WriteEvents | Instance | Sync
@@ -121,7 +125,11 @@ export interface Cluster {
   readonly flush: (peer: number) => Effect.Effect<FlushReport>
   /** N+1 passes of `flush` over every running peer, enough for relay hops. */
   readonly flushAll: Effect.Effect<void>
-  /** Stop a peer: its actors, server and caches go; its storage stays. */
+  /**
+   * Crash a peer: from this instant its incarnation can neither write its storage nor use the
+   * network, then its actors, server and caches go (their finalizers run, but nothing they write
+   * is kept). Its storage stays as it was at the crash.
+   */
   readonly crash: (peer: number) => Effect.Effect<void>
   /** Start a crashed peer again on its storage (same device key, user and tracking). */
   readonly restart: (peer: number) => Effect.Effect<void>
@@ -138,14 +146,15 @@ export const make = (options: ClusterOptions): Effect.Effect<Cluster, never, Sco
     const start = (peer: PeerImpl, first: boolean) =>
       Effect.gen(function* () {
         const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-        const context = yield* Layer.build(peerLayer(peer.storage, options.engine)).pipe(Scope.extend(scope))
+        const incarnation = fence(peer.storage, network.transport(peer.name))
+        const context = yield* Layer.build(peerLayer(incarnation.storage, options.engine)).pipe(Scope.extend(scope))
         const sync = Context.get(context, Sync)
         const instance = Context.get(context, Instance)
-        yield* sync.enableTransport(network.transport(peer.name))
+        yield* sync.enableTransport(incarnation.transport)
         yield* Effect.orDie(sync.startServer(peer.name))
         if (first) yield* Effect.orDie(instance.createUser(peer.username))
         const user = yield* Effect.orDie(instance.loginUser(peer.username))
-        peer.state = { scope, context, instance, sync, user, key: yield* user.getDefaultKey, signers: new Map() }
+        peer.state = { scope, kill: incarnation.kill, context, instance, sync, user, key: yield* user.getDefaultKey, signers: new Map() }
         peer.deviceId = instance.deviceId
       })
 
@@ -242,6 +251,8 @@ export const make = (options: ClusterOptions): Effect.Effect<Cluster, never, Sco
         if (state === undefined) return
         peer.state = undefined
         yield* network.record({ type: "crash", peer: peer.name })
+        // the process is gone at this instant: nothing after it reaches the disk or the wire
+        state.kill()
         yield* Scope.close(state.scope, Exit.void)
       })
 
@@ -361,6 +372,8 @@ export const layerSimAuth: Layer.Layer<Auth> = Layer.scoped(
 
 interface PeerState {
   readonly scope: Scope.CloseableScope
+  /** Fence the incarnation off its storage and the network (the crash instant). */
+  readonly kill: () => void
   readonly context: Context.Context<PeerServices | SyncEngine>
   readonly instance: InstanceShape
   readonly sync: SyncShape

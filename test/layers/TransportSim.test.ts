@@ -41,13 +41,15 @@ describe("SimNetwork controls", () => {
   it.scoped("a directed partition cuts one direction of traffic, and heal restores it", () =>
     Effect.gen(function* () {
       const { network, a, b, address } = yield* pair()
-      yield* a.serve("", echoHandler())
+      let servedAtA = 0
+      yield* a.serve("", (request, context) => Effect.zipRight(Effect.sync(() => servedAtA++), echoHandler()(request, context)))
       yield* network.partition("a", "b")
       const error = yield* a.send(address, push(0)).pipe(Effect.flip)
       expect(error._tag).toBe("TransportError")
       expect(error.message).toContain("partition")
-      // b's request reaches a, but a's answer travels the cut direction
-      expect((yield* b.send(network.address("a"), push(0)).pipe(Effect.flip)).message).toContain("no response")
+      // a can no longer reach b, but b still reaches a and gets its answer
+      expect(yield* b.send(network.address("a"), push(0))).toBe("Ack")
+      expect(servedAtA).toBe(1)
       expect(yield* network.isPartitioned("a", "b")).toBe(true)
       expect(yield* network.isPartitioned("b", "a")).toBe(false)
       yield* network.heal("a", "b")
@@ -62,15 +64,79 @@ describe("SimNetwork controls", () => {
       expect(types).toContain("healAll")
     }))
 
-  it.scoped("a cut return link delivers the request but loses the answer", () =>
+  it.scoped("a link cut while the server answers loses the answer (the server has acted)", () =>
     Effect.gen(function* () {
-      const { network, a, address } = yield* pair()
-      yield* network.partition("b", "a")
+      const network = yield* SimNetwork.make({ seed: 7 })
+      const a = network.transport("a")
+      let served = 0
+      const address = yield* network.transport("b").serve("", (request, context) =>
+        Effect.gen(function* () {
+          served++
+          yield* network.partition("a", "b")
+          return yield* echoHandler()(request, context)
+        })
+      )
       const error = yield* a.send(address, push(2)).pipe(Effect.flip)
       expect(error.message).toContain("no response")
+      expect(served).toBe(1)
       const trace = yield* network.trace()
       expect(trace.some((e) => e.type === "deliver")).toBe(true)
       expect(trace.at(-1)).toMatchObject({ type: "fail", reason: "no-response" })
+    }))
+
+  it.scoped("a link cut while a request is in flight loses it on arrival; the sender fails as if refused", () =>
+    Effect.gen(function* () {
+      const network = yield* SimNetwork.make({ seed: 7, policy: { minDelayMs: 100, maxDelayMs: 100 } })
+      const a = network.transport("a")
+      let served = 0
+      const address = yield* network.transport("b").serve("", () => Effect.sync(() => (served++, "Ack" as const)))
+      const fiber = yield* Effect.fork(Effect.either(a.send(address, push(1))))
+      yield* TestClock.adjust(50)
+      yield* network.partition("a", "b")
+      yield* TestClock.adjust(100)
+      const result = yield* Fiber.join(fiber)
+      expect(served).toBe(0)
+      expect(result._tag === "Left" && result.left.message).toContain("partition")
+      const trace = yield* network.trace()
+      const sent = trace.find((e) => e.type === "send")!
+      expect(trace.filter((e) => e.type !== "send" && "id" in e && e.id === sent.id)).toMatchObject([
+        { type: "drop", reason: "partitioned", t: sent.t + 100 },
+        { type: "fail", reason: "partitioned" }
+      ])
+    }))
+
+  it.scoped("a duplicate copy leaving after its link was cut is lost, not delivered", () =>
+    Effect.gen(function* () {
+      const network = yield* SimNetwork.make({ seed: 7, policy: { minDelayMs: 100, maxDelayMs: 100, duplicateRate: 1 } })
+      const a = network.transport("a")
+      let served = 0
+      const address = yield* network.transport("b").serve("", () => Effect.sync(() => (served++, "Ack" as const)))
+      const fiber = yield* Effect.fork(a.send(address, push(1)))
+      yield* TestClock.adjust(100)
+      expect(yield* Fiber.join(fiber)).toBe("Ack")
+      expect(served).toBe(1)
+      yield* network.partition("a", "b")
+      yield* TestClock.adjust(100)
+      expect(served).toBe(1)
+      const trace = yield* network.trace()
+      const copy = trace.flatMap((e) => (e.type === "duplicate" ? [e.copy] : []))
+      expect(copy.length).toBe(1)
+      expect(trace.at(-1)).toMatchObject({ type: "drop", id: copy[0], reason: "partitioned" })
+    }))
+
+  it.scoped("a held push delivered across a link cut since is dropped", () =>
+    Effect.gen(function* () {
+      const network = yield* SimNetwork.make({ seed: 7 })
+      const a = network.transport("a")
+      let served = 0
+      const address = yield* network.transport("b").serve("", () => Effect.sync(() => (served++, "Ack" as const)))
+      yield* network.setManualDelivery(true)
+      yield* a.send(address, push(1))
+      const [held] = yield* network.pending()
+      yield* network.partition("a", "b")
+      expect(yield* network.deliver(held!.id)).toBeUndefined()
+      expect(served).toBe(0)
+      expect((yield* network.trace()).at(-1)).toMatchObject({ type: "drop", id: held!.id, reason: "partitioned" })
     }))
 
   it.scoped("delays come from the virtual clock and reorder concurrent messages", () =>

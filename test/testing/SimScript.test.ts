@@ -1,0 +1,41 @@
+/**
+ * The `npm run sim` script (scripts/sim.ts) over a stubbed runner: a seed whose run throws is
+ * reported with its replay command and counted failed, and the sweep goes on to the end.
+ */
+import { afterEach, expect, it, vi } from "vitest"
+
+vi.mock("../../src/testing/Simulation.js", () => ({
+  run: async (options: { readonly seed: number }) => {
+    if (options.seed === 1) throw new Error("a defect inside the run")
+    return { converged: true, noLostEntries: true, allSigned: true, noUnauthorizedEntries: true, stats: {}, violations: [], trace: [] }
+  },
+  passed: (report: { readonly converged: boolean }) => report.converged
+}))
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+it("a seed whose run throws is printed as CRASH with its replay command; the others still run; exit code 1", async () => {
+  const lines: Array<string> = []
+  vi.spyOn(console, "log").mockImplementation((...args) => void lines.push(args.join(" ")))
+  vi.spyOn(console, "error").mockImplementation((...args) => void lines.push(args.join(" ")))
+  vi.spyOn(process, "exit").mockImplementation(((code: number) => {
+    throw new Error(`exit ${code}`)
+  }) as never)
+  const argv = process.argv
+  process.argv = ["node", "sim.ts", "--seeds", "3", "--peers", "3", "--steps", "5"]
+  const outcome = await import("../../scripts/sim.js").then(
+    () => "no exit",
+    (e: Error) => e.message
+  ).finally(() => {
+    process.argv = argv
+  })
+  expect(outcome).toBe("exit 1")
+  const output = lines.join("\n")
+  expect(output).toContain("CRASH seed 1, 3 peers, 5 steps: Error: a defect inside the run")
+  expect(output).toContain("replay: npm run sim -- --seed 1 --peers 3 --steps 5")
+  expect(lines.at(-1)).toContain("3 seeds (0..2)")
+  expect(lines.at(-1)).toContain("2 passed, 1 failed")
+  expect(lines.at(-1)).toContain("failing seeds: 1")
+})
