@@ -7,26 +7,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
-import type * as Scope from "effect/Scope"
 import { Storage } from "../../src/services/Storage.js"
 import { Sync } from "../../src/services/Sync.js"
-import { Cluster, SimClock, SimNetwork, Simulation } from "../../src/testing.js"
+import { Cluster, Simulation } from "../../src/testing.js"
+import { sim } from "./helpers.js"
 
-interface Env {
-  readonly clock: SimClock.SimClock
-  readonly network: SimNetwork.SimNetwork
-}
-
-/** Run a test body on a fresh virtual clock, a seeded Random and a seeded network. */
-const sim = <A, E>(seed: number, body: (env: Env) => Effect.Effect<A, E, Scope.Scope>) => {
-  const clock = SimClock.make()
-  return Effect.flatMap(SimNetwork.make({ seed }), (network) => body({ clock, network })).pipe(
-    Effect.scoped,
-    Effect.withRandom(Random.make(seed)),
-    SimClock.provide(clock)
-  )
-}
 
 describe("Cluster crash", () => {
   it.live("a crash mid-push keeps nothing of memory, fences the old incarnation, and restart recovers by sync", () =>

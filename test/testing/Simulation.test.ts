@@ -10,26 +10,12 @@ import * as Encoding from "effect/Encoding"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
-import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as EngineActors from "../../src/actors/SyncEngine.js"
 import { Auth } from "../../src/services/Auth.js"
-import { Cluster, Invariants, SimClock, SimNetwork, Simulation } from "../../src/testing.js"
+import { Cluster, Invariants, SimNetwork, Simulation } from "../../src/testing.js"
+import { sim } from "./helpers.js"
 
-interface Env {
-  readonly clock: SimClock.SimClock
-  readonly network: SimNetwork.SimNetwork
-}
-
-/** Run a test body on a fresh virtual clock, a seeded Random and a seeded network. */
-const sim = <A, E>(seed: number, body: (env: Env) => Effect.Effect<A, E, Scope.Scope>) => {
-  const clock = SimClock.make()
-  return Effect.flatMap(SimNetwork.make({ seed }), (network) => body({ clock, network })).pipe(
-    Effect.scoped,
-    Effect.withRandom(Random.make(seed)),
-    SimClock.provide(clock)
-  )
-}
 
 const checked = (cluster: Cluster.Cluster) => cluster.peers.map((p) => ({ name: p.name, storage: p.storage }))
 
