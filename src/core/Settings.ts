@@ -68,6 +68,23 @@ export const candidates = (auth: AuthSettings, sigKey: SigKey): ReadonlyArray<Ca
   return []
 }
 
+/**
+ * Of `signers`, the one whose own key in auth is active with the most authority (the first of
+ * equals), with that permission; undefined when none is an active key.
+ */
+export const strongest = <S extends { readonly publicKey: string }>(
+  auth: AuthSettings,
+  signers: Iterable<S>
+): { readonly signer: S; readonly permission: Permission.Permission } | undefined => {
+  let best: { readonly signer: S; readonly permission: Permission.Permission } | undefined
+  for (const signer of signers) {
+    const own = auth.keys[signer.publicKey]
+    if (own === undefined || own.status !== "Active") continue
+    if (best === undefined || Permission.compare(own.permissions, best.permission) > 0) best = { signer, permission: own.permissions }
+  }
+  return best
+}
+
 /** The permission a public key holds: its own active key, else the active global grant, else none. */
 export const permissionOf = (auth: AuthSettings, pubkey: string): Permission.Permission | undefined => {
   const k = auth.keys[pubkey]

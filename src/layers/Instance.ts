@@ -194,13 +194,7 @@ export const make = Effect.gen(function* () {
           // the user's active key with the most authority (the first in key order could be a Read
           // key beside an unused Write key), or the default key under the global grant when that
           // gives more (as the reference's key discovery ranks them)
-          let best: { readonly signer: Signer; readonly permission: Permission.Permission } | undefined
-          for (const k of keys.values()) {
-            const p = state.auth.keys[k.signer.publicKey]
-            if (p === undefined || p.status !== "Active") continue
-            if (best === undefined || Permission.compare(p.permissions, best.permission) > 0)
-              best = { signer: k.signer, permission: p.permissions }
-          }
+          const best = Settings.strongest(state.auth, [...keys.values()].map((k) => k.signer))
           const global = Settings.activeGlobal(state.auth)
           if (global !== undefined && (best === undefined || Permission.compare(global.permissions, best.permission) > 0))
             return { db, signer: { ...rootSigner, global: true } }

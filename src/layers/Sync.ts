@@ -16,6 +16,7 @@ import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
 import { checkSigner, type Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
@@ -35,7 +36,6 @@ import {
   ServerNotRunning,
   TreeNotFound
 } from "../schema/Errors.js"
-import * as Permission from "../schema/Permission.js"
 import {
   type Address,
   type HandshakeResponse,
@@ -157,18 +157,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         if (signers.length === 0 || !(yield* storage.has([treeId])).has(treeId)) return instance.device
         const state = yield* Server.authStateOf(env, treeId)
         if (state._tag !== "Present") return instance.device
-        let best: Signer | undefined
-        let bestRank = -1
-        for (const s of signers) {
-          const own = state.auth.keys[s.publicKey]
-          if (own === undefined || own.status !== "Active") continue
-          const rank = Permission.rank(own.permissions)
-          if (rank > bestRank) {
-            best = s
-            bestRank = rank
-          }
-        }
-        return best ?? instance.device
+        return Settings.strongest(state.auth, signers)?.signer ?? instance.device
       }).pipe(Effect.orElseSucceed(() => instance.device))
 
     const signRequest = (signer: Signer, serverPubkey: string, treeId: string, tips: ReadonlyArray<string>) =>
