@@ -3,14 +3,20 @@
  * key already holds that authority (directly or through the global grant) it is approved at once
  * and no key is added; otherwise the request waits here until an admin approves it (adding the key
  * to auth) or rejects it. Requests live in instance metadata, `sync/bootstrap/<id>`.
+ *
+ * Anyone who knows a synced tree's ID can ask (with a fresh key each time), so a tree holds at most
+ * `MAX_PENDING_PER_TREE` pending requests; past that, new ones are refused until an admin decides
+ * some. Recording and deciding read and then write, so they run one at a time per storage: two
+ * admins approving and rejecting the same request at once get one decision, not both.
  */
 import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Settings from "../core/Settings.js"
 import { InvalidRequestState, PermissionDenied, RequestNotFound, type StorageError } from "../schema/Errors.js"
 import * as Permission from "../schema/Permission.js"
-import { Storage } from "../services/Storage.js"
+import { Storage, type StorageShape } from "../services/Storage.js"
 import { authSettings, type DatabaseEnv, type Signer } from "./Database.js"
 import { SettingsStore } from "./SettingsStore.js"
 import { uuidV4 } from "./Stores.js"
@@ -42,6 +48,32 @@ export type Decision =
 
 const PREFIX = "sync/bootstrap/"
 
+/** Pending requests a tree may hold at once. */
+export const MAX_PENDING_PER_TREE = 1_000
+
+/** A tree already holds `MAX_PENDING_PER_TREE` pending requests. */
+export class PendingRequestsFull extends Data.TaggedError("PendingRequestsFull")<{
+  readonly treeId: string
+  readonly limit: number
+}> {
+  override get message() {
+    return `database ${this.treeId} already has ${this.limit} pending bootstrap requests; an admin must approve or reject some before more are taken`
+  }
+}
+
+// One lock per storage (that is, per instance), so read-then-write steps on requests do not interleave.
+const locks = new WeakMap<StorageShape, Effect.Semaphore>()
+
+const exclusively = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | Storage> =>
+  Effect.flatMap(Storage, (storage) => {
+    let lock = locks.get(storage)
+    if (lock === undefined) {
+      lock = Effect.unsafeMakeSemaphore(1)
+      locks.set(storage, lock)
+    }
+    return lock.withPermits(1)(effect)
+  })
+
 /** Decide a request against the database's current auth: approved when the key already has the authority. */
 export const decide = (auth: Settings.AuthState, key: string, requested: Permission.Permission): Decision => {
   if (auth._tag !== "Present") return { _tag: "Pending" }
@@ -52,22 +84,28 @@ export const decide = (auth: Settings.AuthState, key: string, requested: Permiss
   return { _tag: "Pending" }
 }
 
-/** Record a pending request (an identical pending one is reused, so retries do not pile up). */
+/**
+ * Record a pending request (an identical pending one is reused, so retries do not pile up); refused
+ * with PendingRequestsFull when the tree already holds `MAX_PENDING_PER_TREE`.
+ */
 export const record = (input: {
   readonly treeId: string
   readonly requestingKey: string
   readonly requestingKeyName?: string | undefined
   readonly requestedPermission: Permission.Permission
-}): Effect.Effect<BootstrapRequest, StorageError, Storage> =>
-  Effect.gen(function* () {
+}): Effect.Effect<BootstrapRequest, PendingRequestsFull | StorageError, Storage> =>
+  exclusively(Effect.gen(function* () {
     const storage = yield* Storage
-    const same = (yield* list("Pending")).find(
+    const pending = (yield* list("Pending")).filter((r) => r.treeId === input.treeId)
+    const same = pending.find(
       (r) =>
-        r.treeId === input.treeId &&
         r.requestingKey === input.requestingKey &&
         Permission.format(r.requestedPermission) === Permission.format(input.requestedPermission)
     )
     if (same !== undefined) return same
+    if (pending.length >= MAX_PENDING_PER_TREE) {
+      return yield* new PendingRequestsFull({ treeId: input.treeId, limit: MAX_PENDING_PER_TREE })
+    }
     const request: BootstrapRequest = {
       ...input,
       requestId: yield* uuidV4,
@@ -76,7 +114,7 @@ export const record = (input: {
     }
     yield* storage.setMeta(PREFIX + request.requestId, JSON.stringify(request))
     return request
-  })
+  }))
 
 /** Every request, oldest first, optionally only those with a status. */
 export const list = (status?: Status): Effect.Effect<ReadonlyArray<BootstrapRequest>, StorageError, Storage> =>
@@ -96,14 +134,15 @@ export const get = (requestId: string): Effect.Effect<BootstrapRequest, RequestN
 /**
  * Approve (adding the key to auth with the requested permission, signed by `approver`) or reject a
  * pending request. The approver must be an Admin of the database; approving follows the admin
- * hierarchy (nobody grants more than they hold).
+ * hierarchy (nobody grants more than they hold). Decisions run one at a time, so a request is
+ * decided once: a second decision, even one started at the same moment, fails with InvalidRequestState.
  */
 export const resolve = (
   requestId: string,
   approver: Signer,
   approve: boolean
 ): Effect.Effect<BootstrapRequest, RequestNotFound | InvalidRequestState | PermissionDenied | Transaction.CommitError, DatabaseEnv> =>
-  Effect.gen(function* () {
+  exclusively(Effect.gen(function* () {
     const storage = yield* Storage
     const request = yield* get(requestId)
     if (request.status !== "Pending") return yield* new InvalidRequestState({ requestId, status: request.status })
@@ -133,4 +172,4 @@ export const resolve = (
     }
     yield* storage.setMeta(PREFIX + requestId, JSON.stringify(decided))
     return decided
-  })
+  }))

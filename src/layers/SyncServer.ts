@@ -198,7 +198,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
               requestedPermission: request.requested_permission
             }),
             env
-          )
+          ).pipe(Effect.catchTag("PendingRequestsFull", (full) => new Refusal({ message: `Permission denied: ${full.message}` })))
           const response: SyncResponse = {
             BootstrapPending: {
               request_id: pending.requestId,

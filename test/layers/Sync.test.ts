@@ -8,6 +8,7 @@ import * as Scope from "effect/Scope"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
 import * as SyncAuth from "../../src/core/SyncAuth.js"
+import * as BootstrapRequests from "../../src/database/BootstrapRequests.js"
 import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { DocStore } from "../../src/database/Stores.js"
@@ -362,6 +363,28 @@ describe("Sync client", () => {
       // an unreachable peer is a TransportError
       yield* a.sync.stopServer
       expect((yield* Effect.flip(b.sync.syncWithPeer(address, treeId, { signer })))._tag).toBe("TransportError")
+    }))
+
+  it.scoped("a tree full of pending bootstrap requests refuses another with PermissionDenied and records nothing", () =>
+    Effect.gen(function*() {
+      const { a, treeId } = yield* privateServer
+      yield* a.sync.enableHttpTransport()
+      const address = yield* a.sync.startServer("127.0.0.1:0")
+      for (let i = 0; i < BootstrapRequests.MAX_PENDING_PER_TREE; i++) {
+        yield* a.run(BootstrapRequests.record({ treeId, requestingKey: `ed25519:asker-${i}`, requestedPermission: Permission.Read }))
+      }
+      const b = yield* makeNode()
+      yield* b.sync.enableHttpTransport()
+      const asker = yield* b.auth.generateKey
+      const refused = yield* Effect.flip(
+        b.sync.syncWithPeer(address, treeId, { signer: asker, request: { permission: Permission.Write(10) } })
+      )
+      expect(refused._tag).toBe("PermissionDenied")
+      expect(refused.message).toContain(`database ${treeId} already has ${BootstrapRequests.MAX_PENDING_PER_TREE} pending bootstrap requests`)
+      const pending = yield* a.run(BootstrapRequests.list("Pending"))
+      expect(pending).toHaveLength(BootstrapRequests.MAX_PENDING_PER_TREE)
+      expect(pending.some((r) => r.requestingKey === asker.publicKey)).toBe(false)
+      expect(yield* b.storage.count(treeId)).toBe(0)
     }))
 })
 
