@@ -74,17 +74,17 @@ export const PENDING_PREFIX = "sync/pending/"
  * history, or the push went wrong in any way the peer could explain).
  */
 export const syncClient = (sync: SyncShape) =>
-(_peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>): PeerActor.PeerClient => {
+(peer: string, signerFor: (treeId: string) => Effect.Effect<SignerChoice>): PeerActor.PeerClient => {
   const run = (address: Address, treeId: string) =>
     Effect.flatMap(signerFor(treeId), (choice) =>
-      sync.syncWithPeer(address, treeId, choice.signer === undefined ? undefined : { signer: choice.signer }).pipe(
+      sync.syncWithPeer(address, treeId, { signer: choice.signer, expectPeer: peer }).pipe(
         Effect.mapError((e): PeerActor.PeerFailure => ({
           _tag: e._tag,
           message: `${e.message || e._tag}${choice.note === undefined ? "" : ` (${choice.note})`}`
         }))
       ))
   const push = (address: Address, treeId: string, entryIds: ReadonlyArray<string>) =>
-    sync.pushEntries(address, treeId, entryIds).pipe(
+    sync.pushEntries(address, treeId, entryIds, { expectPeer: peer }).pipe(
       Effect.catchTags({
         RemoteError: () => run(address, treeId),
         InvalidEntry: () => run(address, treeId)

@@ -108,7 +108,18 @@ export const make = (options: SyncLayerOptions = {}) =>
         Effect.tapErrorTag("TransportError", () => Effect.sync(() => handshakes.delete(formatAddress(address))))
       )
 
-    const connect = (address: Address) =>
+    /** The peer at an address, proven by a handshake (cached per address), and checked against `expectPeer`. */
+    const connect = (address: Address, expectPeer?: string) =>
+      Effect.filterOrFail(
+        handshake(address),
+        ({ peer }) => expectPeer === undefined || peer.public_key === expectPeer,
+        ({ peer }) =>
+          new HandshakeFailed({
+            reason: `the peer at ${formatAddress(address)} is ${peer.public_key}, not the registered peer ${expectPeer}`
+          })
+      )
+
+    const handshake = (address: Address) =>
       Effect.gen(function*() {
         const key = formatAddress(address)
         const cached = handshakes.get(key)
@@ -202,7 +213,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         const address = yield* peerAddress(target, treeId)
         const signer = syncOptions?.signer ?? (yield* defaultSigner(treeId))
         yield* Effect.provideService(checkSigner(signer), Auth, auth)
-        const connected = yield* connect(address)
+        const connected = yield* connect(address, syncOptions?.expectPeer)
         const peer = connected.peer
         let roundTrips = connected.roundTrips
         let received = 0
@@ -382,10 +393,10 @@ export const make = (options: SyncLayerOptions = {}) =>
         return { sent, roundTrips }
       })
 
-    const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds) =>
+    const pushEntries: SyncShape["pushEntries"] = (target, treeId, entryIds, pushOptions) =>
       Effect.gen(function*() {
         const address = yield* peerAddress(target, treeId)
-        const connected = yield* connect(address)
+        const connected = yield* connect(address, pushOptions?.expectPeer)
         // parents first: a child's height is above each of its parents'
         const heights = yield* storage.heights(entryIds)
         const ordered = [...heights.keys()].sort((x, y) => heights.get(x)! - heights.get(y)! || (x < y ? -1 : x > y ? 1 : 0))

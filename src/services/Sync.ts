@@ -45,6 +45,17 @@ export interface SyncOptions {
   readonly signer?: Signer | undefined
   /** Ask for access with the signer's key and this permission (a bootstrap request); may fail with BootstrapPending. */
   readonly request?: { readonly permission: Permission; readonly keyName?: string | undefined } | undefined
+  /**
+   * The device key the peer must prove in the handshake (a registered peer's `peerPubkey`): another
+   * node answering at the address fails with HandshakeFailed before anything is sent to it.
+   */
+  readonly expectPeer?: string | undefined
+}
+
+/** Options of `pushEntries`. */
+export interface PushOptions {
+  /** As in SyncOptions: the device key the peer must prove before anything is sent. */
+  readonly expectPeer?: string | undefined
 }
 
 /** Options of the HTTP transport as enabled through Sync. */
@@ -93,7 +104,12 @@ export interface SyncShape {
    * first), without asking what it holds: one round trip for a fresh commit. A peer lacking their
    * parents refuses them (a RemoteError); `syncWithPeer` then repairs the gap.
    */
-  readonly pushEntries: (address: PeerAddress, treeId: string, entryIds: ReadonlyArray<string>) => Effect.Effect<SyncResult, SyncError>
+  readonly pushEntries: (
+    address: PeerAddress,
+    treeId: string,
+    entryIds: ReadonlyArray<string>,
+    options?: PushOptions
+  ) => Effect.Effect<SyncResult, SyncError>
   /** The server's handler: answers one request; problems become `{"Error": …}` responses, never failures. */
   readonly handle: (request: SyncRequest, context: RequestContext) => Effect.Effect<SyncResponse>
 }

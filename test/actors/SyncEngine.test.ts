@@ -259,6 +259,40 @@ describe("SyncEngine over HTTP", () => {
       expect(yield* readKey(b, treeId, "p2")).toBe("2")
     }))
 
+  it.scopedLive("a peer registered by its key is not synced with another node answering at its address", () =>
+    Effect.gen(function*() {
+      const { a, b, signer, treeId } = yield* pair
+      // C tracks the same database under the global grant and would take anything pushed to it
+      const c = yield* makeNode()
+      const carol = yield* userOn(c, "carol")
+      yield* track(c, carol.user, carol.key, treeId)
+      yield* c.sync.syncWithPeer(a.address, treeId).pipe(Effect.orDie)
+      const before = yield* c.storage.count(treeId)
+      // A registers a peer D by its key, at C's address (an address reassigned, a wrong entry)
+      const d = yield* makeNode()
+      const impostor = yield* a.engine.registerSyncPeer({
+        peerPubkey: d.instance.deviceId,
+        treeId,
+        addresses: [{ transport_type: "http", address: c.address }]
+      }).pipe(Effect.orDie)
+      yield* write(a, treeId, signer, "private", "for B only")
+      const refused = yield* poll(impostor.status, (x) => x.lastError !== undefined)
+      expect(refused.lastError).toContain(`the peer at http:${c.address} is ${c.instance.deviceId}, not the registered peer ${d.instance.deviceId}`)
+      yield* eventually(b, treeId, "private", "for B only")
+      yield* a.engine.flush
+      expect(yield* c.storage.count(treeId)).toBe(before)
+      expect(yield* readKey(c, treeId, "private")).toBeUndefined()
+      // by hand too: syncWithPeer and pushEntries refuse before sending anything
+      const tips = yield* a.storage.tips(treeId)
+      const bySync = yield* Effect.flip(a.sync.syncWithPeer(c.address, treeId, { expectPeer: d.instance.deviceId }))
+      expect(bySync._tag).toBe("HandshakeFailed")
+      const byPush = yield* Effect.flip(a.sync.pushEntries(c.address, treeId, tips, { expectPeer: d.instance.deviceId }))
+      expect(byPush._tag).toBe("HandshakeFailed")
+      expect(yield* c.storage.count(treeId)).toBe(before)
+      // the right key at that address is accepted
+      expect((yield* a.sync.pushEntries(c.address, treeId, tips, { expectPeer: c.instance.deviceId }).pipe(Effect.orDie)).sent).toBeGreaterThan(0)
+    }))
+
   it.scopedLive("a line A–B–C relays: a write on A reaches C with no A–C link", () =>
     Effect.gen(function*() {
       const { a, b, signer, treeId } = yield* pair
