@@ -65,7 +65,7 @@ const clientLayer = (filename: string) => {
     WriteEvents.layer
   )
   return Layer.orDie(
-    Layer.provideMerge(SyncLayers.layer({ wrapTransport: counting }), Layer.provideMerge(InstanceLayers.layer, base))
+    Layer.provideMerge(SyncLayers.layerWith({ wrapTransport: counting }), Layer.provideMerge(InstanceLayers.layer, base))
   )
 }
 

@@ -57,7 +57,9 @@ export {
   UserExists,
   InvalidPassword,
   DatabaseNotFound,
-  MailboxFull
+  MailboxFull,
+  InvalidRequestState,
+  RequestNotFound
 } from "./facade/Errors.js"
 /** Types of the errors API. */
 export type { EideticaErrorClass, EideticaErrorOptions } from "./facade/Errors.js"

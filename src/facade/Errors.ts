@@ -129,6 +129,10 @@ export const InvalidPassword = fromSchema(Errors.InvalidPassword)
 export const DatabaseNotFound = fromSchema(Errors.DatabaseNotFound)
 /** @see Errors.MailboxFull */
 export const MailboxFull = fromSchema(Errors.MailboxFull)
+/** @see Errors.InvalidRequestState */
+export const InvalidRequestState = fromSchema(Errors.InvalidRequestState)
+/** @see Errors.RequestNotFound */
+export const RequestNotFound = fromSchema(Errors.RequestNotFound)
 
 /** The instance types of the named error classes, so they can be used as types too. */
 export type Defect = InstanceType<typeof Defect>
@@ -194,6 +198,10 @@ export type InvalidPassword = InstanceType<typeof InvalidPassword>
 export type DatabaseNotFound = InstanceType<typeof DatabaseNotFound>
 /** An actor's mailbox is full. */
 export type MailboxFull = InstanceType<typeof MailboxFull>
+/** A bootstrap request already decided. */
+export type InvalidRequestState = InstanceType<typeof InvalidRequestState>
+/** No bootstrap request by that id. */
+export type RequestNotFound = InstanceType<typeof RequestNotFound>
 
 /** Turn anything an engine operation failed with into the facade error for it. */
 export const fromFailure = (error: unknown): EideticaError => {

@@ -54,7 +54,7 @@ export const layer = (options: Options = {}): Layer.Layer<Services, StorageError
   const cache = layerCacheWith(defaultCheckpoints, options.stateCacheSlots ?? DEFAULT_MAX_SLOTS)
   const base = Layer.mergeAll(storage, AuthLayers.layerNode, CipherLayers.layerNode, cache, WriteEvents.layer)
   const withInstance = InstanceLayers.layer.pipe(Layer.provideMerge(base))
-  const withSync = SyncLayers.layer(options.sync).pipe(Layer.provideMerge(withInstance))
+  const withSync = SyncLayers.layerWith(options.sync ?? {}).pipe(Layer.provideMerge(withInstance))
   // last, so its actors stop before the servers and storage they use
   const engine = SyncEngineLayers.layer(options.engine).pipe(Layer.provideMerge(withSync))
   // built first, so every fiber of the instance (its actors and servers too, and any runtime built

@@ -462,12 +462,15 @@ export const make = (options: SyncLayerOptions = {}) =>
     })
   })
 
-/** The Sync layer over Instance, Storage, Auth, the state cache and write events. */
-export const layer = (options: SyncLayerOptions = {}): Layer.Layer<
+/** The Sync layer over Instance, Storage, Auth, the state cache and write events, with options. */
+export const layerWith = (options: SyncLayerOptions): Layer.Layer<
   Sync,
   never,
   Instance | Storage | Auth | StateCache | WriteEvents
 > => Layer.scoped(Sync, make(options))
+
+/** The Sync layer with the default options. */
+export const layer: Layer.Layer<Sync, never, Instance | Storage | Auth | StateCache | WriteEvents> = layerWith({})
 
 /** Parse a peer address: `host:port` is http; `type:rest` names the transport; an Address passes through. */
 export const parseAddress = (target: string | Address): Effect.Effect<Address, NoTransportForAddress> => {

@@ -131,9 +131,12 @@ export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<Tran
     return { transportType: TRANSPORT_TYPE, canHandle, send, serve } satisfies TransportShape
   })
 
-/** The HTTP transport as the Transport service. */
-export const layerHttp = (options: HttpTransportOptions = {}): Layer.Layer<Transport> =>
+/** The HTTP transport as the Transport service, with options. */
+export const layerHttpWith = (options: HttpTransportOptions): Layer.Layer<Transport> =>
   Layer.scoped(Transport, makeHttp(options))
+
+/** The HTTP transport as the Transport service, with the default options. */
+export const layerHttp: Layer.Layer<Transport> = layerHttpWith({})
 
 // ---------------------------------------------------------------------------------------------
 // server
@@ -172,7 +175,7 @@ const startServer = (
     )
     yield* Effect.async<void, TransportError>((resume) => {
       const onError = (cause: Error) =>
-        resume(Effect.fail(new TransportError({ address: bind, reason: `cannot listen: ${cause.message}`, cause })))
+        resume(Effect.fail(new TransportError({ address: bind, operation: "listen", reason: cause.message, cause })))
       server.once("error", onError)
       server.listen({ host, port }, () => {
         server.off("error", onError)
@@ -371,6 +374,7 @@ const parseBind = (bind: string): Effect.Effect<{ host: string; port: number }, 
     : Effect.fail(
       new TransportError({
         address: bind,
+        operation: "listen",
         reason: "invalid bind address; expected host:port, e.g. 127.0.0.1:0 or [::1]:0"
       })
     )

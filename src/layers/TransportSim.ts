@@ -111,7 +111,7 @@ export interface SimNetwork {
   /** Restore the directed link `from → to`. */
   readonly heal: (from: string, to: string) => Effect.Effect<void>
   /** Restore every link. */
-  readonly healAll: Effect.Effect<void>
+  readonly healAll: () => Effect.Effect<void>
   /** Whether the directed link `from → to` is cut. */
   readonly isPartitioned: (from: string, to: string) => Effect.Effect<boolean>
   /** Set the policy of every link, or of one directed link; fields left out keep their value. */
@@ -276,6 +276,7 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
       if (bind !== "" && bind !== "0" && bind !== "*" && bind !== name) {
         return yield* new TransportError({
           address: `${TRANSPORT_TYPE}:${bind}`,
+          operation: "listen",
           reason: `a simulated peer serves at its own name (${name}); bind "", "0" or "${name}"`
         })
       }
@@ -357,10 +358,11 @@ const makeWith = (random: Random.Random, initial: LinkPolicy): SimNetwork => {
         cut.delete(linkKey(from, to))
         return record({ type: "heal", from, to })
       }),
-    healAll: Effect.suspend(() => {
-      cut.clear()
-      return record({ type: "healAll" })
-    }),
+    healAll: () =>
+      Effect.suspend(() => {
+        cut.clear()
+        return record({ type: "healAll" })
+      }),
     isPartitioned: (from, to) => Effect.sync(() => cut.has(linkKey(from, to))),
     setLinkPolicy: (patch, link) =>
       Effect.suspend(() => {

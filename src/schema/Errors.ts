@@ -129,14 +129,20 @@ export class ServerNotRunning extends Schema.TaggedError<ServerNotRunning>()("Se
   }
 }
 
-/** A transport could not reach, bind or talk to an address (refused, timed out, non-2xx, bad bind string). */
+/**
+ * A transport could not reach, bind or talk to an address (refused, timed out, non-2xx, bad bind
+ * string). `operation` is "listen" when a server could not bind; otherwise the client's connect.
+ */
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
   address: Schema.String,
   reason: Schema.String,
+  operation: Schema.optional(Schema.Literal("connect", "listen")),
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
-    return `Failed to connect to ${this.address}: ${this.reason}`
+    return this.operation === "listen"
+      ? `Failed to listen on ${this.address}: ${this.reason}`
+      : `Failed to connect to ${this.address}: ${this.reason}`
   }
 }
 
@@ -269,5 +275,14 @@ export class RequestNotFound extends Schema.TaggedError<RequestNotFound>()("Requ
 }) {
   override get message() {
     return `Bootstrap request not found: ${this.requestId}`
+  }
+}
+
+/** A feature this build does not have yet (the iroh transport). */
+export class NotImplemented extends Schema.TaggedError<NotImplemented>()("NotImplemented", {
+  feature: Schema.String
+}) {
+  override get message() {
+    return `${this.feature} is not available in this build of eidetica-ts yet`
   }
 }

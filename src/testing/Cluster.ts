@@ -331,7 +331,7 @@ export const peerLayer = (storage: StorageShape, engine?: EngineLayer): Layer.La
     WriteEvents.layer
   )
   const withInstance = Layer.provideMerge(InstanceLayers.layer, base)
-  const withSync = Layer.orDie(Layer.provideMerge(SyncLayers.layer(), withInstance))
+  const withSync = Layer.orDie(Layer.provideMerge(SyncLayers.layer, withInstance))
   return engine === undefined
     ? Layer.merge(withSync, Layer.succeed(SyncEngine, noEngine))
     : Layer.provideMerge(engine, withSync)

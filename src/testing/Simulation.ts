@@ -232,7 +232,7 @@ const simulate = (options: Options, clock: SimClock.SimClock) =>
 
     // heal, restart, settle
     yield* network.record({ type: "note", text: "settle" })
-    yield* network.healAll
+    yield* network.healAll()
     yield* network.setLinkPolicy({ dropRate: 0, duplicateRate: 0 })
     for (const p of peers) yield* drive(cluster.restart(p.index))
     const checked = peers.map((p) => ({ name: p.name, storage: p.storage }))

@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Path from "node:path"
-import { Auth, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, StoreState, Stores, Sync, SyncSettings, Transaction, Transport } from "eidetica-ts"
+import { Auth, Cipher, Database, Doc, Eidetica, Errors, Instance, Permission, Protocol, Storage, StoreState, Stores, Sync, SyncSettings, Transaction, Transport, WriteEvents } from "eidetica-ts"
 import { cleanup, tempDir } from "./helpers.js"
 
 const scenario = Effect.gen(function* () {
@@ -27,10 +27,13 @@ describe("Effect API", () => {
     expect(typeof Storage.layerSqlite).toBe("function")
     expect(Layer.isLayer(Auth.layerNode)).toBe(true)
     expect(Layer.isLayer(Auth.layerNoble)).toBe(true)
-    expect(typeof Transport.layerHttp).toBe("function")
+    expect(Layer.isLayer(Transport.layerHttp)).toBe(true)
+    expect(Layer.isLayer(Transport.layerHttpWith({ timeout: "5 seconds" }))).toBe(true)
+    expect(Layer.isLayer(Transport.layerIroh)).toBe(true)
     expect(Transport.Transport.key).toBe("eidetica-ts/Transport")
     expect(Layer.isLayer(Instance.layer)).toBe(true)
-    expect(typeof Sync.layer).toBe("function")
+    expect(Layer.isLayer(Sync.layer)).toBe(true)
+    expect(Layer.isLayer(Sync.layerWith({}))).toBe(true)
     expect(typeof Eidetica.layer).toBe("function")
     expect(Permission.Admin(0)).toEqual({ type: "Admin", priority: 0 })
     expect(new Errors.UserNotFound({ username: "x" })._tag).toBe("UserNotFound")
@@ -48,6 +51,32 @@ describe("Effect API", () => {
       const sync = yield* Sync.Sync
       yield* sync.enableHttpTransport()
     }).pipe(Effect.provide(Eidetica.layer({ storage: "memory" }))))
+
+  it.effect("the layers compose as API.md writes them: Storage, Auth, Instance, Sync and Transport.layerHttp", () =>
+    Effect.gen(function* () {
+      const { rootId, id } = yield* scenario
+      expect(yield* Database.tips({ rootId })).toEqual([id])
+      // the Transport layer serves on its own; the Sync layer runs a server on loopback
+      const transport = yield* Transport.Transport
+      expect(transport.transportType).toBe(Transport.HTTP_TRANSPORT_TYPE)
+      const sync = yield* Sync.Sync
+      yield* sync.enableHttpTransport()
+      expect(yield* sync.startServer("127.0.0.1:0")).toMatch(/^127\.0\.0\.1:\d+$/)
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(Sync.layer, Transport.layerHttp).pipe(
+          Layer.provideMerge(Instance.layer),
+          Layer.provideMerge(Layer.mergeAll(Storage.layerMemory, Auth.layerNode, Cipher.layerNode, StoreState.layerCache, WriteEvents.layer))
+        )
+      )
+    ))
+
+  it.effect("Transport.layerIroh is named but not in this build: building it fails with NotImplemented", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(Transport.layerIroh)))
+      expect(error._tag).toBe("NotImplemented")
+      expect(error.message).toBe("the iroh transport is not available in this build of eidetica-ts yet")
+    }))
 
   it.effect("Eidetica.layer bounds the store-state cache: 1,000,000 slots unless stateCacheSlots says otherwise", () =>
     Effect.gen(function* () {

@@ -9,6 +9,7 @@ import * as FiberId from "effect/FiberId"
 import { describe, expect, it } from "vitest"
 import { errorClass, fromCause, fromUnknown, settle } from "../../src/facade/Errors.js"
 import * as Errors from "../../src/schema/Errors.js"
+import * as PromiseApi from "../../src/promise.js"
 import { AbortError, BootstrapPending, Defect, EideticaError, PermissionDenied, StorageError } from "../../src/promise.js"
 
 describe("facade errors", () => {
@@ -32,6 +33,14 @@ describe("facade errors", () => {
     const e = fromCause(Cause.fail({ _tag: "SomethingNew", message: "m", extra: 1 }))
     expect(e).toBeInstanceOf(errorClass("SomethingNew"))
     expect(e).not.toBeInstanceOf(PermissionDenied)
+  })
+
+  it("every tagged error of the engine has its class exported by name from eidetica-ts/promise", () => {
+    const tags = Object.entries(Errors).filter(([, value]) => typeof value === "function" && value.prototype instanceof Error)
+    expect(tags.length).toBeGreaterThan(25)
+    for (const [name] of tags) {
+      expect((PromiseApi as Record<string, unknown>)[name], name).toBe(errorClass(name))
+    }
   })
 
   it("a storage error keeps its own cause reachable through the original", () => {

@@ -52,7 +52,7 @@ export const nodeLayer = (options: SyncLayers.SyncLayerOptions = {}): Layer.Laye
     WriteEvents.layer
   )
   const withInstance = Layer.provideMerge(InstanceLayers.layer, base)
-  return Layer.orDie(Layer.provideMerge(SyncLayers.layer(options), withInstance))
+  return Layer.orDie(Layer.provideMerge(SyncLayers.layerWith(options), withInstance))
 }
 
 /** Build a node in the current scope (closing the scope stops its server). */

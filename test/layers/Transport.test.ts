@@ -132,11 +132,12 @@ describe("TransportHttp", () => {
       const transport = yield* makeHttp()
       const bad = yield* transport.serve("nonsense", echoHandler()).pipe(Effect.flip)
       expect(bad._tag).toBe("TransportError")
-      expect(bad.message).toContain("invalid bind address")
+      expect(bad.message).toBe("Failed to listen on nonsense: invalid bind address; expected host:port, e.g. 127.0.0.1:0 or [::1]:0")
       const address = yield* transport.serve("127.0.0.1:0", echoHandler())
       const other = yield* makeHttp()
       const inUse = yield* other.serve(address.address, echoHandler()).pipe(Effect.flip)
       expect(inUse._tag).toBe("TransportError")
+      expect(inUse.message).toContain(`Failed to listen on ${address.address}: `)
       expect(inUse.message).toContain("EADDRINUSE")
       // a failed start leaves the transport free to serve
       yield* other.serve("127.0.0.1:0", echoHandler())
@@ -384,7 +385,7 @@ describe("TransportHttp", () => {
       const transport = yield* Transport
       const address = yield* transport.serve("127.0.0.1:0", echoHandler())
       expect(yield* transport.send(address, { SendEntries: [] })).toBe("Ack")
-    }).pipe(Effect.provide(layerHttp())))
+    }).pipe(Effect.provide(layerHttp)))
 
   it.scopedLive("sequential round-trip rate for small requests over loopback", () =>
     Effect.gen(function*() {

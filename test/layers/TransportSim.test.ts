@@ -56,7 +56,7 @@ describe("SimNetwork controls", () => {
       expect(yield* a.send(address, push(0))).toBe("Ack")
       yield* network.partition("a", "b")
       yield* network.partition("b", "a")
-      yield* network.healAll
+      yield* network.healAll()
       expect(yield* a.send(address, push(0))).toBe("Ack")
       const types = (yield* network.trace()).map((e) => e.type)
       expect(types).toContain("partition")

@@ -82,7 +82,7 @@ describe("Simulation scenarios (manual exchange)", () => {
         expect(zero["c"]).toBeUndefined()
         const cut = yield* cluster.exchange(0, 2)
         expect(cut._tag === "Left" && cut.left._tag).toBe("TransportError")
-        yield* network.healAll
+        yield* network.healAll()
         yield* cluster.converge()
         for (const i of [0, 1, 2]) expect(yield* cluster.read(i)).toMatchObject({ a: 1, b: 2, c: 3 })
       })
@@ -218,7 +218,7 @@ describe("Simulation scenarios (background engine)", () => {
               }
               yield* clock.advance(500)
             }
-            yield* network.healAll
+            yield* network.healAll()
             yield* clock.drive(cluster.flushAll)
             const r = yield* invariants(cluster, written)
             return { cutWrites, violations: [...r.converged.violations, ...r.noLost.violations, ...r.signed.violations] }
