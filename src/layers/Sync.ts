@@ -47,7 +47,7 @@ import {
 import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
-import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
+import { Sync, type SyncOptions, type SyncResult, type SyncShape } from "../services/Sync.js"
 import {
   formatAddress,
   TransportRouter,
@@ -162,14 +162,26 @@ export const make = (options: SyncLayerOptions = {}) =>
      * Who proves our read access when the caller names no key: a logged-in user's key that the
      * database's auth (as held here) knows, preferring the most authority; else the device key.
      */
-    const defaultSigner = (treeId: string) =>
+    const defaultSigner = (treeId: string) => Effect.map(defaultSigners(treeId), (signers) => signers[0]!)
+
+    /**
+     * Every key that may prove our read access when the caller names none, best first: the
+     * `defaultSigner` choice, then the other logged-in users' keys, then the device key. The auth we
+     * hold may be stale or absent (a database we do not have yet, a key granted since our last
+     * sync), so a refused key is not the end: the next is tried.
+     */
+    const defaultSigners = (treeId: string): Effect.Effect<ReadonlyArray<Signer>> =>
       Effect.gen(function*() {
-        const signers = yield* instance.sessionSigners
-        if (signers.length === 0 || !(yield* storage.has([treeId])).has(treeId)) return instance.device
-        const state = yield* Server.authStateOf(env, treeId)
-        if (state._tag !== "Present") return instance.device
-        return Settings.strongest(state.auth, signers)?.signer ?? instance.device
-      }).pipe(Effect.orElseSucceed(() => instance.device))
+        const session = yield* instance.sessionSigners
+        let best: Signer | undefined
+        if (session.length > 0 && (yield* storage.has([treeId])).has(treeId)) {
+          const state = yield* Server.authStateOf(env, treeId)
+          if (state._tag === "Present") best = Settings.strongest(state.auth, session)?.signer
+        }
+        const ordered = best === undefined ? [...session, instance.device] : [best, ...session, instance.device]
+        const unique = new Map(ordered.map((s) => [s.publicKey, s]))
+        return [...unique.values()].slice(0, MAX_SIGNER_ATTEMPTS)
+      }).pipe(Effect.orElseSucceed(() => [instance.device]))
 
     const signRequest = (signer: Signer, serverPubkey: string, treeId: string, tips: ReadonlyArray<string>) =>
       Effect.gen(function*() {
@@ -211,7 +223,26 @@ export const make = (options: SyncLayerOptions = {}) =>
     const syncWithPeer: SyncShape["syncWithPeer"] = (target, treeId, syncOptions) =>
       Effect.gen(function*() {
         const address = yield* peerAddress(target, treeId)
-        const signer = syncOptions?.signer ?? (yield* defaultSigner(treeId))
+        if (syncOptions?.signer !== undefined || syncOptions?.request !== undefined) {
+          return yield* syncAs(address, treeId, syncOptions.signer ?? (yield* defaultSigner(treeId)), syncOptions)
+        }
+        // no key named: the best key first; a refusal tries the next, and the first refusal is the answer
+        const [first, ...rest] = yield* defaultSigners(treeId)
+        return yield* rest.reduce(
+          (attempt, signer) =>
+            attempt.pipe(
+              Effect.catchIf(
+                isRefusal,
+                (refusal) => syncAs(address, treeId, signer, syncOptions).pipe(Effect.catchIf(isRefusal, () => Effect.fail(refusal)))
+              )
+            ),
+          syncAs(address, treeId, first!, syncOptions)
+        )
+      })
+
+    /** One sync with a peer, its read access proven by `signer`. */
+    const syncAs = (address: Address, treeId: string, signer: Signer, syncOptions: SyncOptions | undefined) =>
+      Effect.gen(function*() {
         yield* Effect.provideService(checkSigner(signer), Auth, auth)
         const connected = yield* connect(address, syncOptions?.expectPeer)
         const peer = connected.peer
@@ -476,9 +507,11 @@ export const layer: Layer.Layer<Sync, never, Instance | Storage | Auth | StateCa
 export const parseAddress = (target: string | Address): Effect.Effect<Address, NoTransportForAddress> => {
   if (typeof target !== "string") return Effect.succeed(target)
   const prefixed = /^([a-z][a-z0-9+.-]*):(.+)$/i.exec(target)
-  // "localhost:3000" and "127.0.0.1:3000" are http; "http:127.0.0.1:3000", "sim:peer-1" name their transport.
+  // "localhost:3000" and "127.0.0.1:3000" are http; "http:127.0.0.1:3000", "sim:peer-1" name their
+  // transport; a URL's form, "http://127.0.0.1:3000/", is read as "http:127.0.0.1:3000"
   if (prefixed !== null && !/^\d+$/.test(prefixed[2]!)) {
-    return Effect.succeed({ transport_type: prefixed[1]!.toLowerCase(), address: prefixed[2]! })
+    const rest = prefixed[2]!.startsWith("//") ? prefixed[2]!.slice(2).replace(/\/+$/, "") : prefixed[2]!
+    return Effect.succeed({ transport_type: prefixed[1]!.toLowerCase(), address: rest })
   }
   if (target.length === 0) return Effect.fail(new NoTransportForAddress({ address: JSON.stringify(target) }))
   return Effect.succeed({ transport_type: "http", address: target })
@@ -487,6 +520,12 @@ export const parseAddress = (target: string | Address): Effect.Effect<Address, N
 // ---------------------------------------------------------------------------------------------
 // helpers
 
+/** A peer's refusal of the key that proved our read access. */
+const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | AuthenticationRequired =>
+  e._tag === "PermissionDenied" || e._tag === "AuthenticationRequired"
+
+/** Keys tried, at most, when a sync names none and the best one is refused. */
+const MAX_SIGNER_ATTEMPTS = 8
 /** Bound on the sample sent as `known` (it is logarithmic in the tree's height, so this is generous). */
 const MAX_KNOWN = 4_096
 /** Bound on the remembered frontier of a (peer, tree). */

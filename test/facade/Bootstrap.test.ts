@@ -168,4 +168,31 @@ describe("syncWithPeer signs with a logged-in user's key that the database knows
     const db = await b.user.openDatabase(a.db.rootId)
     expect(await (await db.docStore("data")).get("later")).toBe("yes")
   })
+
+  it("a plain syncWithPeer of a database not held yet proves access with a logged-in user.s key", async () => {
+    const a = await server()
+    const b = await client()
+    // approved by request, then fetched with a plain sync (no retry of the request)
+    await rejection(b.sync.syncWithPeerForBootstrap(a.address, a.db.rootId, b.key, Permission.Read), "BootstrapPending")
+    const [request] = await a.sync.pendingBootstrapRequests()
+    await a.alice.approveBootstrapRequest(a.sync, request!.requestId, a.key)
+    const result = await b.sync.syncWithPeer(a.address, a.db.rootId)
+    expect(result.received).toBeGreaterThan(0)
+    const db = await b.user.openDatabase(a.db.rootId)
+    expect(await (await db.docStore("data")).get("secret")).toBe("s3cret")
+    // granted directly by an admin (no request at all): carol, on a node of her own
+    const c = await client("carol")
+    const grant = await a.db.newTransaction()
+    await (await grant.settings()).setAuthKey(c.key, { permission: Permission.Read })
+    await grant.commit()
+    expect((await c.sync.syncWithPeer(a.address, a.db.rootId)).received).toBeGreaterThan(0)
+  })
+
+  it("when every key is refused, the answer is the refusal of the first key tried, and nothing is stored", async () => {
+    const a = await server()
+    const b = await client()
+    const err = await rejection(b.sync.syncWithPeer(a.address, a.db.rootId), "PermissionDenied")
+    expect(err.message).toContain(`key ${b.key} may not read database`)
+    await rejection(b.user.openDatabase(a.db.rootId), "TreeNotFound")
+  })
 })

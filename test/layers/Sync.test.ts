@@ -108,6 +108,9 @@ describe("SyncAuth", () => {
         expect(yield* parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
         expect(yield* parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
         expect(yield* parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
+        // a URL's form, as a user pastes it
+        expect(yield* parseAddress("http://127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("http://[::1]:3000/")).toEqual({ transport_type: "http", address: "[::1]:3000" })
         expect(yield* parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
       })
     ))
