@@ -5,15 +5,18 @@
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem, HttpClient, HttpClientRequest } from "@effect/platform"
 import * as Console from "effect/Console"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { Doc } from "../core/Doc.js"
 import * as Database from "../database/Database.js"
 import { SettingsStore } from "../database/SettingsStore.js"
 import { DocStore, DocStoreView } from "../database/Stores.js"
 import * as Transaction from "../database/Transaction.js"
 import * as Eidetica from "../layers/Eidetica.js"
+import { PubKey } from "../schema/Ids.js"
 import * as Permission from "../schema/Permission.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
@@ -36,11 +39,23 @@ const port = Options.integer("port").pipe(Options.withAlias("p"), Options.withDe
 const dirOf = (dir: Option.Option<string>) =>
   Option.getOrElse(dir, () => process.env.EIDETICA_DATA_DIR ?? ".eidetica")
 
-/** Run an effect against the engine kept in a data directory. */
-const withEngine = <A, E, R>(dir: Option.Option<string>, effect: Effect.Effect<A, E, R>) =>
+/** A command that cannot run as asked; main prints its message. */
+class CommandFailed extends Data.TaggedError("CommandFailed")<{ readonly message: string }> {}
+
+/**
+ * Run an effect against the engine kept in a data directory. Commands that only read or change a
+ * node's databases (`existing`) refuse a directory that does not exist: a mistyped `--data-dir`
+ * would otherwise be a new, empty node that answers "no databases".
+ */
+const withEngine = <A, E, R>(dir: Option.Option<string>, effect: Effect.Effect<A, E, R>, existing = false) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = dirOf(dir)
+    if (existing && !(yield* fs.exists(`${path}/eidetica.db`))) {
+      return yield* new CommandFailed({
+        message: `no eidetica node in ${path} (no eidetica.db there); check --data-dir, or create a database there first with: eidetica db create <name> --data-dir ${path}`
+      })
+    }
     yield* fs.makeDirectory(path, { recursive: true })
     return yield* Effect.provide(effect, Eidetica.layer({ filename: `${path}/eidetica.db` }))
   })
@@ -73,7 +88,7 @@ const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
           `  device id: ${instance.deviceId}`,
           `  address:   ${address}   (POST /api/v0, GET /health)`,
           `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
-          `  serving:   ${served.length === 0 ? "no databases yet (eidetica db create <name>)" : served.join(", ")}`,
+          `  serving:   ${served.length === 0 ? "no databases yet (stop the node, then: eidetica db create <name>)" : served.join(", ")}`,
           `Press Ctrl+C to stop.`
         ].join("\n")
       )
@@ -88,39 +103,47 @@ const info = Command.make("info", { dataDir, json }, (o) =>
     Effect.gen(function* () {
       const instance = yield* Instance
       const storage = yield* Storage
+      const key = yield* (yield* nodeUser).getDefaultKey
       const users = yield* instance.listUsers
       const roots = yield* storage.roots
       const tracked = yield* instance.trackedDatabases
       yield* out(
         o.json,
-        { deviceId: instance.deviceId, users: users.length, databases: roots.length, tracked: tracked.size },
-        `device id: ${instance.deviceId}\nusers: ${users.length}\ndatabases: ${roots.length} (tracked: ${tracked.size})`
+        { deviceId: instance.deviceId, key, users: users.length, databases: roots.length, tracked: tracked.size },
+        [
+          `device id: ${instance.deviceId}   (who this node is to its peers)`,
+          `key:       ${key}   (what it reads and writes with: grant this one, eidetica db grant <id> <key> [--write])`,
+          `users: ${users.length}`,
+          `databases: ${roots.length} (tracked: ${tracked.size})`
+        ].join("\n")
       )
     })
   )
-).pipe(Command.withDescription("show the device id and counts of users and databases"))
+).pipe(Command.withDescription("show the device id, the key to grant access to, and counts of users and databases"))
 
 const health = Command.make(
   "health",
-  { address: Args.text({ name: "address" }).pipe(Args.withDefault("127.0.0.1:3000")), json },
+  { address: Args.text({ name: "address" }).pipe(Args.withDescription("host:port of the node (default 127.0.0.1:3000)"), Args.withDefault("127.0.0.1:3000")), json },
   (o) =>
     Effect.gen(function* () {
       const client = yield* HttpClient.HttpClient
-      const response = yield* client.execute(HttpClientRequest.get(`http://${o.address}/health`)).pipe(
+      const target = o.address.replace(/^https?:\/\//i, "").replace(/\/+$/, "")
+      const response = yield* client.execute(HttpClientRequest.get(`http://${target}/health`)).pipe(
         Effect.timeout(Duration.seconds(5)),
         Effect.flatMap((r) => r.json),
         Effect.either
       )
-      if (response._tag === "Right") yield* out(o.json, { address: o.address, healthy: true }, `${o.address}: healthy`)
+      if (response._tag === "Right") yield* out(o.json, { address: target, healthy: true }, `${target}: healthy`)
       else {
-        yield* out(o.json, { address: o.address, healthy: false, error: String(response.left) }, `${o.address}: unreachable (${String(response.left)})`)
-        return yield* Effect.fail(new Error("unhealthy"))
+        // the answer is the line printed; the exit code says unhealthy
+        yield* out(o.json, { address: target, healthy: false, error: String(response.left) }, `${target}: unreachable (${String(response.left)})`)
+        process.exitCode = 1
       }
     })
 ).pipe(Command.withDescription("check that a sync node answers"))
 
-const dbName = Args.text({ name: "name" })
-const dbId = Args.text({ name: "database-id" })
+const dbName = Args.text({ name: "name" }).pipe(Args.withDescription("the database's name (stored in its settings)"))
+const dbId = Args.text({ name: "database-id" }).pipe(Args.withDescription("the database's id (its root entry id, bafy…)"))
 
 const dbCreate = Command.make(
   "create",
@@ -154,15 +177,23 @@ const dbList = Command.make("list", { dataDir, json }, (o) =>
       yield* o.json
         ? Console.log(JSON.stringify(rows))
         : Console.log(rows.map((r) => `${r.databaseId}  ${r.name ?? ""}${r.syncEnabled ? "  (sync)" : ""}`).join("\n") || "no databases")
-    })
+    }),
+    true
   )
-)
+).pipe(Command.withDescription("list the databases this node tracks"))
 
-const storeOpt = Options.text("store").pipe(Options.withDefault("data"))
+const storeOpt = Options.text("store").pipe(Options.withDescription("the DocStore to use"), Options.withDefault("data"))
 
 const dbPut = Command.make(
   "put",
-  { id: dbId, key: Args.text({ name: "key" }), value: Args.text({ name: "value" }), store: storeOpt, dataDir, json },
+  {
+    id: dbId,
+    key: Args.text({ name: "key" }).pipe(Args.withDescription("the key; a dotted path (a.b) writes inside nested maps")),
+    value: Args.text({ name: "value" }).pipe(Args.withDescription("the value, stored as a string")),
+    store: storeOpt,
+    dataDir,
+    json
+  },
   (o) =>
     withEngine(
       o.dataDir,
@@ -173,13 +204,20 @@ const dbPut = Command.make(
         yield* new DocStore(t, o.store).setPath(o.key, o.value)
         const entryId = yield* Transaction.commit(t)
         yield* out(o.json, { entryId }, entryId)
-      })
+      }),
+      true
     )
-)
+).pipe(Command.withDescription("write a value: one signed entry"))
 
 const dbGet = Command.make(
   "get",
-  { id: dbId, key: Args.text({ name: "key" }).pipe(Args.optional), store: storeOpt, dataDir, json },
+  {
+    id: dbId,
+    key: Args.text({ name: "key" }).pipe(Args.withDescription("the key or dotted path; the whole store when left out"), Args.optional),
+    store: storeOpt,
+    dataDir,
+    json
+  },
   (o) =>
     withEngine(
       o.dataDir,
@@ -187,27 +225,41 @@ const dbGet = Command.make(
         const db = yield* Database.open(o.id)
         const view = new DocStoreView(db, o.store)
         const value = Option.isSome(o.key) ? yield* view.getPath(o.key.value) : yield* view.getAll()
-        yield* Console.log(o.json ? JSON.stringify(value ?? null) : typeof value === "string" ? value : JSON.stringify(value, null, 2))
-      })
+        if (value === undefined && Option.isSome(o.key)) {
+          return yield* new CommandFailed({ message: `no value at ${JSON.stringify(o.key.value)} in store ${o.store} of ${o.id}` })
+        }
+        yield* Console.log(o.json ? JSON.stringify(value) : typeof value === "string" ? value : JSON.stringify(value, null, 2))
+      }),
+      true
     )
-)
+).pipe(Command.withDescription("read a value, or the whole store"))
 
 const dbGrant = Command.make(
   "grant",
-  { id: dbId, pubkey: Args.text({ name: "public-key" }), write: Options.boolean("write"), dataDir, json },
+  {
+    id: dbId,
+    pubkey: Args.text({ name: "public-key" }).pipe(Args.withDescription("the key to grant, ed25519:… (the other node's `info` shows it)")),
+    write: Options.boolean("write").pipe(Options.withDescription("grant Write(10) instead of Read")),
+    dataDir,
+    json
+  },
   (o) =>
     withEngine(
       o.dataDir,
       Effect.gen(function* () {
+        if (!isPubKey(o.pubkey)) {
+          return yield* new CommandFailed({ message: `${JSON.stringify(o.pubkey)} is not a public key; expected ed25519:<base64 of 32 bytes>, as \`eidetica info\` shows` })
+        }
         const user = yield* nodeUser
         const { db, signer } = yield* user.openDatabase(o.id)
         const t = Transaction.begin(db, signer)
         yield* new SettingsStore(t).setAuthKey(o.pubkey, { permission: o.write ? Permission.Write(10) : Permission.Read })
         const entryId = yield* Transaction.commit(t)
         yield* out(o.json, { entryId }, `granted ${o.write ? "Write(10)" : "Read"} to ${o.pubkey}`)
-      })
+      }),
+      true
     )
-)
+).pipe(Command.withDescription("give a key access to a database (Read, or Write with --write)"))
 
 const db = Command.make("db").pipe(
   Command.withSubcommands([dbCreate, dbList, dbPut, dbGet, dbGrant]),
@@ -216,7 +268,7 @@ const db = Command.make("db").pipe(
 
 const syncCmd = Command.make(
   "sync",
-  { address: Args.text({ name: "address" }), id: dbId, dataDir, json },
+  { address: Args.text({ name: "address" }).pipe(Args.withDescription("the peer's host:port")), id: dbId, dataDir, json },
   (o) =>
     withEngine(
       o.dataDir,
@@ -232,6 +284,8 @@ const syncCmd = Command.make(
       })
     )
 ).pipe(Command.withDescription("sync one database with a peer, both directions"))
+
+const isPubKey = Schema.is(PubKey)
 
 /** The root command. */
 export const command = Command.make("eidetica").pipe(

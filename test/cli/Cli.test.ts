@@ -64,6 +64,50 @@ describe("eidetica command line", () => {
     expect(info.users).toBe(1)
   }, 120_000)
 
+  it("a private database: the key `info` shows is the one to grant, and it reads and writes", async () => {
+    const a = tempDir()
+    const b = tempDir()
+    const id = JSON.parse(await cli("db", "create", "private", "--json", "--data-dir", a)).databaseId as string
+    await cli("db", "put", id, "secret", "s3cret", "--data-dir", a)
+    const bInfo = JSON.parse(await cli("info", "--json", "--data-dir", b))
+    expect(bInfo.key).toMatch(/^ed25519:/)
+    expect(bInfo.key).not.toBe(bInfo.deviceId)
+    expect(await cli("db", "grant", id, bInfo.key, "--write", "--data-dir", a)).toBe(`granted Write(10) to ${bInfo.key}`)
+    const node = await serve(a)
+    // B fetches it (its key, not its device key, proves Read), writes, and pushes back
+    expect(JSON.parse(await cli("sync", `http://${node.address}/`, id, "--json", "--data-dir", b)).received).toBeGreaterThan(0)
+    expect(await cli("db", "get", id, "secret", "--data-dir", b)).toBe("s3cret")
+    await cli("db", "put", id, "from", "B", "--data-dir", b)
+    expect(JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b)).sent).toBe(1)
+    expect(JSON.parse(await cli("health", `http://${node.address}`, "--json"))).toEqual({ address: node.address, healthy: true })
+  }, 120_000)
+
+  it("mistakes are refused in one line with exit code 1: a missing data directory, a key that is not a key, a missing value", async () => {
+    const failure = (...args: Array<string>) =>
+      cli(...args).then(
+        (stdout) => ({ code: 0, stderr: "", stdout }),
+        (e: { code: number; stderr: string; stdout: string }) => ({ code: e.code, stderr: e.stderr.trim(), stdout: e.stdout.trim() })
+      )
+    const a = tempDir()
+    const missing = join(a, "typo")
+    const listed = await failure("db", "list", "--data-dir", missing)
+    expect(listed.code).toBe(1)
+    expect(listed.stderr).toBe(
+      `eidetica: no eidetica node in ${missing} (no eidetica.db there); check --data-dir, or create a database there first with: eidetica db create <name> --data-dir ${missing}`
+    )
+    const id = JSON.parse(await cli("db", "create", "notes", "--json", "--data-dir", a)).databaseId as string
+    const badKey = await failure("db", "grant", id, "notakey", "--data-dir", a)
+    expect(badKey.code).toBe(1)
+    expect(badKey.stderr).toBe('eidetica: "notakey" is not a public key; expected ed25519:<base64 of 32 bytes>, as `eidetica info` shows')
+    const absent = await failure("db", "get", id, "nokey", "--data-dir", a)
+    expect(absent.code).toBe(1)
+    expect(absent.stderr).toBe(`eidetica: no value at "nokey" in store data of ${id}`)
+    const down = await failure("health", "127.0.0.1:1", "--json")
+    expect(down.code).toBe(1)
+    expect(JSON.parse(down.stdout)).toMatchObject({ address: "127.0.0.1:1", healthy: false })
+    expect(down.stderr).toBe("")
+  }, 120_000)
+
   it("health of a closed port fails", async () => {
     await expect(cli("health", "127.0.0.1:1", "--json")).rejects.toThrow()
   }, 60_000)
