@@ -15,17 +15,35 @@ import * as Simulation from "../src/testing/Simulation.js"
 /** The faults every seed runs with. */
 export const faults: Simulation.Faults = { dropRate: 0.1, duplicateRate: 0.05, partitionRate: 0.05, crashRate: 0.02 }
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: "string" },
-    seed: { type: "string" },
-    start: { type: "string", default: "0" },
-    peers: { type: "string", default: "3" },
-    steps: { type: "string", default: "60" },
-    mode: { type: "string", default: "engine" },
-    trace: { type: "string" }
+const usage = `usage:
+  npm run sim -- --seeds N [--peers 3-7] [--steps 60] [--start 0] [--mode engine|manual]
+  npm run sim -- --seed S [--peers 5] [--steps 60] [--mode engine|manual] [--trace trace.json]`
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        seeds: { type: "string" },
+        seed: { type: "string" },
+        start: { type: "string", default: "0" },
+        peers: { type: "string", default: "3" },
+        steps: { type: "string", default: "60" },
+        mode: { type: "string", default: "engine" },
+        trace: { type: "string" },
+        help: { type: "boolean", short: "h" }
+      }
+    })
+  } catch (error) {
+    // an unknown or malformed flag: say which, and how it is used
+    console.error(`${error instanceof Error ? error.message : String(error)}\n${usage}`)
+    process.exit(2)
   }
-})
+})()
+const { values } = parsed
+if (values.help === true) {
+  console.log(usage)
+  process.exit(0)
+}
 
 const int = (name: string, text: string | undefined): number => {
   const n = Number(text)

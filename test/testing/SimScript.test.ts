@@ -39,3 +39,29 @@ it("a seed whose run throws is printed as CRASH with its replay command; the oth
   expect(lines.at(-1)).toContain("2 passed, 1 failed")
   expect(lines.at(-1)).toContain("failing seeds: 1")
 })
+
+it("an unknown flag is named with the usage, exit code 2; --help prints the usage, exit code 0", async () => {
+  const lines: Array<string> = []
+  vi.spyOn(console, "log").mockImplementation((...args) => void lines.push(args.join(" ")))
+  vi.spyOn(console, "error").mockImplementation((...args) => void lines.push(args.join(" ")))
+  vi.spyOn(process, "exit").mockImplementation(((code: number) => {
+    throw new Error(`exit ${code}`)
+  }) as never)
+  const runWith = async (...args: Array<string>) => {
+    const argv = process.argv
+    process.argv = ["node", "sim.ts", ...args]
+    vi.resetModules()
+    return import("../../scripts/sim.js").then(
+      () => "no exit",
+      (e: Error) => e.message
+    ).finally(() => {
+      process.argv = argv
+    })
+  }
+  expect(await runWith("--bogus")).toBe("exit 2")
+  expect(lines[0]).toMatch(/^Unknown option '--bogus'\n/)
+  expect(lines.join("\n")).toContain("usage:\n  npm run sim -- --seeds N")
+  lines.length = 0
+  expect(await runWith("--help")).toBe("exit 0")
+  expect(lines.join("\n")).toMatch(/^usage:\n {2}npm run sim -- --seeds N/)
+})
