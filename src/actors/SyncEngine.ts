@@ -218,6 +218,15 @@ export const make = (options: Options = {}): Effect.Effect<
       }
     }
     yield* reconcile(allTrees())
+    // a transport enabled after the peers were reloaded (an app opens, then enables HTTP): what
+    // failed for want of one is tried again now, not after its backoff (the count as it is when
+    // this fiber starts comes first: a poke then finds nothing failed, or what just failed)
+    yield* Effect.forkScoped(
+      Stream.runForEach(
+        Stream.changes(sync.transportCount),
+        () => Effect.forEach([...records.keys()], (peer) => Effect.flatMap(peers.get(peer), (actor) => actor.poke), { discard: true })
+      )
+    )
     // settings changes (sync turned on for a database) are noticed within a minute without a write
     yield* Effect.forkScoped(
       Effect.repeat(Effect.suspend(() => reconcile(allTrees())), Schedule.spaced(`${DatabaseActor.SETTINGS_REFRESH_SECONDS} seconds`))

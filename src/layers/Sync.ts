@@ -13,6 +13,8 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Scope from "effect/Scope"
 import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
@@ -86,7 +88,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     const pageBytes = options.pageBytes ?? SyncAuth.PAGE_BYTES
     const wrap = options.wrapTransport ?? ((t: TransportShape) => t)
 
-    const router = yield* Ref.make(TransportRouter.empty)
+    const router = yield* SubscriptionRef.make(TransportRouter.empty)
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
     let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
@@ -439,7 +441,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     // transports and server
 
     const enableTransport: SyncShape["enableTransport"] = (transport) =>
-      Ref.update(router, (r) => r.add(wrap(transport)))
+      SubscriptionRef.update(router, (r) => r.add(wrap(transport)))
 
     const enableHttpTransport: SyncShape["enableHttpTransport"] = (httpOptions) =>
       lifecycle.withPermits(1)(
@@ -484,6 +486,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     return Sync.of({
       enableHttpTransport,
       enableTransport,
+      transportCount: Stream.map(router.changes, (r) => r.transports.length),
       startServer,
       stopServer,
       getServerAddress,

@@ -5,6 +5,7 @@
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
 import type { Signer } from "../database/Database.js"
 import type {
   CryptoError,
@@ -91,6 +92,12 @@ export interface SyncShape {
   readonly enableHttpTransport: (options?: HttpOptions) => Effect.Effect<void>
   /** Enable another transport (iroh, the simulated network), tried after those already enabled. */
   readonly enableTransport: (transport: TransportShape) => Effect.Effect<void>
+  /**
+   * How many transports are enabled: the current count, then every change. The background engine
+   * retries at once the work that failed for want of one (peers reloaded before a transport was
+   * enabled), instead of waiting out its backoff.
+   */
+  readonly transportCount: Stream.Stream<number>
   /** Serve this node's databases on `bind` (`host:port`, port 0 picks one) with the first enabled transport; returns the bound address. */
   readonly startServer: (bind: string) => Effect.Effect<string, NoTransportEnabled | ServerAlreadyRunning | TransportError>
   /** Stop the running server. */

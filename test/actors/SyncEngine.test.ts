@@ -246,6 +246,40 @@ describe("SyncEngine over HTTP", () => {
       expect((yield* handle!.status).state).toBe("idle")
     }))
 
+  it.scopedLive("peers reloaded before a transport is enabled sync as soon as one is, not after their backoff", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "eidetica-engine-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const filename = join(dir, "a.db")
+      const b = yield* makeNode()
+      const bob = yield* userOn(b, "bob")
+      const first = yield* Scope.make()
+      const a1 = yield* Scope.extend(makeNode({ storage: "sqlite", filename }), first)
+      const alice = yield* userOn(a1, "alice")
+      const { treeId } = yield* sharedDb(a1, alice.user, alice.key)
+      yield* track(b, bob.user, bob.key, treeId)
+      yield* register(b, a1, treeId)
+      const onA1 = yield* register(a1, b, treeId)
+      yield* onA1.waitForInitialSync.pipe(Effect.timeout("5 seconds"))
+      yield* Scope.close(first, Exit.void)
+      yield* write(b, treeId, (yield* b.run(bob.user.openDatabase(treeId)).pipe(Effect.orDie)).signer, "while-a-closed", "b")
+      // A reopens with a backoff of a minute and no transport yet: its reloaded actor fails at once
+      const a2 = yield* Layer.build(Eidetica.layer({ storage: "sqlite", filename, engine: { backoff: { baseMs: 60_000 } } }))
+      const engine = Context.get(a2, SyncEngine)
+      const sync = Context.get(a2, Sync)
+      const handle = (yield* engine.handle(b.instance.deviceId, treeId))!
+      const failed = yield* poll(handle.status, (s) => s.state === "backoff")
+      expect(failed.lastError).toContain("No transport enabled")
+      // enabling one retries now: B's write arrives long before the minute is up
+      yield* sync.enableHttpTransport({ timeout: "2 seconds" })
+      const read = new DocStoreView({ rootId: treeId }, "data").get("while-a-closed").pipe(
+        Effect.provide(a2),
+        Effect.orElseSucceed(() => undefined)
+      )
+      yield* poll(read, (v) => v === "b", "10 seconds")
+      expect((yield* poll(handle.status, (s) => s.state === "idle")).lastError).toBeUndefined()
+    }))
+
   it.scopedLive("pushEntries sends given entries in one round trip; a gap in the peer's history is refused", () =>
     Effect.gen(function*() {
       const { a, b, signer, treeId } = yield* pair
