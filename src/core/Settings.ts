@@ -177,7 +177,7 @@ const readAuthKey = (value: unknown): AuthKey | undefined => {
   const priority = perm.get("priority")
   let permissions: Permission.Permission
   if (type === "Read") permissions = Permission.Read
-  else if ((type === "Admin" || type === "Write") && typeof priority === "number" && Number.isInteger(priority) && priority >= 0)
+  else if ((type === "Admin" || type === "Write") && Permission.isPriority(priority))
     permissions = type === "Admin" ? Permission.Admin(priority) : Permission.Write(priority)
   else return undefined
   const status = value.get("status")

@@ -14,13 +14,13 @@ export const checkString = (value: unknown, message: string): string => {
   return value
 }
 
-/** A permission as the wire and `_settings` carry it (a non-negative integer priority), or InvalidArgument. */
+/** A permission as the wire and `_settings` carry it (an integer priority from 0 to 2^32-1), or InvalidArgument. */
 export const checkPermission = (value: unknown, what: string): Permission.Permission =>
   Either.getOrThrowWith(
     decodePermission(value),
     (error) =>
       new InvalidArgument(
-        `${what} expects Permission.Admin(n), Permission.Write(n) (n a non-negative integer) or Permission.Read: ${
+        `${what} expects Permission.Admin(n), Permission.Write(n) (n an integer from 0 to ${Permission.MAX_PRIORITY}) or Permission.Read: ${
           ParseResult.ArrayFormatter.formatErrorSync(error)
             .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
             .join("; ")

@@ -3,16 +3,25 @@
  */
 import * as Schema from "effect/Schema"
 
+/** The largest priority: priorities are the reference's u32. */
+export const MAX_PRIORITY = 0xffffffff
+const MAX = MAX_PRIORITY
+
+/** A priority: an integer from 0 (the most authority) to MAX_PRIORITY. */
+const Priority = Schema.Number.pipe(Schema.int(), Schema.between(0, MAX_PRIORITY))
+
+/** Whether a value is a valid priority. */
+export const isPriority = (value: unknown): value is number =>
+  typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_PRIORITY
+
 /** The stored shape of a permission, `{ type, priority? }`, as in `_settings.auth`. */
 export const Permission = Schema.Union(
-  Schema.Struct({ type: Schema.Literal("Admin"), priority: Schema.Number.pipe(Schema.int(), Schema.nonNegative()) }),
-  Schema.Struct({ type: Schema.Literal("Write"), priority: Schema.Number.pipe(Schema.int(), Schema.nonNegative()) }),
+  Schema.Struct({ type: Schema.Literal("Admin"), priority: Priority }),
+  Schema.Struct({ type: Schema.Literal("Write"), priority: Priority }),
   Schema.Struct({ type: Schema.Literal("Read") })
 )
 /** A permission value. */
 export type Permission = typeof Permission.Type
-
-const MAX = 0xffffffff
 
 /** Admin with a priority (0 is the highest authority). */
 export const Admin = (priority: number): Permission => ({ type: "Admin", priority })

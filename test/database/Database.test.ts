@@ -106,6 +106,21 @@ describe("Database", () => {
       expect(refused._tag).toBe("PermissionDenied")
     }).pipe(Effect.provide(env())))
 
+  it("a stored key whose priority is past 2^32-1 (the reference's u32) grants nothing; the bound itself is valid", () => {
+    const settings = (priority: number) =>
+      Doc.from({ auth: { keys: { "ed25519:k": { permissions: { type: "Admin", priority }, status: "Active" } } } })
+    const read = (priority: number) => {
+      const state = Settings.authOf(settings(priority))
+      return state._tag === "Present" ? state.auth.keys["ed25519:k"]?.permissions : undefined
+    }
+    expect(read(Permission.MAX_PRIORITY)).toEqual(Permission.Admin(Permission.MAX_PRIORITY))
+    expect(read(2 ** 32)).toBeUndefined()
+    expect(read(2 ** 40)).toBeUndefined()
+    // within the bound the ranking holds: the weakest Write still ranks above Read, the weakest Admin above every Write
+    expect(Permission.compare(Permission.Write(Permission.MAX_PRIORITY), Permission.Read)).toBeGreaterThan(0)
+    expect(Permission.compare(Permission.Admin(Permission.MAX_PRIORITY), Permission.Write(0))).toBeGreaterThan(0)
+  })
+
   it.effect("admin hierarchy: Admin(5) cannot create or modify Admin(1); Admin(1) can modify Admin(5); Write cannot touch _settings", () =>
     Effect.gen(function* () {
       const { admin, db, auth } = yield* setup

@@ -337,6 +337,9 @@ for (const [label, backendOf] of backends) {
       // a malformed permission is refused at once, not committed as a grant that grants nothing
       const settings = await txn.settings()
       await rejection(settings.setAuthKey(key, { permission: Permission.Write(-3) }), "InvalidArgument")
+      // priorities are u32, as in the reference: past 2^32-1 a Write would rank below Read
+      await rejection(settings.setAuthKey(key, { permission: Permission.Write(2 ** 32) }), "InvalidArgument")
+      await settings.setAuthKey(key, { permission: Permission.Admin(Permission.MAX_PRIORITY) })
       await rejection(settings.setAuthKey(key, { permission: undefined as unknown as Permission.Permission }), "InvalidArgument")
       await rejection(settings.setAuthKey(key, null as unknown as { permission: Permission.Permission }), "InvalidArgument")
       await rejection(settings.setAuthKey("", { permission: Permission.Read }), "InvalidArgument")
@@ -500,6 +503,7 @@ for (const [label, backendOf] of backends) {
       const negative = await rejection(bootstrap(Permission.Write(-3)), "InvalidArgument", InvalidArgument)
       expect(negative.message).toContain("priority")
       await rejection(bootstrap(Permission.Admin(1.5)), "InvalidArgument")
+      await rejection(bootstrap(Permission.Admin(2 ** 40)), "InvalidArgument")
       await rejection(bootstrap({ type: "Owner", priority: 0 }), "InvalidArgument")
       // no permission is not a plain sync
       await rejection(bootstrap(undefined), "InvalidArgument")

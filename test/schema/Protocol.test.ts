@@ -45,3 +45,14 @@ describe("Protocol decoding", () => {
     expect(detail(decodeRequestEither(hostile))).toBe("Malformed message: the request could not be decoded")
   })
 })
+
+describe("Protocol permissions", () => {
+  it("a requested priority is a u32: 2^32-1 decodes, 2^32 and fractions are MalformedMessage naming the field", () => {
+    const ask = (priority: number) =>
+      decodeRequestEither({
+        SyncTree: { tree_id: treeId, our_tips: [], requesting_key: "ed25519:" + "A".repeat(43) + "=", requested_permission: { type: "Write", priority } }
+      })
+    expect(Either.isRight(ask(2 ** 32 - 1))).toBe(true)
+    for (const bad of [2 ** 32, 2 ** 53, 1.5, -1]) expect(detail(ask(bad))).toMatch(/requested_permission/)
+  })
+})
