@@ -45,10 +45,14 @@ export interface PendingWork {
   readonly sync: boolean
 }
 
-/** Where pending work is kept across restarts (Storage metadata in the engine). */
+/**
+ * Where pending work is kept across restarts (Storage metadata in the engine). Each call says
+ * whether it took effect; one that did not (the store reported why) is made again at the actor's
+ * next save of that database, so what it says on disk catches up with the work.
+ */
 export interface PendingStore {
-  readonly save: (treeId: string, work: PendingWork) => Effect.Effect<void>
-  readonly remove: (treeId: string) => Effect.Effect<void>
+  readonly save: (treeId: string, work: PendingWork) => Effect.Effect<boolean>
+  readonly remove: (treeId: string) => Effect.Effect<boolean>
 }
 
 /** Retry policy of failed work. */
@@ -225,13 +229,14 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       Effect.suspend(() => {
         if (!t.dirty || store === undefined || trees.get(treeId) !== t) return Effect.void
         t.dirty = false
-        if (hasWork(t)) {
-          t.saved = true
-          return store.save(treeId, { entries: [...t.entries], sync: t.sync })
+        // a save that did not take leaves the tree dirty, so the next round saves it again
+        const settle = (done: boolean, saved: boolean) => {
+          if (done) t.saved = saved
+          else t.dirty = true
         }
+        if (hasWork(t)) return Effect.map(store.save(treeId, { entries: [...t.entries], sync: t.sync }), (done) => settle(done, true))
         if (!t.saved) return Effect.void
-        t.saved = false
-        return store.remove(treeId)
+        return Effect.map(store.remove(treeId), (done) => settle(done, false))
       })
 
     const persistAll = Effect.suspend(() =>

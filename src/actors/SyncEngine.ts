@@ -131,11 +131,13 @@ export const make = (options: Options = {}): Effect.Effect<
     const pendingStore = (peer: string): PeerActor.PendingStore => ({
       save: (treeId, work) =>
         storage.setMeta(pendingKey(peer, treeId), JSON.stringify(work)).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`could not save pending sync work for ${peer}`, e))
+          Effect.as(true),
+          Effect.catchAll((e) => Effect.as(Effect.logWarning(`could not save pending sync work for ${peer}; trying again`, e), false))
         ),
       remove: (treeId) =>
         storage.deleteMeta(pendingKey(peer, treeId)).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`could not clear pending sync work for ${peer}`, e))
+          Effect.as(true),
+          Effect.catchAll((e) => Effect.as(Effect.logWarning(`could not clear pending sync work for ${peer}; trying again`, e), false))
         )
     })
 

@@ -55,14 +55,25 @@ const fakePeer = () => {
   return { state, client }
 }
 
-/** A pending-work store in a Map, to look at what would be saved. */
+/** A pending-work store in a Map, to look at what would be saved; `failing` makes its calls not take. */
 const memoryStore = () => {
   const saved = new Map<string, PeerActor.PendingWork>()
+  const control = { failing: false, calls: 0 }
   const store: PeerActor.PendingStore = {
-    save: (treeId, work) => Effect.sync(() => void saved.set(treeId, work)),
-    remove: (treeId) => Effect.sync(() => void saved.delete(treeId))
+    save: (treeId, work) =>
+      Effect.sync(() => {
+        control.calls++
+        if (!control.failing) saved.set(treeId, work)
+        return !control.failing
+      }),
+    remove: (treeId) =>
+      Effect.sync(() => {
+        control.calls++
+        if (!control.failing) saved.delete(treeId)
+        return !control.failing
+      })
   }
-  return { saved, store }
+  return { saved, store, control }
 }
 
 /** Start one supervised peer actor in the test's scope. */
@@ -356,6 +367,33 @@ describe("PeerActor", () => {
       expect(running).toBe(0)
       expect(peer.state.interrupted).toBe(4)
       expect(yield* supervisor.all).toEqual([])
+    }))
+
+  it.scoped("a save of pending work that did not take is made again at the next round; so is a removal", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { saved, store, control } = memoryStore()
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter, store })
+      control.failing = true
+      yield* actor.push(TREE, ["e1"])
+      yield* waitFor(actor, (s) => s.state === "backoff")
+      expect(saved.has(TREE)).toBe(false) // the save after the failed attempt did not take
+      control.failing = false
+      yield* TestClock.adjust(2_000) // the retry fails too: the work is saved now
+      yield* waitFor(actor, (s) => s.state === "backoff" && s.retryAt === 6_000)
+      expect(saved.get(TREE)).toEqual({ entries: ["e1"], sync: false })
+      // delivered while the store fails: the record stays until a removal takes
+      peer.state.up = true
+      control.failing = true
+      yield* TestClock.adjust(4_000)
+      yield* waitFor(actor, (s) => s.state === "idle")
+      expect(saved.has(TREE)).toBe(true)
+      control.failing = false
+      yield* actor.push(TREE, ["e2"]) // the next round saves (and then removes) this database again
+      yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0 && peer.state.delivered.has("e2"))
+      yield* actor.flush
+      expect(saved.has(TREE)).toBe(false)
     }))
 
   it.scoped("nothing is dropped: after 10 failures the work stays pending (failed), and is delivered once the peer is back", () =>
