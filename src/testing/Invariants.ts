@@ -124,6 +124,29 @@ export const noUnauthorizedEntries = (
     return result([...new Set(violations)])
   }).pipe(Effect.orDie)
 
+/**
+ * No entry of `treeId` at any peer was signed by `pubkey` where `forbidden` holds for it: what an
+ * intruder signed without the authority for it stays out under any ID, not only the IDs the test
+ * knows it offered.
+ */
+export const noEntriesSignedBy = (
+  peers: ReadonlyArray<CheckedPeer>,
+  treeId: string,
+  pubkey: string,
+  forbidden: (entry: Entry.StoredEntry) => boolean
+): Effect.Effect<InvariantResult> =>
+  Effect.gen(function* () {
+    const violations: Array<string> = []
+    for (const p of peers) {
+      for (const e of yield* p.storage.getMany(yield* allIds(p.storage, treeId))) {
+        if (hintOf(e.entry.sig.key).pubkey === pubkey && forbidden(e)) {
+          violations.push(`${p.name} stored ${e.id} of ${treeId}, signed by ${pubkey} without the authority for it`)
+        }
+      }
+    }
+    return result(violations)
+  }).pipe(Effect.orDie)
+
 // ---------------------------------------------------------------------------------------------
 // helpers
 

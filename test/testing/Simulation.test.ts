@@ -345,6 +345,39 @@ describe("Simulation.run", () => {
     expect(Simulation.passed(report)).toBe(true)
   }, 60_000)
 
+  it.live("an intruder's entry stored under any ID breaks noUnauthorizedEntries; its writes under a grant do not", () =>
+    sim(61, ({ network }) =>
+      Effect.gen(function* () {
+        const cluster = yield* Cluster.make({ peers: 2, network })
+        const peer = cluster.peers[0]!
+        const auth = Context.get(peer.services(), Auth)
+        const intruder = yield* auth.generateKey
+        // an escalation stored behind the engine's back: no test was told its ID
+        const escalation = yield* Simulation.forgeEntry(peer.storage, auth, cluster.room(), intruder, "escalation")
+        yield* Effect.orDie(peer.storage.put([escalation]))
+        const settings = (e: { readonly entry: { readonly subtrees: ReadonlyArray<{ readonly name: string }> } }) =>
+          e.entry.subtrees.some((s) => s.name === "_settings")
+        expect((yield* Invariants.noUnauthorizedEntries(checked(cluster), [])).ok).toBe(true)
+        const caught = yield* Invariants.noEntriesSignedBy(checked(cluster), cluster.room(), intruder.publicKey, settings)
+        expect(caught.violations).toEqual([
+          `${peer.name} stored ${escalation.id} of ${cluster.room()}, signed by ${intruder.publicKey} without the authority for it`
+        ])
+        // data the intruder may write (the room's global Write grant) is not what the check forbids
+        expect((yield* Invariants.noEntriesSignedBy(checked(cluster), cluster.room(), intruder.publicKey, (e) => !settings(e))).ok).toBe(true)
+      })))
+
+  it.live("when every forgery is lost on the way, each kind is offered again once the links deliver", () =>
+    Effect.gen(function* () {
+      const report = yield* Simulation.runEffect({ peers: 2, seed: 5, steps: 12, faults: { dropRate: 1 } })
+      expect(report.violations).toEqual([])
+      const settle = report.trace.findIndex((e) => e.type === "note" && e.text === "settle")
+      const forgeries = report.trace.map((e, i) => ({ e, i })).filter(({ e }) => e.type === "forge")
+      expect(forgeries.filter(({ i }) => i < settle).every(({ e }) => e.type === "forge" && e.response === "TransportError")).toBe(true)
+      const after = forgeries.filter(({ i }) => i > settle)
+      expect(after).toHaveLength(Simulation.forgeryKinds.length)
+      expect(after.every(({ e }) => e.type === "forge" && e.response !== "TransportError")).toBe(true)
+    }), 60_000)
+
   it.live("manual mode (explicit exchanges, no engine) holds the invariants too", () =>
     Effect.gen(function* () {
       const report = yield* Simulation.runEffect({ ...options, mode: "manual", steps: 40 })
