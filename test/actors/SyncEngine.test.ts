@@ -123,6 +123,13 @@ const register = (node: Node, peer: Node, treeId: string): Effect.Effect<SyncHan
 const track = (node: Node, user: User, key: string, treeId: string) =>
   node.run(user.trackDatabase({ databaseId: treeId, keyId: key, syncSettings: onCommit })).pipe(Effect.orDie)
 
+/** A SQLite file in a temporary directory removed with the test's scope. */
+const sqliteFile = Effect.gen(function*() {
+  const dir = mkdtempSync(join(tmpdir(), "eidetica-engine-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  return join(dir, "a.db")
+})
+
 /** A and B, with a shared database on A that B bootstrapped through the engine; peers registered both ways. */
 const pair = Effect.gen(function*() {
   const a = yield* makeNode()
@@ -211,9 +218,7 @@ describe("SyncEngine over HTTP", () => {
 
   it.scopedLive("registered peers, tracking and pending work survive closing and reopening a SQLite instance", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "eidetica-engine-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      const filename = join(dir, "a.db")
+      const filename = yield* sqliteFile
       const b = yield* makeNode()
       const bob = yield* userOn(b, "bob")
       const bPort = Number(b.address.split(":")[1])
@@ -248,9 +253,7 @@ describe("SyncEngine over HTTP", () => {
 
   it.scopedLive("peers reloaded before a transport is enabled sync as soon as one is, not after their backoff", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "eidetica-engine-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      const filename = join(dir, "a.db")
+      const filename = yield* sqliteFile
       const b = yield* makeNode()
       const bob = yield* userOn(b, "bob")
       const first = yield* Scope.make()
