@@ -305,10 +305,13 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       hasWork(t) && (forced || t.trigger || (t.attempts < backoff.maxAttempts && (t.retryAt === undefined || t.retryAt <= now)))
 
     const run: Effect.Effect<void> = Effect.gen(function*() {
-      // after a restart, nothing is running any more
+      // after a restart, nothing is running any more: a database shows where its attempts left it
       for (const t of trees.values()) {
         const s = yield* SubscriptionRef.get(t.status)
-        if (s.state === "syncing") yield* publish(t, { state: t.attempts > 0 ? "backoff" : "idle" })
+        if (s.state !== "syncing") continue
+        if (t.attempts >= backoff.maxAttempts) yield* publish(t, { state: "failed", retryAt: undefined })
+        else if (t.attempts > 0) yield* publish(t, { state: "backoff", retryAt: t.retryAt })
+        else yield* publish(t, { state: "idle", retryAt: undefined })
       }
       while (true) {
         const now = yield* Clock.currentTimeMillis

@@ -275,6 +275,23 @@ describe("PeerActor", () => {
       expect(peer.state.delivered.has("e2")).toBe(true)
     }))
 
+  it.scoped("a failed database whose attempt dies with a defect shows failed again after the restart, not backoff", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor, supervisor } = yield* startActor(peer.client, { backoff: { ...noJitter, maxAttempts: 1 } })
+      yield* actor.push(TREE, ["e1"])
+      yield* waitFor(actor, (s) => s.state === "failed")
+      // new work tries again at once; that attempt dies
+      peer.state.dieOnce = true
+      yield* actor.push(TREE, ["e2"])
+      yield* Effect.repeat(supervisor.restarts, { until: (n) => n === 1 })
+      yield* TestClock.adjust(100)
+      const after = yield* waitFor(actor, (s) => s.state !== "syncing")
+      expect(after).toMatchObject({ state: "failed", pendingEntries: 2, lastError: "connection refused" })
+      expect(after.retryAt).toBeUndefined()
+    }))
+
   it.scoped("supervisor: the restart delay doubles on consecutive defects, and is back to 100 ms after a healthy run", () =>
     Effect.gen(function*() {
       const starts: Array<number> = []
