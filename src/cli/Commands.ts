@@ -9,14 +9,14 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import { Doc } from "../core/Doc.js"
 import * as Database from "../database/Database.js"
 import { SettingsStore } from "../database/SettingsStore.js"
 import { DocStore, DocStoreView } from "../database/Stores.js"
 import * as Transaction from "../database/Transaction.js"
 import * as Eidetica from "../layers/Eidetica.js"
-import { PubKey } from "../schema/Ids.js"
+import { parseAddress } from "../layers/Sync.js"
+import { isPubKey } from "../schema/Ids.js"
 import * as Permission from "../schema/Permission.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
@@ -127,7 +127,8 @@ const health = Command.make(
   (o) =>
     Effect.gen(function* () {
       const client = yield* HttpClient.HttpClient
-      const target = o.address.replace(/^https?:\/\//i, "").replace(/\/+$/, "")
+      // the address as sync reads it ("host:port", "http:host:port", "http://host:port/")
+      const target = (yield* parseAddress(o.address)).address
       const response = yield* client.execute(HttpClientRequest.get(`http://${target}/health`)).pipe(
         Effect.timeout(Duration.seconds(5)),
         Effect.flatMap((r) => r.json),
@@ -284,8 +285,6 @@ const syncCmd = Command.make(
       })
     )
 ).pipe(Command.withDescription("sync one database with a peer, both directions"))
-
-const isPubKey = Schema.is(PubKey)
 
 /** The root command. */
 export const command = Command.make("eidetica").pipe(

@@ -4,12 +4,11 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import { directKey, globalKey, type SigKey } from "../schema/Auth.js"
-import { PubKey } from "../schema/Ids.js"
+import { isPubKey } from "../schema/Ids.js"
 import { CorruptedAuthConfiguration, CryptoError as CryptoErrorClass, type CryptoError, type InvalidEntry, type StorageError, TreeNotFound } from "../schema/Errors.js"
 import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
@@ -50,7 +49,6 @@ export const checkSigner = (signer: Signer): Effect.Effect<void, CryptoError, Au
       )
 
 const checkedSigners = new Map<string, string>()
-const isPubKey = Schema.is(PubKey)
 const clip = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text)
 
 /** A handle on one database. */

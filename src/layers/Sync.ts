@@ -229,17 +229,14 @@ export const make = (options: SyncLayerOptions = {}) =>
           return yield* syncAs(address, treeId, syncOptions.signer ?? (yield* defaultSigner(treeId)), syncOptions)
         }
         // no key named: the best key first; a refusal tries the next, and the first refusal is the answer
-        const [first, ...rest] = yield* defaultSigners(treeId)
-        return yield* rest.reduce(
-          (attempt, signer) =>
-            attempt.pipe(
-              Effect.catchIf(
-                isRefusal,
-                (refusal) => syncAs(address, treeId, signer, syncOptions).pipe(Effect.catchIf(isRefusal, () => Effect.fail(refusal)))
-              )
-            ),
-          syncAs(address, treeId, first!, syncOptions)
-        )
+        let refusal: PermissionDenied | AuthenticationRequired | undefined
+        for (const signer of yield* defaultSigners(treeId)) {
+          const attempt = yield* Effect.either(syncAs(address, treeId, signer, syncOptions))
+          if (Either.isRight(attempt)) return attempt.right
+          if (!isRefusal(attempt.left)) return yield* attempt.left
+          refusal ??= attempt.left
+        }
+        return yield* refusal!
       })
 
     /** One sync with a peer, its read access proven by `signer`. */

@@ -22,6 +22,7 @@ import * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
+import { isPubKey } from "../schema/Ids.js"
 import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
 import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import type { Handler, SendError, TransportShape } from "../services/Transport.js"
@@ -52,9 +53,6 @@ export interface HttpTransportOptions {
 /** The header that announces the sender's device key (see `RequestContext.peer`). */
 export const PEER_HEADER = "x-eidetica-peer"
 
-/** The shape of a device key, `ed25519:<base64 of 32 bytes>`. */
-const PEER_KEY = /^ed25519:[A-Za-z0-9+/]{43}=$/
-
 /** Build an HTTP transport; its client pool and any server it starts live until the scope closes. */
 export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<TransportShape, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -65,7 +63,7 @@ export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<Tran
       (agent) => Effect.sync(() => agent.destroy())
     )
     const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json" }
-    if (options.announce !== undefined && PEER_KEY.test(options.announce)) headers[PEER_HEADER] = options.announce
+    if (options.announce !== undefined && isPubKey(options.announce)) headers[PEER_HEADER] = options.announce
     const client: Client = { agent, limit, timeout, headers, targets: new Map() }
     const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
 
@@ -354,7 +352,7 @@ const requestOf = (bytes: Uint8Array): Either.Either<SyncRequest, string> => {
 
 const peerOf = (incoming: Http.IncomingMessage): string | undefined => {
   const value = incoming.headers[PEER_HEADER]
-  return typeof value === "string" && PEER_KEY.test(value) ? value : undefined
+  return isPubKey(value) ? value : undefined
 }
 
 const remoteOf = (incoming: Http.IncomingMessage): string | undefined => {

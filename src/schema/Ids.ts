@@ -19,5 +19,8 @@ export const PubKey = Schema.String.pipe(
 /** A public key string. */
 export type PubKey = string
 
+/** Whether a value is a well-formed public key, `ed25519:<base64 of 32 bytes>`. */
+export const isPubKey: (value: unknown) => value is PubKey = Schema.is(PubKey)
+
 /** Ordering of IDs used everywhere a deterministic tie-break is needed (plain code-unit order). */
 export const compareIds = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)

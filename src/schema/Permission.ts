@@ -11,8 +11,7 @@ const MAX = MAX_PRIORITY
 const Priority = Schema.Number.pipe(Schema.int(), Schema.between(0, MAX_PRIORITY))
 
 /** Whether a value is a valid priority. */
-export const isPriority = (value: unknown): value is number =>
-  typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_PRIORITY
+export const isPriority: (value: unknown) => value is number = Schema.is(Priority)
 
 /** The stored shape of a permission, `{ type, priority? }`, as in `_settings.auth`. */
 export const Permission = Schema.Union(

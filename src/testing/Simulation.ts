@@ -257,8 +257,8 @@ const simulate = (options: Options, clock: SimClock.SimClock) =>
     const convergence = yield* Invariants.converged(checked, room)
     const lost = yield* Invariants.noLostEntries(checked, room, written)
     const signed = yield* Invariants.allSigned(checked, [room, privateDb], intruderAuth)
-    // the forged IDs are not stored; nor is anything else the intruder signed where it has no
-    // authority, whatever its ID: any entry of the private database, any settings change of the room
+    // the forged IDs are not stored; nor, whatever its ID, is anything else the intruder signed
+    // without the authority for it: an entry of the private database, a settings change of the room
     const unauthorized = yield* Invariants.noUnauthorizedEntries(checked, forged)
     const intruderWrites = yield* Invariants.noEntriesSignedBy(checked, privateDb, intruderKey.publicKey, () => true)
     const intruderSettings = yield* Invariants.noEntriesSignedBy(
