@@ -119,7 +119,10 @@ export interface PeerActor {
   readonly statusRef: (treeId: string) => Effect.Effect<SubscriptionRef.SubscriptionRef<PeerStatus>>
   /** The current status of a database; `idleStatus` for a database this actor does not know. */
   readonly status: (treeId: string) => Effect.Effect<PeerStatus>
-  /** Every status change of a database, starting with the current one; just `idleStatus` for an unknown one. */
+  /**
+   * Every status change of a database, starting with the current one, ending with `idleStatus` when
+   * the database is removed or the actor stops; just `idleStatus` for an unknown one.
+   */
   readonly changes: (treeId: string) => Stream.Stream<PeerStatus>
   /**
    * Completes after the first successful sync of the database with this peer; interrupted when the
@@ -171,7 +174,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           dirty: false,
           saved: false,
           status: yield* SubscriptionRef.make<PeerStatus>(idleStatus),
-          initial: yield* Deferred.make<void>()
+          initial: yield* Deferred.make<void>(),
+          gone: yield* Deferred.make<void>()
         }
         // a concurrent creator may have won while this one allocated
         const again = trees.get(treeId)
@@ -334,7 +338,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         let delivered = 0
         let failed = 0
         for (const [treeId, t] of work) {
-          if (!trees.has(treeId)) continue
+          // removed meanwhile, or removed and added again: its old work went with the old registration
+          if (trees.get(treeId) !== t) continue
           if (yield* runTree(treeId, t)) delivered++
           else failed++
         }
@@ -373,7 +378,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       const waiters = flushWaiters.splice(0)
       return Effect.zipRight(
         Effect.forEach(waiters, (w) => Deferred.succeed(w.done, outcome), { discard: true }),
-        Effect.forEach([...trees.values()], (t) => Deferred.interrupt(t.initial), { discard: true })
+        Effect.forEach([...trees.values()], (t) => Effect.zipRight(Deferred.interrupt(t.initial), Deferred.succeed(t.gone, undefined)), {
+          discard: true
+        })
       )
     })
 
@@ -404,8 +411,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           const t = trees.get(treeId)
           if (t === undefined) return
           trees.delete(treeId)
-          // its first sync will not run any more
+          // its first sync will not run any more, and its subscriptions end
           yield* Deferred.interrupt(t.initial)
+          yield* Deferred.succeed(t.gone, undefined)
           if (store !== undefined) yield* store.remove(treeId)
         }),
       // Reads never create a database's state: a handle kept after unregistration would bring the
@@ -420,11 +428,15 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           const t = trees.get(treeId)
           return t === undefined ? Effect.succeed(idleStatus) : SubscriptionRef.get(t.status)
         }),
-      // nothing will ever change for an unknown database: its stream ends after the one status
+      // nothing will ever change for an unknown database: its stream ends after the one status; a
+      // known one's ends the same way when it is removed or the actor stops (a registration made
+      // again later has a status of its own, which the ended stream would never see)
       changes: (treeId) =>
         Stream.suspend(() => {
           const t = trees.get(treeId)
-          return t === undefined ? Stream.make(idleStatus) : t.status.changes
+          return t === undefined
+            ? Stream.make(idleStatus)
+            : Stream.concat(Stream.interruptWhen(t.status.changes, Deferred.await(t.gone)), Stream.make(idleStatus))
         }),
       waitForInitialSync: (treeId) =>
         Effect.suspend(() => {
@@ -457,6 +469,8 @@ interface TreeState {
   saved: boolean
   readonly status: SubscriptionRef.SubscriptionRef<PeerStatus>
   readonly initial: Deferred.Deferred<void>
+  /** Completed when the database is removed or the actor stops: its status changes no more. */
+  readonly gone: Deferred.Deferred<void>
 }
 
 /** Leave out undefined optional fields, so statuses compare and print cleanly. */

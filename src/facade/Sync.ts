@@ -220,7 +220,10 @@ export class SyncHandle {
     return this.runner.run(Effect.map(this.handle.status, toStatus))
   }
 
-  /** Call `listener` with the current status and on every change; returns the function that stops it. */
+  /**
+   * Call `listener` with the current status and on every change, until the pair is unregistered or the
+   * instance closes (its last call then gives the idle status); returns the function that stops it.
+   */
   subscribe(listener: (status: PeerStatus) => void): () => void {
     if (typeof listener !== "function") throw new InvalidArgument("subscribe expects a function")
     return this.runner.fork(

@@ -48,7 +48,10 @@ export interface SyncHandle {
   readonly treeId: string
   /** The current status. */
   readonly status: Effect.Effect<PeerStatus>
-  /** Every status change, starting with the current one. */
+  /**
+   * Every status change, starting with the current one; it ends with the idle status when the pair
+   * is unregistered or the engine closes (a later registration of the pair has changes of its own).
+   */
   readonly changes: Stream.Stream<PeerStatus>
   /** Add an address to try for this peer (persisted). */
   readonly addAddress: (address: Address) => Effect.Effect<void, StorageError>

@@ -359,6 +359,60 @@ describe("PeerActor", () => {
       expect([...saved.keys()]).toEqual(["t1"])
     }))
 
+  it.scoped("a subscription ends with the idle status when its database is removed or the actor stops, and does not watch a stale status", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor, supervisor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* actor.push(TREE, ["e1"])
+      yield* actor.push("t2", ["e2"])
+      yield* waitFor(actor, (s) => s.state === "backoff")
+      yield* waitFor(actor, (s) => s.state === "backoff", "t2")
+      const removed = yield* Effect.fork(Stream.runCollect(actor.changes(TREE)))
+      const stopped = yield* Effect.fork(Stream.runCollect(actor.changes("t2")))
+      yield* TestClock.adjust("10 millis")
+      yield* actor.removeTree(TREE)
+      const first = yield* endsWithin(removed)
+      expect(Option.isSome(first) && Exit.isSuccess(first.value)).toBe(true)
+      const seen = Option.isSome(first) && Exit.isSuccess(first.value) ? [...first.value.value] : []
+      expect(seen[0]).toMatchObject({ state: "backoff", pendingEntries: 1 })
+      expect(seen.at(-1)).toEqual(PeerActor.idleStatus)
+      // registered again: a new subscription follows the new registration from its idle start
+      yield* actor.addTree(TREE)
+      expect(yield* actor.status(TREE)).toEqual(PeerActor.idleStatus)
+      yield* supervisor.stop("peer-b")
+      const second = yield* endsWithin(stopped)
+      expect(Option.isSome(second) && Exit.isSuccess(second.value)).toBe(true)
+      expect(Option.isSome(second) && Exit.isSuccess(second.value) ? [...second.value.value].at(-1) : undefined).toEqual(PeerActor.idleStatus)
+    }))
+
+  it.scoped("a database removed and added again while a round runs: the round does not run its old work", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* actor.push("t1", ["e1"])
+      yield* actor.push(TREE, ["e2"])
+      yield* waitFor(actor, (s) => s.state === "backoff", "t1")
+      yield* waitFor(actor, (s) => s.state === "backoff")
+      // both are retried in the round at 2 s; the first holds it while TREE is re-registered
+      peer.state.up = true
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      peer.state.calls.length = 0
+      yield* TestClock.adjust("2 seconds")
+      yield* waitFor(actor, (s) => s.state === "syncing", "t1")
+      yield* actor.removeTree(TREE)
+      yield* actor.addTree(TREE)
+      peer.state.gate = undefined
+      yield* Deferred.succeed(gate, undefined)
+      yield* waitFor(actor, (s) => s.state === "idle", "t1")
+      yield* TestClock.adjust("10 millis")
+      expect(peer.state.calls.map((c) => [c.treeId, c.entries])).toEqual([["t1", ["e1"]]])
+      expect(peer.state.delivered.has("e2")).toBe(false)
+      expect(yield* actor.status(TREE)).toEqual(PeerActor.idleStatus)
+    }))
+
   it.effect("closing the supervisor's scope stops every actor fiber", () =>
     Effect.gen(function*() {
       const peer = fakePeer()

@@ -442,4 +442,29 @@ describe("SyncEngine registration", () => {
       expect(yield* engine.flush).toEqual({ delivered: 0, failed: 0 })
       expect(yield* storage.listMeta("sync/").pipe(Effect.orDie)).toEqual([])
     }))
+
+  it.scoped("a subscription ends with the idle status when its pair is unregistered; a new registration has subscriptions of its own", () =>
+    Effect.gen(function*() {
+      const down = Effect.fail({ _tag: "TransportError", message: "down" })
+      const { engine } = yield* fakeEngine({ sync: () => down, push: () => down })
+      const idle = { state: "idle", hasLocalData: false, pendingEntries: 0 }
+      for (const [unregister, label] of [[() => engine.unregisterSyncPeer(PEER, "T2"), "one database"], [() => engine.unregisterSyncPeer(PEER), "the peer"]] as const) {
+        yield* engine.registerSyncPeer(registration("T1")).pipe(Effect.orDie)
+        const handle = yield* engine.registerSyncPeer(registration("T2")).pipe(Effect.orDie)
+        yield* handle.changes.pipe(Stream.filter((s) => s.state === "backoff"), Stream.runHead)
+        const watching = yield* Effect.fork(Effect.map(Stream.runCollect(handle.changes), (c) => [...c]))
+        yield* TestClock.adjust("10 millis")
+        yield* unregister().pipe(Effect.orDie)
+        const seen = yield* endsWithin(Fiber.join(watching))
+        expect(Option.isSome(seen) && Exit.isSuccess(seen.value), label).toBe(true)
+        const statuses = Option.isSome(seen) && Exit.isSuccess(seen.value) ? seen.value.value : []
+        expect(statuses[0], label).toMatchObject({ state: "backoff", lastError: "down" })
+        expect(statuses.at(-1), label).toEqual(idle)
+        // registered again, the same handle reads the new registration, not the old status
+        yield* engine.registerSyncPeer(registration("T2")).pipe(Effect.orDie)
+        const again = yield* endsWithin(handle.changes.pipe(Stream.filter((s) => s.state === "backoff"), Stream.runHead))
+        expect(again, label).toEqual(Option.some(Exit.succeed(Option.some(expect.objectContaining({ state: "backoff", lastError: "down" })))))
+        yield* engine.unregisterSyncPeer(PEER).pipe(Effect.orDie)
+      }
+    }))
 })
