@@ -1,5 +1,13 @@
 #!/usr/bin/env node
-// Launch the TypeScript command line through tsx (the package ships its sources).
-import { register } from "tsx/esm/api"
-register()
-await import("../src/cli/main.ts")
+// The `eidetica` command: the compiled package (`dist/`, which `npm ci`/`npm install` build through
+// the `prepare` script, or `npm run build`); a checkout not built yet runs the sources through tsx.
+import { existsSync } from "node:fs"
+
+const compiled = new URL("../dist/cli/main.js", import.meta.url)
+if (existsSync(compiled)) {
+  await import(compiled.href)
+} else {
+  const { register } = await import("tsx/esm/api")
+  register()
+  await import("../src/cli/main.ts")
+}
