@@ -41,6 +41,7 @@ import {
 import {
   type Address,
   type HandshakeResponse,
+  MAX_SEND_ENTRIES,
   PROTOCOL_VERSION,
   type SyncRequest,
   type SyncRequestAuth,
@@ -530,8 +531,8 @@ const MAX_SIGNER_ATTEMPTS = 8
 const MAX_KNOWN = 4_096
 /** Bound on the remembered frontier of a (peer, tree). */
 const MAX_FRONTIER = 1_024
-/** Entries considered per push message (the page budget cuts first for any realistic size). */
-const MAX_PUSH_IDS = 20_000
+/** Entries considered per push message: as many as a server takes (the page budget cuts first for any realistic size). */
+const MAX_PUSH_IDS = MAX_SEND_ENTRIES
 
 const describeResponse = (response: SyncResponse): string =>
   typeof response === "string" ? response : Object.keys(response)[0] ?? "empty"

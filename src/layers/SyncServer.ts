@@ -266,11 +266,13 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           continue
         }
         const result = Entry.decode(bytes[i]!, ids[i]!)
-        if (Either.isLeft(result)) reasons.push(`entry ${i} does not decode: ${result.left}`)
-        else {
-          decoded.push(result.right)
-          trees.add(result.right.treeId)
+        // bytes that are no entry make the message malformed (the reference reads entries as part of
+        // the message): refused whole, and the rest is not decoded
+        if (Either.isLeft(result)) {
+          return yield* new Refusal({ message: `Malformed request: entry ${i} does not decode: ${truncate(result.left, 200)}` })
         }
+        decoded.push(result.right)
+        trees.add(result.right.treeId)
       }
       for (const treeId of trees) yield* gate(treeId)
       const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded, peer)

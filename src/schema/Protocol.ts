@@ -132,13 +132,17 @@ export const SyncRequestAuth = Schema.Struct({
 /** Sync request auth. */
 export type SyncRequestAuth = typeof SyncRequestAuth.Type
 
+/** The longest key name a bootstrap request may carry (a pending request keeps it). */
+export const MAX_KEY_NAME_LENGTH = 256
+
 /** Ask for a tree: empty `our_tips` means bootstrap, otherwise incremental. */
 export const SyncTreeRequest = Schema.Struct({
   tree_id: EntryId,
   our_tips: Schema.Array(EntryId),
   peer_pubkey: Schema.optional(PubKey),
   requesting_key: Schema.optional(PubKey),
-  requesting_key_name: Schema.optional(Schema.String),
+  /** Kept with a pending request for an admin to read: a name, not a payload (at most MAX_KEY_NAME_LENGTH). */
+  requesting_key_name: Schema.optional(Schema.String.pipe(Schema.maxLength(MAX_KEY_NAME_LENGTH))),
   requested_permission: Schema.optional(Permission),
   metadata: Schema.optional(Schema.Unknown),
   auth: Schema.optional(SyncRequestAuth),
@@ -154,8 +158,14 @@ export type SyncTreeRequest = typeof SyncTreeRequest.Type
 export const HandshakeMessage = Schema.Struct({ Handshake: HandshakeRequest })
 /** The sync-tree request message. */
 export const SyncTreeMessage = Schema.Struct({ SyncTree: SyncTreeRequest })
+/**
+ * The most entries one SendEntries may carry. A client's page (under 1 MiB) holds a few thousand;
+ * the count is checked before any entry is, so a message of tiny fake entries costs nothing.
+ */
+export const MAX_SEND_ENTRIES = 16_384
+
 /** The push message: entries for the receiver to verify and store. */
-export const SendEntriesMessage = Schema.Struct({ SendEntries: Schema.Array(WireEntry) })
+export const SendEntriesMessage = Schema.Struct({ SendEntries: Schema.Array(WireEntry).pipe(Schema.maxItems(MAX_SEND_ENTRIES)) })
 
 /** Every request a peer may send. */
 export const SyncRequest = Schema.Union(HandshakeMessage, SyncTreeMessage, SendEntriesMessage)
@@ -349,6 +359,14 @@ const dispatch = <A>(
         detail: `unknown ${what} kind ${JSON.stringify(kind.slice(0, 64))} (expected ${list(kinds, what)})`
       })
     )
+  }
+  if (what === "request" && kind === "SendEntries") {
+    const entries = (input as { readonly SendEntries?: unknown }).SendEntries
+    if (Array.isArray(entries) && entries.length > MAX_SEND_ENTRIES) {
+      return Either.left(
+        new MalformedMessage({ detail: `SendEntries: at most ${MAX_SEND_ENTRIES} entries in one message, got ${entries.length}` })
+      )
+    }
   }
   if (nestsDeeper(input, MAX_MESSAGE_DEPTH)) {
     return Either.left(

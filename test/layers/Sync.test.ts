@@ -924,6 +924,83 @@ describe("Sync server under hostile input", () => {
     ), 60_000)
 })
 
+describe("Sync server: what a request may carry", () => {
+  const postTo = (address: string, body: unknown) =>
+    Effect.promise(async () => {
+      const res = await fetch(`http://${address}${API_PATH}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body)
+      })
+      return { status: res.status, body: await res.text() }
+    })
+
+  it.live("SendEntries: past 16,384 entries, or with bytes that are no entry, the message is malformed and nothing is stored", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const a = yield* makeNode()
+        const pub = yield* setupDb(a, { username: "pub", syncEnabled: true, global: Permission.Write(10), data: { x: 1 } })
+        yield* a.sync.enableHttpTransport()
+        const address = yield* a.sync.startServer("127.0.0.1:0")
+        // a genuine new entry, written on a second node holding the database
+        const b = yield* makeNode()
+        yield* b.sync.enableHttpTransport()
+        yield* b.sync.syncWithPeer(address, pub.treeId)
+        const fresh = yield* write(b, pub.treeId, pub.signer, "y", 2)
+        const freshWire = Buffer.from(Option.getOrThrow(yield* b.storage.get(fresh)).bytes).toString("base64")
+        // 250,000 three-byte fakes (2 MiB): refused on their count, before any is looked at
+        const fakes = Array.from({ length: 250_000 }, (_, i) => Buffer.from([i & 255, (i >> 8) & 255, i >> 16]).toString("base64"))
+        const many = yield* postTo(address, { SendEntries: fakes })
+        expect(many.status).toBe(400)
+        expect(many.body).toContain("SendEntries: at most 16384 entries in one message, got 250000")
+        // a genuine entry beside bytes that are no entry: the whole message is refused
+        const mixed = yield* postTo(address, { SendEntries: [freshWire, "AAAA", ...fakes.slice(0, 16_000)] })
+        expect(mixed.body).toMatch(/^\{"Error":"Malformed request: entry 1 does not decode: /)
+        expect(yield* a.storage.has([fresh])).toEqual(new Set())
+        // the genuine one alone is stored (control)
+        expect((yield* postTo(address, { SendEntries: [freshWire] })).body).toBe("\"Ack\"")
+        expect(yield* a.storage.has([fresh])).toEqual(new Set([fresh]))
+      })
+    ), 60_000)
+
+  it.live("a bootstrap request's key name is at most 256 characters: an admin reads a name, not a payload", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const a = yield* makeNode()
+        const priv = yield* setupDb(a, { username: "priv", syncEnabled: true, data: { s: 1 } })
+        yield* a.sync.enableHttpTransport()
+        const address = yield* a.sync.startServer("127.0.0.1:0")
+        const ask = (name: string) =>
+          Effect.gen(function*() {
+            const kp = yield* a.auth.generateKey
+            const auth = yield* signProof(a.auth, kp, {
+              serverPubkey: a.instance.deviceId,
+              treeId: priv.treeId,
+              tips: [],
+              timestampMs: yield* Clock.currentTimeMillis
+            })
+            return yield* postTo(address, {
+              SyncTree: {
+                tree_id: priv.treeId,
+                our_tips: [],
+                requesting_key: kp.publicKey,
+                requested_permission: Permission.Write(5),
+                requesting_key_name: name,
+                auth
+              }
+            })
+          })
+        const long = yield* ask("n".repeat(4_000_000))
+        expect(long.status).toBe(400)
+        expect(long.body).toContain("SyncTree.requesting_key_name")
+        expect(yield* a.run(BootstrapRequests.list("Pending"))).toEqual([])
+        const fits = yield* ask("n".repeat(256))
+        expect(fits.body).toContain("BootstrapPending")
+        expect((yield* a.run(BootstrapRequests.list("Pending"))).map((r) => r.requestingKeyName)).toEqual(["n".repeat(256)])
+      })
+    ), 60_000)
+})
+
 describe("Sync misc", () => {
   it.scoped("closing the node's scope stops its server", () =>
     Effect.gen(function*() {
