@@ -320,7 +320,9 @@ export const metadata = (entry: Entry): EntryMetadata | undefined => {
   if (entry.tree.metadata === undefined) return undefined
   try {
     const parsed = JSON.parse(textDecoder.decode(entry.tree.metadata)) as { settings_tips?: unknown; entropy?: unknown }
-    const tips = Array.isArray(parsed.settings_tips) ? parsed.settings_tips.filter((t) => typeof t === "string") : []
+    const tips = parsed.settings_tips ?? []
+    // the IDs are strings, or the metadata is malformed (as the reference's serde reads it)
+    if (!Array.isArray(tips) || !tips.every((t) => typeof t === "string")) return undefined
     return { settings_tips: tips, entropy: typeof parsed.entropy === "number" ? parsed.entropy : null }
   } catch {
     return undefined
@@ -337,7 +339,8 @@ export const sortedUnique = (ids: ReadonlyArray<string>): Array<string> => {
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
-const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
+/** Whether IDs are sorted and without duplicates (or empty ones), as parents and pinned tips must be. */
+export const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
   for (let i = 0; i < ids.length; i++) {
     if (ids[i]!.length === 0) return false
     if (i > 0 && compareIds(ids[i - 1]!, ids[i]!) >= 0) return false

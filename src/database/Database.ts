@@ -15,7 +15,7 @@ import { Auth } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type IngestEnv, ingestSignedHere } from "./Ingest.js"
 import { StateCache } from "./StateCache.js"
-import { stateOf } from "./StoreState.js"
+import { encodeDelta, stateOf } from "./StoreState.js"
 
 /** A key that signs entries: its key pair, and whether it signs under the global `*` grant. */
 export interface Signer {
@@ -89,9 +89,11 @@ export const create = (
     const entropy = random.reduce((acc, b) => acc * 256 + b, 0)
     const subtrees = [
       { name: Entry.ROOT, parents: [], data: new TextEncoder().encode('""') },
-      { name: Entry.SETTINGS, parents: [], data: settings.encode() },
-      ...[...(options.stores ?? new Map<string, Doc>())].map(([name, doc]) => ({ name, parents: [], data: doc.encode() }))
+      { name: Entry.SETTINGS, parents: [], data: yield* encodeDelta(Entry.SETTINGS, settings) }
     ]
+    for (const [name, doc] of options.stores ?? new Map<string, Doc>()) {
+      subtrees.push({ name, parents: [], data: yield* encodeDelta(name, doc) })
+    }
     const unsigned = Entry.make({
       parents: [],
       height: 0,

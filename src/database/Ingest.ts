@@ -124,6 +124,20 @@ interface Pending {
   readonly deps: ReadonlyArray<string>
 }
 
+/**
+ * Store heights up to here are free (the reference's timestamp heights, milliseconds since 1970,
+ * stay under it until the year 2527); past it a store height may only be one above its store
+ * parents' (or the entry's own height), so no writer can push a store to the end of the safe
+ * integers, where the next entry would have no height left.
+ */
+export const FREE_STORE_HEIGHT = 2 ** 44
+
+/**
+ * The most `_settings` tips one entry may pin. An entry pins the settings tips its writer saw, one
+ * per concurrent settings change not merged yet; past this many, the pin only costs the validator.
+ */
+export const MAX_SETTINGS_TIPS = 1_024
+
 /** Entries per verification slice: large enough for the Auth layer's worker pool, small enough to pipeline. */
 const VERIFY_SLICE = 1_024
 /** The first slice sent ahead: as small as the pool takes, so verification starts early. */
@@ -321,15 +335,19 @@ const structureOf = (
   let settingsDelta: Doc | undefined
   for (const node of entry.subtrees) {
     const h = node.h ?? e.height
+    let highest = -1
     for (const parent of node.parents) {
       const p = find(parent)
       if (p === undefined) return `unknown parent ${parent} of store ${node.name}`
       if (p.treeId !== e.treeId) return `store parent ${parent} belongs to another database`
       const theirs = Entry.subtree(p.entry, node.name)
       if (theirs === undefined) return `store parent ${parent} does not touch store ${node.name}`
-      if ((theirs.h ?? p.height) >= h) return `store ${node.name} height must grow`
+      highest = Math.max(highest, theirs.h ?? p.height)
       if (overlay.has(parent)) deps.push(parent)
     }
+    if (highest >= h) return `store ${node.name} height must grow`
+    if (h > FREE_STORE_HEIGHT && h > Math.max(e.height, highest + 1))
+      return `store ${node.name} height ${h} jumps: past ${FREE_STORE_HEIGHT} a store height is at most one above its store parents' or the entry's`
     if (node.data !== undefined && node.name !== Entry.ROOT && (parseDeltas || node.name === Entry.SETTINGS)) {
       // every plain store delta must be a well-formed Doc
       const delta = plainDelta(node.data)
@@ -344,6 +362,8 @@ const structureOf = (
   const tips = meta?.settings_tips ?? []
   // only the root may start auth from nothing; every later entry pins the settings it was written under
   if (!root && tips.length === 0) return "the entry pins no settings tips"
+  if (!Entry.isCanonicalIdList(tips)) return "pinned settings tips must be sorted and without duplicates"
+  if (tips.length > MAX_SETTINGS_TIPS) return `an entry pins at most ${MAX_SETTINGS_TIPS} settings tips, this one ${tips.length}`
   for (const t of tips) {
     const tip = find(t)
     if (tip === undefined || tip.treeId !== e.treeId) return `pinned settings tip ${t} is not a known entry of this database`

@@ -12,7 +12,7 @@ import * as Entry from "../core/Entry.js"
 import { type CryptoError, DecryptionFailed, InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Cipher, type CipherShape } from "../services/Cipher.js"
 import type { Database, DatabaseEnv } from "./Database.js"
-import { stateOf } from "./StoreState.js"
+import { encodeDelta, stateOf } from "./StoreState.js"
 import { DocStore, DocStoreView, Table, TableView } from "./Stores.js"
 import * as Transaction from "./Transaction.js"
 
@@ -131,7 +131,9 @@ const codecOf = (cipher: CipherShape, password: string, salt: string, key: Uint8
     })
   return {
     id: `password:${salt}`,
-    encode: (delta) => Effect.map(cipher.encrypt(key, delta.encode()), (sealed) => Doc.from({ ...sealed, salt }).encode()),
+    encode: (store, delta) =>
+      Effect.flatMap(encodeDelta(store, delta), (plain) =>
+        Effect.map(cipher.encrypt(key, plain), (sealed) => Doc.from({ ...sealed, salt }).encode())),
     decode: (data) =>
       Effect.gen(function* () {
         const outer = yield* Effect.try({

@@ -1,7 +1,8 @@
 /**
  * The `_settings` state an entry pins (its metadata's settings tips): the fold of every `_settings`
  * entry reachable from those tips, against which the entry is validated and a transaction is
- * signed. Immutable once folded, so kept in the StateCache (emptied when it passes 10,000 states).
+ * signed. Immutable once folded, so kept in the StateCache (emptied when it would pass 10,000 states
+ * or 4 million characters of keys).
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -14,6 +15,9 @@ import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage } from "../services/Storage.js"
 import { StateCache } from "./StateCache.js"
 import { plainCodec } from "./StoreState.js"
+
+/** The most characters of keys the settings cache holds before it is emptied (~8 MB). */
+const SETTINGS_KEY_CHARS = 4_000_000
 
 /** Where entries are looked up while validating a batch: the batch itself first, then storage. */
 export type Lookup = (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>
@@ -63,8 +67,13 @@ export const settingsAt = (
       const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
       if (data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(data))
     }
-    if (cache.settings.size > 10_000) cache.settings.clear()
+    // bounded by count and by the length of the keys (up to MAX_SETTINGS_TIPS IDs each)
+    if (cache.settings.size >= 10_000 || cache.settingsKeys.chars + key.length > SETTINGS_KEY_CHARS) {
+      cache.settings.clear()
+      cache.settingsKeys.chars = 0
+    }
     cache.settings.set(key, doc)
+    cache.settingsKeys.chars += key.length
     return doc
   })
 

@@ -55,6 +55,20 @@ export const plainCodec: DeltaCodec = {
 }
 
 /**
+ * A delta's entry data (its JSON). Data nested deeper than replicas read (`MAX_JSON_DEPTH`) fails
+ * with InvalidEntry naming the store and where, before anything is signed or stored.
+ */
+export const encodeDelta = (store: string, delta: Doc): Effect.Effect<Uint8Array, InvalidEntry> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(delta.encode())
+    } catch (e) {
+      if (e instanceof DocFormatError) return Effect.fail(new InvalidEntry({ reason: `store ${store}: ${e.message}` }))
+      throw e
+    }
+  })
+
+/**
  * The current state of a store. The returned Doc is shared with the cache: read it, clone it, never
  * mutate it.
  */

@@ -24,17 +24,17 @@ import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } f
 import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
 import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
 import { StateCache } from "./StateCache.js"
-import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
+import { type DeltaCodec, encodeDelta, plainCodec, stateOf } from "./StoreState.js"
 
 /** How a store's staged delta becomes entry data (plain JSON, or encrypted). */
 export interface StoreCodec extends DeltaCodec {
-  readonly encode: (delta: Doc) => Effect.Effect<Uint8Array, CryptoError>
+  readonly encode: (store: string, delta: Doc) => Effect.Effect<Uint8Array, CryptoError | InvalidEntry>
 }
 
 /** The plain codec for ordinary stores. */
 export const plainStoreCodec: StoreCodec = {
   ...plainCodec,
-  encode: (delta) => Effect.succeed(delta.encode())
+  encode: encodeDelta
 }
 
 interface Staged {
@@ -94,7 +94,12 @@ const nextPosition = (storage: StorageShape, treeId: string) =>
     return { parents, height: Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1 }
   })
 
-/** The unsigned entry that comes next in a tree: parents and height from `nextPosition`, pinning `settingsTips`. */
+/**
+ * The unsigned entry that comes next in a tree: parents and height from `nextPosition`, pinning
+ * `settingsTips`. A store's height is the entry's (left out) unless a store parent is as high, as a
+ * peer's entry may be (the reference lets stores keep heights of their own): then it is one above
+ * the highest, so the store's order still follows its history and no store parent blocks a commit.
+ */
 export const nextEntry = (
   storage: StorageShape,
   treeId: string,
@@ -102,15 +107,28 @@ export const nextEntry = (
   subtrees: Entry.EntryInput["subtrees"],
   key: SigKey
 ) =>
-  Effect.map(nextPosition(storage, treeId), ({ height, parents }) =>
-    Entry.make({
+  Effect.gen(function* () {
+    const { height, parents } = yield* nextPosition(storage, treeId)
+    const storeParents = [...new Set(subtrees.flatMap((s) => s.parents))]
+    const held = storeParents.length === 0 ? [] : yield* storage.getMany(storeParents)
+    const byId = new Map(held.map((e) => [e.id, e.entry]))
+    const placed = subtrees.map((s) => {
+      let h = height
+      for (const p of s.parents) {
+        const parent = byId.get(p)
+        if (parent !== undefined) h = Math.max(h, Entry.storeHeight(parent, s.name) + 1)
+      }
+      return h === height ? s : { ...s, h }
+    })
+    return Entry.make({
       root: treeId,
       parents,
       height,
       metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
-      subtrees,
+      subtrees: placed,
       key
-    }))
+    })
+  })
 
 /** Errors a commit can fail with. */
 export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
@@ -165,7 +183,7 @@ export const commit = (txn: Transaction): Effect.Effect<string, CommitError, Dat
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {
       if (s.delta.isEmpty()) continue
-      subtrees.push({ name, parents: yield* storage.storeTips(treeId, name), data: yield* s.codec.encode(s.delta) })
+      subtrees.push({ name, parents: yield* storage.storeTips(treeId, name), data: yield* s.codec.encode(name, s.delta) })
     }
     const unsigned = yield* nextEntry(storage, treeId, settingsTips, subtrees, sigKeyOf(txn.signer))
     const signing = Entry.signingBytes(unsigned)

@@ -1,6 +1,6 @@
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { Deleted, Doc, DocFormatError, List, type Value } from "../../src/core/Doc.js"
+import { Deleted, Doc, DocFormatError, List, type Plain, type Value } from "../../src/core/Doc.js"
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries: small key and id pools so deltas collide on keys and list positions.
@@ -429,8 +429,75 @@ describe("serialization (reference §1.3)", () => {
     expectFormatError(() => Doc.decode(new Uint8Array([0xff, 0xfe])), "(root): invalid UTF-8")
     const depth = 20_000
     const deep = `{"children":{"a":{"Doc":`.repeat(depth) + `{"children":{}}` + `}}}`.repeat(depth)
-    expectFormatError(() => Doc.deserialize(deep), /^\(root\)/)
+    expectFormatError(() => Doc.deserialize(deep), /^children\.a\.Doc\.children\.a\..*: nested deeper than 127 arrays and objects$/)
   })
+
+  // `k` maps nested in one another, the innermost holding `leaf`
+  const nested = (k: number, leaf = "") =>
+    `{"children":{"a":{"Doc":`.repeat(k) + `{"children":{${leaf}}}` + `}}}`.repeat(k)
+  /** How many arrays and objects the deepest value of a JSON text sits in (itself included). */
+  const jsonDepth = (u: unknown): number =>
+    typeof u === "object" && u !== null ? 1 + Math.max(0, ...Object.values(u).map(jsonDepth)) : 0
+
+  it("nesting is limited as the reference's serde_json reads it: 127 arrays and objects, whatever the call stack", () => {
+    const deepest = nested(41, `"l":{"List":[]}`)
+    const tooDeep = nested(42)
+    expect(jsonDepth(JSON.parse(deepest))).toBe(127)
+    expect(jsonDepth(JSON.parse(tooDeep))).toBe(128)
+    expect(Doc.deserialize(deepest).serialize()).toBe(deepest)
+    const message = /^children\.a(\.Doc\.children\.a){41}\.Doc\.children: nested deeper than 127 arrays and objects$/
+    expectFormatError(() => Doc.deserialize(tooDeep), message)
+    // a list's array and pairs count too
+    const inList = nested(41, `"l":{"List":[[{"numerator":1,"denominator":1,"unique_id":""},{"Text":"x"}]]}`)
+    expect(jsonDepth(JSON.parse(inList))).toBe(129)
+    expectFormatError(() => Doc.deserialize(inList), /^children(\.a\.Doc\.children){41}\.l\.List\.0: nested deeper/)
+    expect(Doc.deserialize(nested(41, `"l":{"List":[]}`)).get("a")).toBeInstanceOf(Doc)
+    // the same verdicts thousands of frames down: validity never depends on the stack left
+    const down = (n: number): [boolean, string] => {
+      if (n > 0) return down(n - 1)
+      let message = ""
+      try {
+        Doc.deserialize(tooDeep)
+      } catch (e) {
+        message = (e as Error).message
+      }
+      return [Doc.deserialize(deepest).serialize() === deepest, message]
+    }
+    expect(down(5_000)).toEqual([true, expect.stringMatching(message)])
+  })
+
+  it("a Doc nested deeper than others can read is refused when written, naming where", () => {
+    let plain: Plain = "leaf"
+    for (let i = 0; i < 43; i++) plain = { a: plain } // a root and 42 maps in it, as nested(42) reads
+    const doc = Doc.from(plain as { [k: string]: Plain })
+    expectFormatError(() => doc.serialize(), /^children\.a(\.Doc\.children\.a){41}\.Doc\.children: nested deeper than 127 arrays and objects$/)
+    expectFormatError(() => doc.encode(), /nested deeper/)
+    // one level less is written and read back
+    const ok = Doc.from((plain as { a: { [k: string]: Plain } }).a)
+    expect(Doc.decode(ok.encode()).equals(ok)).toBe(true)
+    // in a list: the pair and position count
+    const wrapped = (list: List) => {
+      let d = Doc.empty().set("l", list)
+      for (let i = 0; i < 41; i++) d = Doc.empty().set("a", d)
+      return d
+    }
+    const empty = wrapped(new List())
+    expect(Doc.deserialize(empty.serialize()).equals(empty)).toBe(true)
+    expectFormatError(() => wrapped(new List().push("x", "u")).serialize(), /^children(\.a\.Doc\.children){41}\.l\.List\.0: nested deeper/)
+  })
+
+  it("a list in any order is read in one sort: positions ascending, a repeated position keeps the later value", () => {
+    const pair = (n: number, v: string) => `[{"numerator":${n},"denominator":1,"unique_id":""},{"Text":"${v}"}]`
+    const d = Doc.deserialize(`{"children":{"l":{"List":[${pair(3, "c")},${pair(1, "a")},${pair(2, "b")},${pair(1, "a2")}]}}}`)
+    expect(d.toJSON()).toEqual({ l: ["a2", "b", "c"] })
+    // 150,000 items written in reverse: placing each in turn (quadratic) took ~20 s here, one sort a fraction of one
+    const n = 150_000
+    const items: Array<string> = []
+    for (let i = n; i > 0; i--) items.push(pair(i, String(i)))
+    const big = Doc.deserialize(`{"children":{"l":{"List":[${items.join(",")}]}}}`).get("l") as List
+    expect(big.length).toBe(n)
+    expect([big.get(0), big.get(n - 1)]).toEqual(["1", String(n)])
+  }, 5_000)
 
   it("is safe against prototype-pollution keys", () => {
     const json =

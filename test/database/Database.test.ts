@@ -312,6 +312,81 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       yield* expectRejected(e, /Invalid entry/)
     }).pipe(Effect.provide(env())))
 
+  it.effect("pinned settings tips out of order, repeated, too many, or not IDs", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const pin = (tips: unknown) => new TextEncoder().encode(JSON.stringify({ settings_tips: tips, entropy: null }))
+      const forged = (tips: unknown) => forge(admin, { ...base(db, db.rootId), metadata: pin(tips) })
+      // one tip named 80,000 times: refused before any settings state is folded (or cached) for it
+      yield* expectRejected(yield* forged(Array.from({ length: 80_000 }, () => db.rootId)), /pinned settings tips must be sorted and without duplicates/)
+      const second = yield* write(db, admin, "_settings", "motto", "hi")
+      const both = [db.rootId, second].sort()
+      yield* expectRejected(yield* forged([both[1], both[0]]), /pinned settings tips must be sorted and without duplicates/)
+      yield* expectRejected(yield* forged([db.rootId, 7]), /malformed metadata/)
+      const many = Array.from({ length: 1_025 }, (_, i) => `bafyr4i${String(i).padStart(52, "a")}`).sort()
+      yield* expectRejected(yield* forged(many), /an entry pins at most 1024 settings tips, this one 1025/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("a store parent with a height of its own does not block the next commit; heights cannot jump to the end", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      yield* write(db, admin, "data", "k", "first")
+      const high = (h: number, value: string) =>
+        Effect.gen(function* () {
+          const tips = yield* storage.tips(db.rootId)
+          const heights = yield* storage.heights(tips)
+          return yield* forge(admin, {
+            root: db.rootId,
+            parents: tips,
+            height: Math.max(...heights.values()) + 1,
+            metadata: Entry.encodeMetadata({ settings_tips: yield* storage.storeTips(db.rootId, Entry.SETTINGS), entropy: null }),
+            subtrees: [{ name: "data", parents: yield* storage.storeTips(db.rootId, "data"), data: Doc.from({ k: value }).encode(), h }]
+          })
+        })
+      // past 2^44 a store height may not jump (it would leave the store no heights to grow into)
+      yield* expectRejected(yield* high(Number.MAX_SAFE_INTEGER, "end"), /store data height 9007199254740991 jumps/)
+      yield* expectRejected(yield* high(2 ** 44 + 1, "past"), /jumps/)
+      // up to it, a peer's entry may carry a store height of its own (as the reference's timestamp heights)
+      const jumped = yield* high(2 ** 44, "peer")
+      expect(yield* ingest([jumped], "remote")).toEqual([jumped.id])
+      // the next commit to the store goes one above it, so it follows in the store's order
+      const next = yield* write(db, admin, "data", "k", "mine")
+      const entry = Option.getOrThrow(yield* storage.get(next)).entry
+      expect(Entry.storeHeight(entry, "data")).toBe(2 ** 44 + 1)
+      expect(entry.subtrees.find((t) => t.name === "data")?.h).toBe(2 ** 44 + 1)
+      expect(yield* new DocStoreView(db, "data").get("k")).toBe("mine")
+      // and from there one more at a time
+      const after = yield* high(2 ** 44 + 2, "peer again")
+      expect(yield* ingest([after], "remote")).toEqual([after.id])
+    }).pipe(Effect.provide(env())))
+
+  it.effect("store data nested deeper than replicas read (127 arrays and objects)", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const k = 42
+      const deep = new TextEncoder().encode(`{"children":{"a":{"Doc":`.repeat(k) + `{"children":{}}` + `}}}`.repeat(k))
+      const e = yield* forge(admin, { ...base(db, db.rootId), subtrees: [{ name: "data", parents: [], data: deep }] })
+      yield* expectRejected(e, /nested deeper than 127 arrays and objects/)
+    }).pipe(Effect.provide(env())))
+
+  it.effect("a commit of data nested too deep fails with InvalidEntry naming the store and where; nothing is stored", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      const before = yield* storage.count(db.rootId)
+      let plain: { [k: string]: unknown } = { leaf: 1 }
+      for (let i = 0; i < 42; i++) plain = { a: plain }
+      const txn = Transaction.begin(db, admin)
+      yield* new DocStore(txn, "data").set("x", plain as never)
+      const err = yield* Effect.flip(Transaction.commit(txn))
+      expect(err._tag).toBe("InvalidEntry")
+      expect(err.message).toMatch(/^Invalid entry: store data: children\.x(\.Doc\.children\.a)+.*: nested deeper than 127 arrays and objects$/)
+      expect(yield* storage.count(db.rootId)).toBe(before)
+      const created = yield* Effect.flip(Database.create({ signer: admin, settings: Doc.from(plain as never) }))
+      expect(created.message).toMatch(/^Invalid entry: store _settings: .*nested deeper/)
+    }).pipe(Effect.provide(env())))
+
   it.effect("ingestPartial keeps the good entries and reports the bad ones with their descendants", () =>
     Effect.gen(function* () {
       const { admin, db, auth } = yield* setup
