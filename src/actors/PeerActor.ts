@@ -4,8 +4,12 @@
  * addresses (the first that works), failures retried per database with exponential backoff
  * (2 s doubling to 64 s, jitter from Effect's Random), and a `SubscriptionRef` status per
  * database. Backoff spaces out the retries of work that failed; new work (a commit, a sync
- * request) is tried at once. Nothing is dropped: after `maxAttempts` consecutive failures the work stays pending
- * (state "failed") and is tried again on the next sync request, push, flush or new address.
+ * request) is tried at once. Only the schedule's own attempts count toward it: the first failure,
+ * each timed retry and each flush. An attempt of new work (or of a new address) that fails while
+ * the database waits for a retry keeps its count and its retry time, so a burst of commits during
+ * a short outage neither pushes the next retry out nor uses up the retries. Nothing is dropped:
+ * after `maxAttempts` consecutive failures the work stays pending (state "failed", no timed
+ * retries) and is tried again on the next sync request, push, flush or new address.
  * Pending work is saved through a `PendingStore` so it survives a restart: work waiting for a
  * retry at once, work tried at once when its attempt fails, and whatever is pending when the actor
  * closes. (Work whose first attempt is in flight is not written first: a commit's push would cost
@@ -204,7 +208,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         const changed = mutate(t)
         // New work is tried at once even in backoff or failed (the backoff spaces out retries of
         // work that already failed, as the reference's retry queue does); a burst of commits is
-        // one attempt, since the actor runs one attempt at a time and coalesces the rest.
+        // one attempt, since the actor runs one attempt at a time and coalesces the rest. Its
+        // failure in backoff does not count as a retry (see runTree).
         const retry = (changed || alwaysTrigger) && !t.trigger
         if (retry) t.trigger = true
         if (changed) {
@@ -268,8 +273,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         return yield* Effect.fail(last!)
       })
 
-    /** Run the pending work of one database once. */
-    const runTree = (treeId: string, t: TreeState) =>
+    /** Run the pending work of one database once; `forced` by a flush. */
+    const runTree = (treeId: string, t: TreeState, forced: boolean) =>
       Effect.gen(function*() {
         const entries = [...t.entries]
         const syncing = t.sync
@@ -291,6 +296,16 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           yield* publish(t, { state: "idle", lastSync: now, lastError: undefined, retryAt: undefined })
           if (syncing) yield* Deferred.succeed(t.initial, undefined)
           return true
+        }
+        // Tried early for new work or a new address while a retry is scheduled: not a retry of
+        // the schedule, which keeps its count and its time (else every commit in an outage would
+        // double the wait and a burst would end the retries). It counts if the retry fell due
+        // while it ran (it stood in for it), and a flush counts: the caller asked for this
+        // attempt, waits for it and is told it failed, so it is a retry, not a side effect of work.
+        if (!forced && t.attempts > 0 && t.attempts < backoff.maxAttempts && t.retryAt !== undefined && now < t.retryAt) {
+          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: t.retryAt })
+          yield* persist(treeId, t)
+          return false
         }
         t.attempts++
         if (t.attempts >= backoff.maxAttempts) {
@@ -340,7 +355,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         for (const [treeId, t] of work) {
           // removed meanwhile, or removed and added again: its old work went with the old registration
           if (trees.get(treeId) !== t) continue
-          if (yield* runTree(treeId, t)) delivered++
+          if (yield* runTree(treeId, t, forced)) delivered++
           else failed++
         }
         if (forced) {
@@ -458,7 +473,7 @@ interface TreeState {
   sync: boolean
   /** Bumped by every sync request, so one asked for during a running sync is not lost. */
   syncGen: number
-  /** Consecutive failures. */
+  /** Consecutive failures of the schedule's attempts (the first, timed retries, flushes); not of early ones. */
   attempts: number
   retryAt: number | undefined
   /** Run at the next turn even in backoff or failed (new work after giving up, a new address). */

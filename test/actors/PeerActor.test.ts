@@ -104,6 +104,16 @@ const endsWithin = <A, E>(fiber: Fiber.Fiber<A, E>, d: Duration.DurationInput = 
     return yield* Fiber.join(waiting)
   })
 
+/** Wait (yielding, without moving the clock) until the peer saw `calls` calls and the attempt settled. */
+const settled = (actor: PeerActor.PeerActor, peer: ReturnType<typeof fakePeer>, calls: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 10_000; i++) {
+      if (peer.state.calls.length >= calls && (yield* actor.status(TREE)).state !== "syncing") return yield* actor.status(TREE)
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage(`not settled after ${calls} calls (saw ${peer.state.calls.length})`)
+  })
+
 describe("PeerActor", () => {
   it.scoped("backoff: fails at t=0, retried after 2, 4, 8, 16, 32, 64, 64 s exactly (jitter off)", () =>
     Effect.gen(function*() {
@@ -172,6 +182,70 @@ describe("PeerActor", () => {
         return s.retryAt
       }).pipe(Effect.withRandom(Random.make("seed-7"))))
       expect(yield* run).toBe(yield* run)
+    }))
+
+  it.scoped("new work during backoff is tried at once but is no retry: 20 failed pushes keep retryAt 2 s, whose retry delivers everything", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* actor.push(TREE, ["e0"])
+      expect(yield* settled(actor, peer, 1)).toMatchObject({ state: "backoff", retryAt: 2_000 })
+      // a burst of commits during a one-second outage: each is tried at once and fails
+      for (let i = 1; i <= 20; i++) {
+        yield* TestClock.adjust(50)
+        yield* actor.push(TREE, [`e${i}`])
+        const s = yield* settled(actor, peer, i + 1)
+        expect(s).toEqual({
+          state: "backoff",
+          hasLocalData: false,
+          pendingEntries: i + 1,
+          lastError: "connection refused",
+          retryAt: 2_000
+        })
+      }
+      expect(peer.state.calls.map((c) => c.at)).toEqual(Array.from({ length: 21 }, (_, i) => i * 50))
+      yield* TestClock.adjust(2_000 - 1_000 - 1)
+      expect(peer.state.calls).toHaveLength(21) // the retry keeps its time: not a millisecond early
+      peer.state.up = true
+      yield* TestClock.adjust(1)
+      const s = yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0)
+      expect(s).toEqual({ state: "idle", hasLocalData: false, pendingEntries: 0, lastSync: 2_000 })
+      expect(peer.state.calls).toHaveLength(22)
+      expect(peer.state.calls.at(-1)!.at).toBe(2_000)
+      expect(peer.state.delivered.size).toBe(21)
+    }))
+
+  it.scoped("new work during backoff leaves the schedule alone: retries still at 2, 4, 8 s after the first failure, failed only after maxAttempts of them", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor } = yield* startActor(peer.client, { backoff: { ...noJitter, maxAttempts: 4 } })
+      let n = 0
+      const pushAt = (at: number) =>
+        Effect.gen(function*() {
+          yield* TestClock.setTime(at)
+          yield* actor.push(TREE, [`e${n++}`])
+          return yield* settled(actor, peer, peer.state.calls.length + 1)
+        })
+      expect(yield* pushAt(0)).toMatchObject({ state: "backoff", retryAt: 2_000 })
+      for (const at of [100, 1_000, 1_999]) expect(yield* pushAt(at)).toMatchObject({ state: "backoff", retryAt: 2_000 })
+      yield* TestClock.setTime(2_000) // the first retry: counts
+      let s = yield* waitFor(actor, (s) => s.state === "backoff" && s.retryAt === 6_000)
+      for (const at of [2_001, 3_000, 5_999]) expect(yield* pushAt(at)).toMatchObject({ state: "backoff", retryAt: 6_000 })
+      yield* TestClock.setTime(6_000)
+      s = yield* waitFor(actor, (s) => s.state === "backoff" && s.retryAt === 14_000)
+      for (const at of [7_000, 13_000]) expect(yield* pushAt(at)).toMatchObject({ state: "backoff", retryAt: 14_000 })
+      yield* TestClock.setTime(14_000) // the third retry fails: four consecutive failures of the schedule
+      s = yield* waitFor(actor, (s) => s.state === "failed")
+      expect(s).toEqual({ state: "failed", hasLocalData: false, pendingEntries: 9, lastError: "connection refused" })
+      const timed = peer.state.calls.filter((c) => [0, 2_000, 6_000, 14_000].includes(c.at))
+      expect(timed.map((c) => c.at)).toEqual([0, 2_000, 6_000, 14_000])
+      expect(peer.state.calls).toHaveLength(12) // 9 pushes, 3 timed retries
+      // failed: new work is still tried at once, and its failure keeps it failed
+      expect(yield* pushAt(20_000)).toMatchObject({ state: "failed", pendingEntries: 10 })
+      yield* TestClock.adjust("1 hour")
+      expect(peer.state.calls).toHaveLength(13)
     }))
 
   it.scoped("status goes idle → syncing → idle with real lastSync, and reports lastError then clears it", () =>
@@ -290,6 +364,27 @@ describe("PeerActor", () => {
       const after = yield* waitFor(actor, (s) => s.state !== "syncing")
       expect(after).toMatchObject({ state: "failed", pendingEntries: 2, lastError: "connection refused" })
       expect(after.retryAt).toBeUndefined()
+    }))
+
+  it.scoped("an early attempt in backoff that dies with a defect: after the restart the database shows backoff with its retry time, retried then", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { actor, supervisor } = yield* startActor(peer.client, { backoff: noJitter })
+      yield* actor.push(TREE, ["e1"])
+      yield* waitFor(actor, (s) => s.state === "backoff" && s.retryAt === 2_000)
+      yield* TestClock.adjust(500)
+      peer.state.dieOnce = true
+      yield* actor.push(TREE, ["e2"])
+      yield* Effect.repeat(supervisor.restarts, { until: (n) => n === 1 })
+      yield* TestClock.adjust(100)
+      const after = yield* waitFor(actor, (s) => s.state !== "syncing")
+      expect(after).toEqual({ state: "backoff", hasLocalData: false, pendingEntries: 2, lastError: "connection refused", retryAt: 2_000 })
+      expect(peer.state.calls.map((c) => c.at)).toEqual([0, 500])
+      peer.state.up = true
+      yield* TestClock.setTime(2_000)
+      yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0)
+      expect(peer.state.calls.map((c) => c.at)).toEqual([0, 500, 2_000])
     }))
 
   it.scoped("supervisor: the restart delay doubles on consecutive defects, and is back to 100 ms after a healthy run", () =>
