@@ -28,7 +28,7 @@ export type { SyncResult }
 
 /** Options of `enableHttpTransport`. */
 export interface HttpTransportOptions {
-  /** How long one request may take, in milliseconds (default 30 000). */
+  /** How long one request may go without progress, a response still arriving being progress; in milliseconds (default 30 000). */
   readonly timeoutMs?: number | undefined
 }
 

@@ -3,9 +3,12 @@
  * CLI). Server and client on bare node:http: a request handler that runs the sync handler as a
  * fiber, and a keep-alive `Agent` (one connection pool for the transport's life). Bodies are capped
  * (8 MiB by default) in both directions, and nothing a client sends can make the server answer 5xx
- * except a defect in the handler itself. Our own messages are serialized as they are (their shape
- * is the protocol's by construction); what comes from the other side is decoded with the protocol's
- * schemas, so malformed input is a typed error.
+ * except a defect in the handler itself, or a server already holding its budget of buffered request
+ * bytes (503: stalled uploads cannot pin unbounded memory; a stalled body is dropped, 408). The
+ * client's timeout counts inactivity, so a response arriving over a slow but working link is not
+ * cut. Our own messages are serialized as they are (their shape is the protocol's by
+ * construction); what comes from the other side is decoded with the protocol's schemas, so
+ * malformed input is a typed error.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -39,10 +42,32 @@ export const HEALTH_PATH = "/health"
 
 /** Options of the HTTP transport. */
 export interface HttpTransportOptions {
-  /** How long one `send` may take, connection to last response byte. Default 30 seconds. */
+  /**
+   * How long one `send` may go without progress (connecting, writing the request, the response
+   * headers, each chunk of the response body) before it fails. A response that keeps arriving is
+   * not cut, however slow the link (up to `totalTimeout`). Default 30 seconds.
+   */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The longest one `send` may take in all, however steadily it progresses: a backstop against a
+   * peer that trickles its answer to hold the request open. Default 10 minutes, or `timeout` if
+   * that is longer (a 900 KB page at 1.5 KB/s).
+   */
+  readonly totalTimeout?: Duration.DurationInput | undefined
   /** The largest request or response body accepted, in bytes. Default 8 MiB. */
   readonly maxBodyBytes?: number | undefined
+  /**
+   * Server: the most request-body bytes held at once, summed over all requests being read. A
+   * request whose body would pass it is answered 503 at once and its connection closed. Default
+   * 32 MiB (a legitimate page is under 1 MiB, so this is dozens of concurrent pushes).
+   */
+  readonly maxBufferedBytes?: number | undefined
+  /**
+   * Server: how long a request body may stall (no bytes arriving) before the request is answered
+   * 408 and its connection closed, giving back what it held of `maxBufferedBytes`. Default 30
+   * seconds. (Node's own `requestTimeout`, 300 seconds for a whole request, stays as the outer cap.)
+   */
+  readonly bodyTimeout?: Duration.DurationInput | undefined
   /**
    * Our device key, announced to servers in the `x-eidetica-peer` header of every request (an
    * unauthenticated hint; a server uses it not to relay our pushes back to us).
@@ -50,21 +75,41 @@ export interface HttpTransportOptions {
   readonly announce?: string | undefined
 }
 
+/** The default of `HttpTransportOptions.timeout` (inactivity of one send). */
+export const DEFAULT_TIMEOUT: Duration.Duration = Duration.seconds(30)
+
+/** The default of `HttpTransportOptions.totalTimeout` (the whole of one send). */
+export const DEFAULT_TOTAL_TIMEOUT: Duration.Duration = Duration.minutes(10)
+
+/** The default of `HttpTransportOptions.maxBufferedBytes` (request bytes a server holds at once). */
+export const DEFAULT_MAX_BUFFERED_BYTES = 32 * 1024 * 1024
+
+/** The default of `HttpTransportOptions.bodyTimeout` (a stalled request body). */
+export const DEFAULT_BODY_TIMEOUT: Duration.Duration = Duration.seconds(30)
+
 /** The header that announces the sender's device key (see `RequestContext.peer`). */
 export const PEER_HEADER = "x-eidetica-peer"
 
 /** Build an HTTP transport; its client pool and any server it starts live until the scope closes. */
 export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<TransportShape, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
+    const timeout = Duration.decode(options.timeout ?? DEFAULT_TIMEOUT)
+    const totalTimeout = options.totalTimeout !== undefined
+      ? Duration.decode(options.totalTimeout)
+      : Duration.max(DEFAULT_TOTAL_TIMEOUT, timeout)
     const limit = options.maxBodyBytes ?? MAX_MESSAGE_BYTES
+    const serverLimits: ServerLimits = {
+      maxBody: limit,
+      maxBuffered: options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+      bodyTimeout: Duration.decode(options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT)
+    }
     const agent = yield* Effect.acquireRelease(
       Effect.sync(() => new Http.Agent({ keepAlive: true, noDelay: true })),
       (agent) => Effect.sync(() => agent.destroy())
     )
     const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json" }
     if (options.announce !== undefined && isPubKey(options.announce)) headers[PEER_HEADER] = options.announce
-    const client: Client = { agent, limit, timeout, headers, targets: new Map() }
+    const client: Client = { agent, limit, timeout, totalTimeout, headers, targets: new Map() }
     const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
 
     const canHandle = (address: Address): boolean => address.transport_type === TRANSPORT_TYPE
@@ -119,7 +164,7 @@ export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<Tran
         const parent = yield* Effect.scope
         const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
         yield* Scope.addFinalizer(scope, Ref.set(running, { _tag: "Idle" }))
-        return yield* startServer(bind, handler, limit).pipe(
+        return yield* startServer(bind, handler, serverLimits).pipe(
           Effect.tap((address) => Ref.set(running, { _tag: "Running", address: address.address })),
           Scope.extend(scope),
           Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
@@ -149,13 +194,45 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 /** How much of an oversized request body is read and thrown away (so the client sees the 413) before the connection is cut. */
 const DRAIN_LIMIT = 64 * 1024 * 1024
 
+/** How long a connection answered with `connection: close` may take to flush that answer before it is cut. */
+const CLOSE_GRACE_MS = 2_000
+
+/** The request-body limits of one server, from the transport's options. */
+interface ServerLimits {
+  /** The largest single body (413 past it). */
+  readonly maxBody: number
+  /** The most body bytes held at once over all requests (503 past it). */
+  readonly maxBuffered: number
+  /** How long a body may go without bytes (408 past it). */
+  readonly bodyTimeout: Duration.Duration
+}
+
+/** The request-body bytes a running server holds right now, against its limit. */
+interface Budget {
+  readonly capacity: number
+  used: number
+}
+
+/** What `readBody` needs: the limits and the server's shared budget. */
+interface BodyLimits {
+  readonly maxBody: number
+  readonly budget: Budget
+  /** In milliseconds; `undefined` for none. */
+  readonly idleMs: number | undefined
+}
+
 const startServer = (
   bind: string,
   handler: Handler,
-  limit: number
+  limits: ServerLimits
 ): Effect.Effect<Address, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const { host, port } = yield* parseBind(bind)
+    const bodyLimits: BodyLimits = {
+      maxBody: limits.maxBody,
+      budget: { capacity: limits.maxBuffered, used: 0 },
+      idleMs: timerMs(limits.bodyTimeout)
+    }
     const runtime = yield* Effect.runtime<never>()
     // Handlers still running when the server has stopped are interrupted and awaited (finalizers
     // run in reverse: this one after the server's close below), so none outlives the scope.
@@ -190,7 +267,7 @@ const startServer = (
       return fiber
     }
     server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) =>
-      onRequest(request, response, handler, limit, run)
+      onRequest(request, response, handler, bodyLimits, run)
     )
     const bound = server.address() as AddressInfo
     return { transport_type: TRANSPORT_TYPE, address: hostPort(host, bound.port) }
@@ -202,7 +279,7 @@ const onRequest = (
   request: Http.IncomingMessage,
   response: Http.ServerResponse,
   handler: Handler,
-  limit: number,
+  limits: BodyLimits,
   run: Run
 ): void => {
   const method = request.method ?? "GET"
@@ -222,10 +299,26 @@ const onRequest = (
     errorReply(response, 405, `method ${method} not allowed on ${API_PATH}; use POST`, "POST")
     return
   }
-  readBody(request, limit, (body) => {
+  readBody(request, limits, (body) => {
     switch (body._tag) {
       case "TooLarge":
-        return errorReply(response, 413, `request body exceeds the limit of ${limit} bytes`)
+        return errorReply(response, 413, `request body exceeds the limit of ${limits.maxBody} bytes`)
+      case "OverBudget":
+        return errorReply(
+          response,
+          503,
+          `server busy: request bodies being received fill its buffer of ${limits.budget.capacity} bytes; try again later`,
+          undefined,
+          true
+        )
+      case "Stalled":
+        return errorReply(
+          response,
+          408,
+          `request body stalled: no bytes for ${limits.idleMs} ms after ${body.received} bytes; request dropped`,
+          undefined,
+          true
+        )
       case "Aborted":
         return errorReply(response, 400, "request body aborted")
       case "Body":
@@ -259,69 +352,98 @@ const onRequest = (
   })
 }
 
-const reply = (response: Http.ServerResponse, status: number, text: string, allow?: string): void => {
+// `close` answers with `connection: close`: node ends the connection once the answer is flushed,
+// and the grace timer cuts it if that does not happen (a peer that reads nothing).
+const reply = (response: Http.ServerResponse, status: number, text: string, allow?: string, close = false): void => {
   if (response.headersSent || response.destroyed) return
+  const socket = close ? response.socket : null
   // encoded once: its length is the Content-Length (a page can be most of a megabyte)
   const body = Buffer.from(text, "utf8")
   const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json", "content-length": body.length }
   if (allow !== undefined) headers["allow"] = allow
+  if (close) headers["connection"] = "close"
   response.writeHead(status, headers)
   response.end(body)
+  if (socket !== null) setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()
 }
 
-const errorReply = (response: Http.ServerResponse, status: number, message: string, allow?: string): void =>
-  reply(response, status, JSON.stringify({ Error: message } satisfies SyncResponse), allow)
+const errorReply = (response: Http.ServerResponse, status: number, message: string, allow?: string, close = false): void =>
+  reply(response, status, JSON.stringify({ Error: message } satisfies SyncResponse), allow, close)
 
 type BodyResult =
   | { readonly _tag: "Body"; readonly bytes: Uint8Array }
   | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "OverBudget" }
+  | { readonly _tag: "Stalled"; readonly received: number }
   | { readonly _tag: "Aborted" }
 
-// Reads the request body into at most `limit` bytes; past that it stops keeping data and drains
-// the rest (up to DRAIN_LIMIT) so the client, still writing, can read the 413 answer.
-const readBody = (incoming: Http.IncomingMessage, limit: number, done: (result: BodyResult) => void): void => {
+// Reads the request body into at most `maxBody` bytes, each byte kept counted against the server's
+// budget and given back on every way out (body read, too large, over budget, stalled, aborted,
+// connection closed). Past `maxBody` it stops keeping data and drains the rest (up to DRAIN_LIMIT)
+// so the client, still writing, can read the 413 answer; a body that would pass the budget is
+// refused at once (503) and its connection closed, as is one that stalls for `idleMs` (408).
+const readBody = (incoming: Http.IncomingMessage, limits: BodyLimits, done: (result: BodyResult) => void): void => {
+  const { budget, maxBody } = limits
   const chunks: Array<Buffer> = []
   let size = 0
-  const cleanup = () => {
+  let settled = false
+  let idle: ReturnType<typeof setTimeout> | undefined
+  const settle = (result: BodyResult) => {
+    if (settled) return
+    settled = true
     incoming.off("data", onData)
     incoming.off("end", onEnd)
-    incoming.off("error", onError)
-  }
-  const tooLarge = () => {
-    cleanup()
+    incoming.off("error", onAborted)
+    incoming.off("close", onAborted)
+    if (idle !== undefined) clearTimeout(idle)
+    // the one place bytes leave the budget; a whole body is handed over and decoded at once
+    budget.used -= size
+    size = 0
     chunks.length = 0
-    drain(incoming)
-    done({ _tag: "TooLarge" })
+    if (result._tag === "TooLarge") drain(incoming, limits.idleMs)
+    done(result)
   }
   const onData = (chunk: Buffer) => {
+    if (size + chunk.length > maxBody) return settle({ _tag: "TooLarge" })
+    if (budget.used + chunk.length > budget.capacity) return settle({ _tag: "OverBudget" })
+    budget.used += chunk.length
     size += chunk.length
-    if (size > limit) tooLarge()
-    else chunks.push(chunk)
+    chunks.push(chunk)
+    idle?.refresh()
   }
-  const onEnd = () => {
-    cleanup()
-    done({ _tag: "Body", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })
-  }
-  const onError = () => {
-    cleanup()
-    done({ _tag: "Aborted" })
-  }
+  const onEnd = () => settle({ _tag: "Body", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })
+  const onAborted = () => settle({ _tag: "Aborted" })
   const declared = Number(incoming.headers["content-length"])
-  if (Number.isFinite(declared) && declared > limit) {
-    tooLarge()
-    return
+  if (Number.isFinite(declared)) {
+    if (declared > maxBody) return settle({ _tag: "TooLarge" })
+    if (declared > budget.capacity - budget.used) return settle({ _tag: "OverBudget" })
   }
   incoming.on("data", onData)
   incoming.on("end", onEnd)
-  incoming.on("error", onError)
+  incoming.on("error", onAborted)
+  incoming.on("close", onAborted)
+  if (limits.idleMs !== undefined) {
+    idle = setTimeout(() => settle({ _tag: "Stalled", received: size }), limits.idleMs)
+  }
 }
 
-const drain = (incoming: Http.IncomingMessage): void => {
+// Reads and throws away the rest of a refused body; a drain that stalls for `idleMs` is cut too.
+const drain = (incoming: Http.IncomingMessage, idleMs: number | undefined): void => {
   let drained = 0
+  const stop = () => {
+    if (idle !== undefined) clearTimeout(idle)
+  }
+  const idle = idleMs === undefined ? undefined : setTimeout(() => {
+    stop()
+    incoming.socket.destroy()
+  }, idleMs)
   incoming.on("data", (chunk: Buffer) => {
     drained += chunk.length
+    idle?.refresh()
     if (drained > DRAIN_LIMIT) incoming.socket.destroy()
   })
+  incoming.on("end", stop)
+  incoming.on("close", stop)
   incoming.on("error", () => {})
   incoming.resume()
 }
@@ -386,7 +508,9 @@ const hostPort = (host: string, port: number): string => (host.includes(":") ? `
 interface Client {
   readonly agent: Http.Agent
   readonly limit: number
+  /** Of inactivity: see `HttpTransportOptions.timeout`. */
   readonly timeout: Duration.Duration
+  readonly totalTimeout: Duration.Duration
   /** The headers of every request but its length. */
   readonly headers: Http.OutgoingHttpHeaders
   /** Parsed `host:port` addresses (a few peers, asked again and again). */
@@ -427,26 +551,42 @@ const CONNECT_CODES = new Set([
 /** The longest delay a node timer takes (about 24.8 days); longer timeouts mean none. */
 const MAX_TIMER_MS = 2_147_483_647
 
+/** A duration as a node timer's delay, or `undefined` for none (too long for a timer). */
+const timerMs = (duration: Duration.Duration): number | undefined => {
+  const ms = Duration.toMillis(duration)
+  return ms < MAX_TIMER_MS ? ms : undefined
+}
+
 /**
  * POST one body and read the answer within the limit: a Content-Length over the limit, or a
  * chunked body passing it, cuts the connection and fails with PayloadTooLarge. A request that
  * fails on a reused keep-alive connection before any answer (the server closed it meanwhile) is
- * sent once more on a fresh one. Interruption and the timeout destroy the request.
+ * sent once more on a fresh one. The timeout counts inactivity: connecting, the request written
+ * out, the response headers and each chunk of the response body start it over, so a response that
+ * keeps arriving over a slow link is not cut (but by the total timeout). The upload itself cannot
+ * be followed once the body sits in the kernel's send buffer (all of a page does), so a request
+ * body must still reach the server and be answered within one timeout. Interruption and either
+ * timeout destroy the request.
  */
 const post = (client: Client, target: Target, address: string, body: Buffer): Effect.Effect<Reply, TransportError | PayloadTooLarge> =>
   Effect.async<Reply, TransportError | PayloadTooLarge>((resume) => {
     const { limit } = client
     let finished = false
     let current: Http.ClientRequest | undefined
-    let timer: ReturnType<typeof setTimeout> | undefined
+    let idle: ReturnType<typeof setTimeout> | undefined
+    let total: ReturnType<typeof setTimeout> | undefined
+    /** Response bytes read so far (for the timeout's message). */
+    let received: number | undefined
     const finish = (effect: Effect.Effect<Reply, TransportError | PayloadTooLarge>) => {
       if (finished) return
       finished = true
-      if (timer !== undefined) clearTimeout(timer)
+      if (idle !== undefined) clearTimeout(idle)
+      if (total !== undefined) clearTimeout(total)
       resume(effect)
     }
     const fail = (reason: string, cause?: unknown) =>
       finish(Effect.fail(new TransportError({ address, reason, ...(cause === undefined ? {} : { cause }) })))
+    const progress = () => idle?.refresh()
     const attempt = (retry: boolean) => {
       let answered = false
       const request = Http.request({
@@ -458,8 +598,14 @@ const post = (client: Client, target: Target, address: string, body: Buffer): Ef
         headers: { ...client.headers, "content-length": body.length }
       })
       current = request
+      request.on("socket", (socket) => {
+        if (socket.connecting) socket.once("connect", progress)
+      })
+      request.on("finish", progress)
       request.on("response", (response) => {
         answered = true
+        received = 0
+        progress()
         const declared = Number(response.headers["content-length"])
         if (Number.isFinite(declared) && declared > limit) {
           response.destroy()
@@ -469,7 +615,9 @@ const post = (client: Client, target: Target, address: string, body: Buffer): Ef
         let size = 0
         response.on("data", (chunk: Buffer) => {
           if (finished) return
+          progress()
           size += chunk.length
+          received = size
           if (size > limit) {
             response.destroy()
             finish(Effect.fail(new PayloadTooLarge({ limit })))
@@ -485,8 +633,10 @@ const post = (client: Client, target: Target, address: string, body: Buffer): Ef
         })
       })
       request.on("error", (error: NodeJS.ErrnoException) => {
-        if (finished) return
-        if (!answered && retry && request.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE")) {
+        // once answered, the response's own events decide (a server that refuses a body early,
+        // 413 or 503, may close while the rest is still being written: its answer is what counts)
+        if (finished || answered) return
+        if (retry && request.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE")) {
           return attempt(false)
         }
         fail(
@@ -498,17 +648,29 @@ const post = (client: Client, target: Target, address: string, body: Buffer): Ef
       })
       request.end(body)
     }
-    const ms = Duration.toMillis(client.timeout)
-    if (ms < MAX_TIMER_MS) {
-      timer = setTimeout(() => {
-        fail(`no response within ${Duration.format(client.timeout)}`)
+    const idleMs = timerMs(client.timeout)
+    if (idleMs !== undefined) {
+      idle = setTimeout(() => {
+        fail(
+          `no response within ${Duration.format(client.timeout)}${
+            received === undefined ? "" : ` (the response stalled after ${received} bytes)`
+          }`
+        )
         current?.destroy()
-      }, ms)
+      }, idleMs)
+    }
+    const totalMs = timerMs(client.totalTimeout)
+    if (totalMs !== undefined) {
+      total = setTimeout(() => {
+        fail(`no complete response within the total timeout of ${Duration.format(client.totalTimeout)}`)
+        current?.destroy()
+      }, totalMs)
     }
     attempt(true)
     return Effect.sync(() => {
       finished = true
-      if (timer !== undefined) clearTimeout(timer)
+      if (idle !== undefined) clearTimeout(idle)
+      if (total !== undefined) clearTimeout(total)
       current?.destroy()
     })
   })

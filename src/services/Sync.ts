@@ -61,7 +61,7 @@ export interface PushOptions {
 
 /** Options of the HTTP transport as enabled through Sync. */
 export interface HttpOptions {
-  /** How long one request may take (default 30 seconds). */
+  /** How long one request may go without progress, a response still arriving being progress (default 30 seconds). */
   readonly timeout?: Duration.DurationInput | undefined
 }
 

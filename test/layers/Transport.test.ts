@@ -49,6 +49,56 @@ const cannedText = (status: string, text: string): Effect.Effect<number, never, 
       })
   ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
 
+/** A bare TCP server; `onClose` registers what ends with a connection. Closing the scope cuts them all. */
+const bareServer = (
+  onConnection: (socket: Net.Socket, onClose: (stop: () => void) => void) => void
+): Effect.Effect<Address, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<{ server: Net.Server; sockets: Set<Net.Socket> }>((resume) => {
+      const sockets = new Set<Net.Socket>()
+      const server = Net.createServer((socket) => {
+        sockets.add(socket)
+        socket.on("error", () => {})
+        const stops: Array<() => void> = []
+        socket.on("close", () => {
+          sockets.delete(socket)
+          for (const stop of stops) stop()
+        })
+        onConnection(socket, (stop) => stops.push(stop))
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+    }),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ server }) => ({ transport_type: "http", address: `127.0.0.1:${(server.address() as Net.AddressInfo).port}` })))
+
+/**
+ * A bare TCP server answering any request with `"Ack"` padded to `bytes`, written `slice` bytes
+ * every `everyMs` (a slow link); with `stallAfter`, it writes that many body bytes and then nothing.
+ */
+const slowResponder = (
+  options: { bytes: number; slice: number; everyMs: number; stallAfter?: number }
+): Effect.Effect<Address, never, Scope.Scope> =>
+  bareServer((socket, onClose) => {
+    socket.once("data", () => {
+      const { bytes, slice, everyMs } = options
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${bytes}\r\n\r\n`)
+      const body = Buffer.from("\"Ack\"".padEnd(bytes, " "))
+      const end = Math.min(bytes, options.stallAfter ?? bytes)
+      let sent = 0
+      const timer = setInterval(() => {
+        const next = Math.min(end, sent + slice)
+        socket.write(body.subarray(sent, next))
+        sent = next
+        if (sent >= end) clearInterval(timer)
+      }, everyMs)
+      onClose(() => clearInterval(timer))
+    })
+  })
+
 interface Raw {
   readonly status: number
   readonly body: unknown
@@ -230,6 +280,37 @@ describe("TransportHttp", () => {
       const error = yield* client.send(address, { SendEntries: [] }).pipe(Effect.flip)
       expect(error._tag).toBe("TransportError")
       expect(error.message).toContain("no response within")
+    }))
+
+  it.scopedLive("the timeout counts inactivity: a response that keeps arriving over a slow link is read in full", () =>
+    Effect.gen(function*() {
+      // 200 KB at 10 KB every 50 ms: about 1 s, four times the timeout
+      const address = yield* slowResponder({ bytes: 200_000, slice: 10_000, everyMs: 50 })
+      const client = yield* makeHttp({ timeout: "250 millis" })
+      const start = performance.now()
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+      expect(performance.now() - start).toBeGreaterThan(500)
+    }))
+
+  it.scopedLive("a response that stalls midway fails after the timeout, saying where it stalled", () =>
+    Effect.gen(function*() {
+      const address = yield* slowResponder({ bytes: 200_000, slice: 10_000, everyMs: 20, stallAfter: 30_000 })
+      const client = yield* makeHttp({ timeout: "250 millis" })
+      const error = yield* client.send(address, { SendEntries: [] }).pipe(Effect.flip)
+      expect(error._tag).toBe("TransportError")
+      expect(error.message).toContain("no response within 250ms (the response stalled after 30000 bytes)")
+    }))
+
+  it.scopedLive("the total timeout cuts a response that trickles on forever", () =>
+    Effect.gen(function*() {
+      // one byte every 50 ms: never idle for the 250 ms timeout, never done
+      const address = yield* slowResponder({ bytes: 200_000, slice: 1, everyMs: 50 })
+      const client = yield* makeHttp({ timeout: "250 millis", totalTimeout: "800 millis" })
+      const start = performance.now()
+      const error = yield* client.send(address, { SendEntries: [] }).pipe(Effect.flip)
+      expect(error._tag).toBe("TransportError")
+      expect(error.message).toContain("no complete response within the total timeout of 800ms")
+      expect(performance.now() - start).toBeGreaterThan(700)
     }))
 
   it.scopedLive("a 400 answer surfaces the server's Error message in the TransportError", () =>
