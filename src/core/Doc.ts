@@ -118,6 +118,12 @@ const listFromArray = (arr: ReadonlyArray<unknown>, where: string, ancestors: Se
 
 const fromInput = (input: unknown, where: string): Value => toValue(input, where, new Set())
 
+/**
+ * Check that `input` is plain data as `Doc.from` reads it (finite numbers, strings, booleans, null,
+ * plain objects and arrays, no cycles); TypeError naming where otherwise.
+ */
+export const checkPlain = (input: unknown, where: string): void => void fromInput(input, where)
+
 // ---------------------------------------------------------------------------------------------
 // Value helpers
 
@@ -235,7 +241,15 @@ const after = (last: Position, uniqueId: string): Position => {
 // ---------------------------------------------------------------------------------------------
 // Doc
 
+/** A key must be a string: anything else would be written as JSON no replica can read. */
+const checkKey = (key: string): void => {
+  if (typeof key !== "string") throw new TypeError(`a key must be a string, got ${describeInput(key)}`)
+}
+
+const describeInput = (u: unknown): string => (u === null ? "null" : Array.isArray(u) ? "an array" : typeof u)
+
 const splitPath = (path: string): string[] | undefined => {
+  if (typeof path !== "string") throw new TypeError(`a path must be a dotted string such as "a.b", got ${describeInput(path)}`)
   if (path === "") return undefined
   const parts = path.split(".")
   return parts.some((p) => p === "") ? undefined : parts
@@ -296,6 +310,7 @@ export class Doc {
 
   /** Sets `key` (plain objects/arrays are converted as in `from`; Docs/Lists are cloned). */
   set(key: string, value: Value | Plain): this {
+    checkKey(key)
     this.children.set(key, fromInput(value, key))
     return this
   }
@@ -322,6 +337,7 @@ export class Doc {
 
   /** Writes the tombstone at `key` (whether or not it held a value, so deltas carry the deletion). */
   remove(key: string): this {
+    checkKey(key)
     this.children.set(key, Deleted)
     return this
   }

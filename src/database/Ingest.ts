@@ -125,6 +125,12 @@ interface Pending {
 }
 
 /**
+ * The largest entry: one must fit in one sync message (MAX_MESSAGE_BYTES, 8 MiB, carrying it as
+ * base64), or a database holding it could never be synced again. A commit past it is refused.
+ */
+export const MAX_ENTRY_BYTES = 4 * 1024 * 1024
+
+/**
  * Store heights up to here are free (the reference's timestamp heights, milliseconds since 1970,
  * stay under it until the year 2527); past it a store height may only be one above its store
  * parents' (or the entry's own height), so no writer can push a store to the end of the safe
@@ -311,6 +317,9 @@ const structureOf = (
   parseDeltas: boolean
 ): Structure | string => {
   const entry = e.entry
+  if (e.bytes.length > MAX_ENTRY_BYTES) {
+    return `the entry is ${e.bytes.length} bytes, over the ${MAX_ENTRY_BYTES} one sync message can carry; keep large values outside the database and store a reference`
+  }
   const structural = Entry.validate(entry)
   if (structural !== undefined) return structural
   if (entry.sig.sig === undefined) return "the entry is not signed"

@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
-import { Deleted, Doc, List, type Plain, type Value } from "../core/Doc.js"
+import { checkPlain, Deleted, Doc, List, type Plain, type Value } from "../core/Doc.js"
 import type { InvalidEntry, StorageError } from "../schema/Errors.js"
 import type { Database, DatabaseEnv } from "./Database.js"
 import { type DeltaCodec, plainCodec, stateOf } from "./StoreState.js"
@@ -114,19 +114,26 @@ export class Table<T> extends TableReader<T> {
   }
   /** Insert a row under a new UUIDv4 id (drawn from Effect's Random); returns the id. */
   insert(row: T): Effect.Effect<string> {
-    return Effect.map(uuidV4, (id) => {
-      this.delta.set(id, JSON.stringify(row))
-      return id
-    })
+    return Effect.flatMap(Effect.sync(() => rowJson(row)), (json) =>
+      Effect.map(uuidV4, (id) => {
+        this.delta.set(id, json)
+        return id
+      }))
   }
   /** Replace the row with this id (or create it). */
   set(id: string, row: T): Effect.Effect<void> {
-    return Effect.sync(() => void this.delta.set(id, JSON.stringify(row)))
+    return Effect.sync(() => void this.delta.set(id, rowJson(row)))
   }
   /** Delete a row. */
   delete(id: string): Effect.Effect<void> {
     return Effect.sync(() => void this.delta.remove(id))
   }
+}
+
+/** A row as stored: its JSON, once it is known to be plain data (JSON.stringify would quietly rewrite a Date, a Map, NaN…). */
+const rowJson = (row: unknown): string => {
+  checkPlain(row, "row")
+  return JSON.stringify(row)
 }
 
 /** A UUIDv4 string from Effect's Random (deterministic under a seeded Random). */

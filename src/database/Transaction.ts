@@ -50,13 +50,23 @@ export interface Transaction {
   readonly signer: Signer
   readonly staged: Map<string, Staged>
   committed: boolean
+  /** A commit is running (a second one at the same time would sign a second entry). */
+  committing: boolean
 }
 
 /** Begin a transaction signed by `signer`. */
-export const begin = (db: Database, signer: Signer): Transaction => ({ db, signer, staged: new Map(), committed: false })
+export const begin = (db: Database, signer: Signer): Transaction => ({
+  db,
+  signer,
+  staged: new Map(),
+  committed: false,
+  committing: false
+})
 
 /** The staged delta of a store, created on first use. Reserved stores keep their own type. */
 export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec): Doc => {
+  // misuse, a defect (the Promise API's InvalidArgument): the write would never be stored
+  if (txn.committed) throw new TypeError("this transaction is committed, so a write to it would never be stored; begin a new one")
   let s = txn.staged.get(store)
   if (s === undefined) {
     s = { delta: Doc.empty(), typeId, codec }
@@ -133,10 +143,21 @@ export const nextEntry = (
 /** Errors a commit can fail with. */
 export type CommitError = CorruptedAuthConfiguration | PermissionDenied | InvalidEntry | StorageError | CryptoError
 
-/** Commit: build, sign, validate and store one entry; returns its ID. A transaction commits once. */
+/**
+ * Commit: build, sign, validate and store one entry; returns its ID. A transaction commits once:
+ * committing it again, or while its commit runs, is misuse (a defect; the Promise API's
+ * InvalidArgument). A commit that fails leaves it open to be committed again.
+ */
 export const commit = (txn: Transaction): Effect.Effect<string, CommitError, DatabaseEnv> =>
+  Effect.suspend(() => {
+    if (txn.committed) return Effect.die(new TypeError("this transaction is committed already; begin a new one"))
+    if (txn.committing) return Effect.die(new TypeError("this transaction is being committed already"))
+    txn.committing = true
+    return Effect.ensuring(commitOnce(txn), Effect.sync(() => void (txn.committing = false)))
+  })
+
+const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, DatabaseEnv> =>
   Effect.gen(function* () {
-    if (txn.committed) return yield* Effect.dieMessage("a transaction commits only once")
     const storage = yield* Storage
     const auth = yield* Auth
     const treeId = txn.db.rootId

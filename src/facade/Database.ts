@@ -10,6 +10,7 @@ import { SettingsStore as SettingsStoreOps } from "../database/SettingsStore.js"
 import * as Stores from "../database/Stores.js"
 import * as TransactionOps from "../database/Transaction.js"
 import type { AuthSettings } from "../schema/Auth.js"
+import { isPubKey } from "../schema/Ids.js"
 import type * as Permission from "../schema/Permission.js"
 import type { OpenDatabase } from "../services/Instance.js"
 import { WriteEvents, type WriteSource } from "../services/WriteEvents.js"
@@ -120,7 +121,7 @@ export class Transaction {
 
   /** Sign, validate and store the entry; resolves with its ID. Nothing is stored on rejection. */
   commit(): Promise<string> {
-    return this.runner.run(TransactionOps.commit(this.txn))
+    return this.runner.run(badValues(TransactionOps.commit(this.txn)))
   }
 }
 
@@ -131,12 +132,12 @@ export class DocStoreView {
 
   /** The value at a top-level key (undefined when absent or deleted). */
   get(key: string): Promise<Plain | undefined> {
-    return this.runner.run(this.store.get(key))
+    return this.runner.run(badValues(this.store.get(key)))
   }
 
   /** The value at a dotted path such as "a.b.c". */
   getPath(path: string): Promise<Plain | undefined> {
-    return this.runner.run(this.store.getPath(path))
+    return this.runner.run(badValues(this.store.getPath(path)))
   }
 
   /** The whole store as a plain object. */
@@ -164,7 +165,7 @@ export class DocStore extends DocStoreView {
 
   /** Delete a key (a tombstone that syncs). */
   delete(key: string): Promise<void> {
-    return this.runner.run(this.writer.delete(key))
+    return this.runner.run(badValues(this.writer.delete(key)))
   }
 
   /** Delete a dotted path. */
@@ -190,6 +191,7 @@ export class TableView<T> {
 
   /** The rows matching a predicate, as [id, row]. */
   search(predicate: (row: T) => boolean): Promise<Array<[string, T]>> {
+    if (typeof predicate !== "function") return Promise.reject(new InvalidArgument("search expects a function (row) => boolean"))
     return this.runner.run(this.store.search(predicate))
   }
 
@@ -218,7 +220,7 @@ export class Table<T> extends TableView<T> {
 
   /** Delete a row. */
   delete(id: string): Promise<void> {
-    return this.runner.run(this.writer.delete(id))
+    return this.runner.run(badValues(this.writer.delete(id)))
   }
 }
 
@@ -250,7 +252,7 @@ export class SettingsStore {
 
   /** Set the database's name. */
   setName(name: string): Promise<void> {
-    return this.runner.run(this.store.setName(name))
+    return this.runner.attempt(() => this.runner.run(badValues(this.store.setName(checkString(name, "setName expects a non-empty string")))))
   }
 
   /** Set the global `*` grant, so that every key may sign with this permission and anyone may read. */
@@ -268,7 +270,7 @@ export class SettingsStore {
   /** Grant (or change) a key's permission; the key becomes Active. */
   setAuthKey(pubkey: string, options: AuthKeyOptions): Promise<void> {
     return this.runner.attempt(() => {
-      const key = checkString(pubkey, "setAuthKey expects a public key")
+      const key = checkPubKey(pubkey, "setAuthKey")
       if (typeof options !== "object" || options === null) throw new InvalidArgument("setAuthKey expects { permission, name? }")
       const permission = checkPermission(options.permission, "setAuthKey")
       if (options.name !== undefined && typeof options.name !== "string") throw new InvalidArgument("setAuthKey's name must be a string")
@@ -278,8 +280,16 @@ export class SettingsStore {
 
   /** Revoke a key: it stays listed as Revoked and grants nothing to later entries. */
   revokeAuthKey(pubkey: string): Promise<void> {
-    return this.runner.run(this.store.revokeAuthKey(pubkey))
+    return this.runner.attempt(() => this.runner.run(this.store.revokeAuthKey(checkPubKey(pubkey, "revokeAuthKey"))))
   }
+}
+
+/** A key's public key as `ed25519:<base64 of 32 bytes>` (what `getDefaultKey` and `info` give), or InvalidArgument. */
+const checkPubKey = (pubkey: unknown, method: string): string => {
+  if (typeof pubkey !== "string" || !isPubKey(pubkey)) {
+    throw new InvalidArgument(`${method} expects a public key such as ed25519:<base64 of 32 bytes>, got ${JSON.stringify(pubkey)?.slice(0, 80)}`)
+  }
+  return pubkey
 }
 
 /** Check a store name; reserved (`_…`) stores may be read but not written through the store API. */

@@ -62,6 +62,8 @@ export class Instance {
   static open(backend: Backend = new Sqlite(Eidetica.defaultFilename), options: OpenOptions = {}): Promise<Instance> {
     if (!(backend instanceof InMemory) && !(backend instanceof Sqlite))
       return Promise.reject(new InvalidArgument("Instance.open expects new InMemory() or new Sqlite(path)"))
+    if (typeof options !== "object" || options === null)
+      return Promise.reject(new InvalidArgument("Instance.open's options are { stateCacheSlots? } or nothing"))
     const slots = options.stateCacheSlots
     if (slots !== undefined && (!Number.isSafeInteger(slots) || slots < 1))
       return Promise.reject(new InvalidArgument("stateCacheSlots must be a positive integer"))
@@ -224,6 +226,12 @@ const checkTracked = (options: TrackOptions): TrackedDatabase => {
     throw new InvalidArgument("syncSettings needs syncEnabled and syncOnCommit booleans")
   if (settings.intervalSeconds !== undefined && !(Number.isInteger(settings.intervalSeconds) && settings.intervalSeconds > 0))
     throw new InvalidArgument("syncSettings.intervalSeconds must be a positive integer")
+  const properties: unknown = settings.properties
+  if (
+    properties !== undefined &&
+    (typeof properties !== "object" || properties === null || Array.isArray(properties) ||
+      !Object.values(properties).every((v) => typeof v === "string"))
+  ) throw new InvalidArgument("syncSettings.properties must be an object of strings")
   return {
     databaseId: checkString(options.databaseId, "trackDatabase expects a databaseId"),
     keyId: checkString(options.keyId, "trackDatabase expects a keyId"),

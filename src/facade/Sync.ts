@@ -18,6 +18,7 @@ import { Sync as SyncTag, type SyncResult } from "../services/Sync.js"
 import { Instance as InstanceTag } from "../services/Instance.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import { KeyNotFound } from "../schema/Errors.js"
+import { isPubKey } from "../schema/Ids.js"
 import type * as Permission from "../schema/Permission.js"
 import { checkPermission, checkString } from "./Check.js"
 import { InvalidArgument, NotImplemented } from "./Errors.js"
@@ -265,8 +266,12 @@ const checkPeer = (info: SyncPeerOptions) => {
   if (!Array.isArray(info.addresses)) throw new InvalidArgument("registerSyncPeer expects addresses: [{ transportType, address }]")
   if (info.auth !== undefined && info.auth !== null && typeof info.auth.keyId !== "string")
     throw new InvalidArgument("registerSyncPeer auth is { keyId } or undefined")
+  // a peer is synced with only if it proves this key, so anything else could never sync
+  if (typeof info.peerPubkey !== "string" || !isPubKey(info.peerPubkey)) {
+    throw new InvalidArgument("registerSyncPeer expects the peer's device key as peerPubkey (its instance.deviceId, ed25519:<base64>)")
+  }
   return {
-    peerPubkey: checkString(info.peerPubkey, "registerSyncPeer expects a peerPubkey"),
+    peerPubkey: info.peerPubkey,
     treeId: checkString(info.treeId, "registerSyncPeer expects a treeId"),
     addresses: info.addresses.map(checkAddress),
     auth: info.auth === undefined || info.auth === null ? undefined : { keyId: info.auth.keyId },

@@ -116,7 +116,19 @@ export const make = Effect.gen(function* () {
             Effect.catchTag("DecryptionFailed", () => Effect.fail(new InvalidPassword({ username, detail: "wrong password" })))
           )
 
+  /** Usernames being created: a second creation of one while the first runs is UserExists too. */
+  const creating = new Set<string>()
+
+  // The check and the claim happen in one synchronous step, so two creations of one name at once
+  // (a double click) cannot both pass the check and the second overwrite the first's keys.
   const createUser: InstanceShape["createUser"] = (username, password) =>
+    Effect.suspend(() => {
+      if (creating.has(username)) return Effect.fail(new UserExists({ username }))
+      creating.add(username)
+      return Effect.ensuring(createUserNow(username, password), Effect.sync(() => creating.delete(username)))
+    })
+
+  const createUserNow: InstanceShape["createUser"] = (username, password) =>
     Effect.gen(function* () {
       if (Option.isSome(yield* storage.getMeta(userKey(username)))) return yield* new UserExists({ username })
       const salt = password === undefined ? undefined : yield* cipher.newSalt

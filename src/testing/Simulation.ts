@@ -24,6 +24,7 @@ import * as Permission from "../schema/Permission.js"
 import { responseKind } from "../schema/Protocol.js"
 import { Auth, type AuthShape } from "../services/Auth.js"
 import type { StorageShape } from "../services/Storage.js"
+import { InvalidArgument } from "../facade/Errors.js"
 import * as Cluster from "./Cluster.js"
 import * as Invariants from "./Invariants.js"
 
@@ -38,6 +39,10 @@ export interface Faults {
   /** Per step: the probability of crashing (or restarting) a random peer. */
   readonly crashRate?: number | undefined
 }
+
+/** The default delivery delays, virtual ms. */
+const DEFAULT_MIN_DELAY_MS = 1
+const DEFAULT_MAX_DELAY_MS = 200
 
 /** Options of one simulation run. */
 export interface Options {
@@ -90,8 +95,32 @@ export interface Stats {
 /** The background engine of simulated peers: the actors with their production defaults. */
 export const engineLayer: Cluster.EngineLayer = Layer.orDie(EngineActors.layer())
 
-/** Run one simulation as an Effect (it brings its own virtual clock, scheduler and seeded Random). */
+/** What is wrong with run options, in one sentence; undefined when they are fine. */
+export const optionsProblem = (options: unknown): string | undefined => {
+  if (typeof options !== "object" || options === null) return "Simulation.run expects options { peers, seed, steps, faults?, … }"
+  const o = options as Partial<Record<keyof Options, unknown>>
+  const isInt = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n)
+  const isRate = (n: unknown) => n === undefined || (typeof n === "number" && n >= 0 && n <= 1)
+  const isDelay = (n: unknown) => n === undefined || (typeof n === "number" && Number.isFinite(n) && n >= 0)
+  if (!isInt(o.peers) || o.peers < 2) return `peers must be an integer of at least 2, got ${String(o.peers)}`
+  if (!isInt(o.steps) || o.steps < 0) return `steps must be a non-negative integer, got ${String(o.steps)}`
+  if (typeof o.seed !== "number" || !Number.isFinite(o.seed)) return `seed must be a finite number, got ${String(o.seed)}`
+  if (o.faults !== undefined && (typeof o.faults !== "object" || o.faults === null)) return "faults must be { dropRate?, duplicateRate?, partitionRate?, crashRate? }"
+  for (const [name, rate] of Object.entries({ ...(o.faults ?? {}), forgeRate: o.forgeRate })) {
+    if (!isRate(rate)) return `${name} must be a probability from 0 to 1, got ${String(rate)}`
+  }
+  if (!isDelay(o.minDelayMs) || !isDelay(o.maxDelayMs)) return "minDelayMs and maxDelayMs must be non-negative numbers of virtual ms"
+  const min = (o.minDelayMs as number | undefined) ?? DEFAULT_MIN_DELAY_MS
+  const max = (o.maxDelayMs as number | undefined) ?? DEFAULT_MAX_DELAY_MS
+  if (min > max) return `minDelayMs (${min}) must not exceed maxDelayMs (${max})`
+  if (o.mode !== undefined && o.mode !== "engine" && o.mode !== "manual") return `mode must be "engine" or "manual", got ${String(o.mode)}`
+  return undefined
+}
+
+/** Run one simulation as an Effect (it brings its own virtual clock, scheduler and seeded Random); bad options are a defect. */
 export const runEffect = (options: Options): Effect.Effect<Report> => {
+  const problem = optionsProblem(options)
+  if (problem !== undefined) return Effect.die(new InvalidArgument(problem))
   const clock = SimClock.make()
   return simulate(options, clock).pipe(
     Effect.scoped,
@@ -100,8 +129,11 @@ export const runEffect = (options: Options): Effect.Effect<Report> => {
   )
 }
 
-/** Run one simulation; resolves with its report. */
-export const run = (options: Options): Promise<Report> => Effect.runPromise(runEffect(options))
+/** Run one simulation; resolves with its report, or rejects with InvalidArgument for options it cannot run. */
+export const run = (options: Options): Promise<Report> => {
+  const problem = optionsProblem(options)
+  return problem !== undefined ? Promise.reject(new InvalidArgument(problem)) : Effect.runPromise(runEffect(options))
+}
 
 /** Whether every invariant of a report holds. */
 export const passed = (report: Report): boolean =>
@@ -159,8 +191,8 @@ const simulate = (options: Options, clock: SimClock.SimClock) =>
     yield* network.setLinkPolicy({
       dropRate: faults.dropRate ?? 0,
       duplicateRate: faults.duplicateRate ?? 0,
-      minDelayMs: options.minDelayMs ?? 1,
-      maxDelayMs: options.maxDelayMs ?? 200
+      minDelayMs: options.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
+      maxDelayMs: options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS
     })
 
     const pick = (k: number) => schedule.nextIntBetween(0, k)

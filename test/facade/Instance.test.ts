@@ -534,15 +534,16 @@ for (const [label, backendOf] of backends) {
       await rejection((await txn.settings()).revokeAuthKey("ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), "KeyNotFound", KeyNotFound)
     })
 
-    it("a defect rejects as Defect with its cause; committing twice is one", async () => {
+    it("committing twice is misuse: InvalidArgument with its cause (Defect mapping: Errors.test.ts)", async () => {
       await instance.createUser("alice")
       const alice = await instance.loginUser("alice")
       const db = await alice.createDatabase(Doc.from({ name: "n" }), await alice.getDefaultKey())
       const txn = await db.newTransaction()
       await (await txn.docStore("d")).set("k", "v")
       await txn.commit()
-      const e = await rejection(txn.commit(), "Defect")
-      expect(e.cause).toBeInstanceOf(Error)
+      const e = await rejection(txn.commit(), "InvalidArgument")
+      expect(e.message).toBe("this transaction is committed already; begin a new one")
+      expect(e.cause).toBeInstanceOf(TypeError)
     })
   })
 }
