@@ -138,7 +138,13 @@ export const checkChange = (
   const now: AuthSettings = after._tag === "Present" ? after.auth : { keys: {} }
   const tooHigh = (p: Permission.Permission) => Permission.compare(p, signer) > 0
   const changed = (a: AuthKey | undefined, b: AuthKey | undefined) => JSON.stringify(a) !== JSON.stringify(b)
-  for (const pubkey of new Set([...Object.keys(old.keys), ...Object.keys(now.keys)])) {
+  // when the delta is known, the keys it does not write are the same before and after (both are
+  // read from the same pinned state), so only its keys are looked at: a grant in a database of
+  // many keys costs one key, not all of them
+  const pubkeys = touched !== undefined && touched.all !== true
+    ? touched.keys
+    : new Set([...Object.keys(old.keys), ...Object.keys(now.keys)])
+  for (const pubkey of pubkeys) {
     const a = old.keys[pubkey]
     const b = now.keys[pubkey]
     if (!changed(a, b) && touched?.all !== true && touched?.keys.has(pubkey) !== true) continue

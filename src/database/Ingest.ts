@@ -414,7 +414,8 @@ const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | string 
   if (allowed.length === 0)
     return `the signing key has ${Permission.format(candidates[0]!.permission)}; ${settingsNode !== undefined ? "changing _settings needs Admin" : "writing needs Write"}`
   if (settingsNode !== undefined) {
-    const touched = s.settingsDelta !== undefined ? Settings.touchedBy(s.settingsDelta) : undefined
+    // no data: nothing touched (before and after are the same state)
+    const touched = Settings.touchedBy(s.settingsDelta ?? Doc.empty())
     const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission, touched) === undefined)
     if (permitted.length === 0) return Settings.checkChange(before, after, allowed[0]!.permission, touched)!
     return { entry: e, candidates: permitted, deps: s.deps }

@@ -1,8 +1,9 @@
 /**
  * The `_settings` state an entry pins (its metadata's settings tips): the fold of every `_settings`
  * entry reachable from those tips, against which the entry is validated and a transaction is
- * signed. Immutable once folded, so kept in the StateCache (emptied when it would pass 10,000 states
- * or 4 million characters of keys).
+ * signed. Immutable once folded, so kept in the StateCache (the oldest dropped past 10,000 states,
+ * 4 million characters of keys or a million slots); a new settings entry's state is its parents'
+ * plus its delta.
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -16,8 +17,12 @@ import { Storage } from "../services/Storage.js"
 import { StateCache } from "./StateCache.js"
 import { plainCodec } from "./StoreState.js"
 
-/** The most characters of keys the settings cache holds before it is emptied (~8 MB). */
+/** The most settings states cached. */
+const SETTINGS_STATES = 10_000
+/** The most characters of keys the settings cache holds (~8 MB). */
 const SETTINGS_KEY_CHARS = 4_000_000
+/** The most slots (map keys and list items, as `Doc.slots` counts them) its states hold together. */
+const SETTINGS_SLOTS = 1_000_000
 
 /** Where entries are looked up while validating a batch: the batch itself first, then storage. */
 export type Lookup = (id: string) => Effect.Effect<Option.Option<StoredEntry>, StorageError>
@@ -43,6 +48,11 @@ export const settingsAt = (
     const key = settingsKey(treeId, tips)
     const hit = cache.settings.get(key)
     if (hit !== undefined) return hit
+    // the usual miss: one new settings entry (a grant, a rename) on top of tips folded already
+    if (tips.length === 1) {
+      const stacked = yield* onTopOfParents(cache, treeId, tips[0]!, lookup)
+      if (stacked !== undefined) return remember(cache, key, stacked)
+    }
     const seen = new Map<string, StoredEntry>()
     const stack = [...tips]
     while (stack.length > 0) {
@@ -67,15 +77,48 @@ export const settingsAt = (
       const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
       if (data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(data))
     }
-    // bounded by count and by the length of the keys (up to MAX_SETTINGS_TIPS IDs each)
-    if (cache.settings.size >= 10_000 || cache.settingsKeys.chars + key.length > SETTINGS_KEY_CHARS) {
-      cache.settings.clear()
-      cache.settingsKeys.chars = 0
-    }
-    cache.settings.set(key, doc)
-    cache.settingsKeys.chars += key.length
+    return remember(cache, key, doc)
+  })
+
+/**
+ * The state at one settings entry from the cached state at its store parents: that state with the
+ * entry's delta merged last, since its store height is above every ancestor's (so the fold of all of
+ * them ends with it). A grant then costs one delta, not a refold of the whole settings history.
+ * Undefined when the entry or its parents' state is not at hand (the caller folds in full).
+ */
+const onTopOfParents = (cache: Context.Tag.Service<StateCache>, treeId: string, tip: string, lookup: Lookup) =>
+  Effect.gen(function* () {
+    const found = yield* lookup(tip)
+    if (Option.isNone(found) || found.value.treeId !== treeId) return undefined
+    const node = Entry.subtree(found.value.entry, Entry.SETTINGS)
+    if (node === undefined || node.parents.length === 0) return undefined
+    const below = cache.settings.get(settingsKey(treeId, node.parents))
+    if (below === undefined) return undefined
+    const doc = below.clone()
+    if (node.data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(node.data))
     return doc
   })
+
+/**
+ * Keep a folded state. The cache is bounded by states, by the characters of their keys (up to
+ * MAX_SETTINGS_TIPS IDs each) and by the slots they hold (a database with many keys has large
+ * states, one per settings change): the oldest go first, as the newest are what commits and
+ * arriving entries pin.
+ */
+const remember = (cache: Context.Tag.Service<StateCache>, key: string, doc: Doc): Doc => {
+  const held = cache.settingsHeld
+  cache.settings.set(key, doc)
+  held.chars += key.length
+  held.slots += doc.slots()
+  for (const [k, d] of cache.settings) {
+    if (cache.settings.size <= SETTINGS_STATES && held.chars <= SETTINGS_KEY_CHARS && held.slots <= SETTINGS_SLOTS) break
+    if (k === key) break
+    cache.settings.delete(k)
+    held.chars -= k.length
+    held.slots -= d.slots()
+  }
+  return doc
+}
 
 const settingsKey = (treeId: string, tips: ReadonlyArray<string>): string =>
   `${treeId}\u0000${(tips.length > 1 ? [...tips].sort(compareIds) : tips).join(",")}`

@@ -89,8 +89,8 @@ export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
     /** By key, the least recently read first. */
     readonly states: Map<string, Cached>
     readonly settings: Map<string, Doc>
-    /** The characters of the settings states' keys (their pinned tips), which bound them too. */
-    readonly settingsKeys: { chars: number }
+    /** What the settings states hold: their keys' characters (the pinned tips) and their slots. */
+    readonly settingsHeld: { chars: number; slots: number }
     readonly checkpoints: CheckpointPolicy
     /** The most slots the states and their checkpoints may hold together (the one last read is always kept)... */
     readonly maxSlots: number
@@ -137,7 +137,7 @@ export const layerCacheWith = (
   Layer.sync(StateCache, () => ({
     states: new Map(),
     settings: new Map(),
-    settingsKeys: { chars: 0 },
+    settingsHeld: { chars: 0, slots: 0 },
     checkpoints,
     maxSlots,
     held: { slots: 0 },

@@ -10,6 +10,7 @@ import * as Entry from "../../src/core/Entry.js"
 import * as Settings from "../../src/core/Settings.js"
 import * as Database from "../../src/database/Database.js"
 import { ingest, ingestPartial } from "../../src/database/Ingest.js"
+import { lookupWith, settingsAt } from "../../src/database/PinnedSettings.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { layerCache, stateOf } from "../../src/database/StoreState.js"
 import { DocStore, DocStoreView, Table, TableView } from "../../src/database/Stores.js"
@@ -505,6 +506,36 @@ describe("Ingest rejects bad entries and stores nothing", () => {
     Effect.sync(() => {
       expect(Entry.decode(new Uint8Array([1, 2, 3]))._tag).toBe("Left")
     }))
+})
+
+describe("pinned settings", () => {
+  it.effect("a settings entry's state is its parents' plus its delta: one lookup, the same state as a full fold", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const storage = yield* Storage
+      for (let i = 0; i < 40; i++) {
+        const txn = Transaction.begin(db, admin)
+        yield* new SettingsStore(txn).setAuthKey((yield* auth.generateKey).publicKey, { permission: Permission.Write(10), name: `k${i}` })
+        yield* Transaction.commit(txn)
+      }
+      const [tip] = yield* storage.storeTips(db.rootId, Entry.SETTINGS)
+      const parents = Entry.subtree(Option.getOrThrow(yield* storage.get(tip!)).entry, Entry.SETTINGS)!.parents
+      const looked: Array<string> = []
+      const lookup = yield* lookupWith(new Map())
+      const counting = (id: string) => Effect.tap(lookup(id), () => Effect.sync(() => looked.push(id)))
+      // a fresh cache: the parents' state folded in full (the whole settings history), then the tip's on top
+      const stacked = yield* Effect.gen(function* () {
+        yield* settingsAt(db.rootId, parents, counting)
+        const before = looked.length
+        const state = yield* settingsAt(db.rootId, [tip!], counting)
+        expect(looked.length - before).toBe(1)
+        return state
+      }).pipe(Effect.provide(layerCache))
+      expect(looked.length).toBe(42)
+      const full = yield* settingsAt(db.rootId, [tip!], lookup).pipe(Effect.provide(layerCache))
+      expect(stacked.equals(full)).toBe(true)
+      expect(Object.keys((stacked.toJSON().auth as { keys: object }).keys)).toHaveLength(41)
+    }).pipe(Effect.provide(env())))
 })
 
 describe("ingestion and write events", () => {
