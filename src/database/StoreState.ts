@@ -109,8 +109,11 @@ const update = (
     const sorted = [...since].sort(compareByHeight)
     const first = sorted[0]!
     if (sortsAfter(first, cached.maxHeight, cached.maxId)) {
-      // everything new sorts after everything folded: merge on top (a long run keeps checkpoints as a fold does)
-      const keepAt = lagPositions(policy, sorted.length)
+      // everything new sorts after everything folded: merge on top (a long run keeps checkpoints as a
+      // fold does, unless copying the state costs more than the run: 201 entries landing on a
+      // 100,000-key state copied all of it, ~100 ms, for checkpoints a refold of the run replaces)
+      const cheap = policy.slotsPerEntry === undefined || cached.slots <= sorted.length * policy.slotsPerEntry
+      const keepAt = cheap ? lagPositions(policy, sorted.length) : undefined
       const before = cached.checkpoints.length
       const next = yield* foldRefs(treeId, store, sorted, cached.doc, codec, cached, keepAt, cached.checkpoints)
       cached.seq = next.seq

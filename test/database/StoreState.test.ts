@@ -271,6 +271,37 @@ describe("store state checkpoints", () => {
       expect(yield* refoldReads({ lags: [], every: 4, max: 100, slotsPerEntry: 0.01 })).toBe(100 - 4 + 1)
     }).pipe(Effect.provide(AuthLayers.layerNode)))
 
+  it.effect("entries merged on top keep the lag checkpoints only while copying the state costs less than the run", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const key = yield* auth.generateKey
+      // a checkpoint 3 entries back from the end of a run; one slot of state per merged entry pays a copy
+      const policy: CheckpointPolicy = { lags: [3], every: 10_000, max: 10, slotsPerEntry: 1 }
+      const checkpointsAfter = (write: (i: number) => readonly [string, Plain]) =>
+        Effect.gen(function* () {
+          const history = yield* linearHistory(key, 200, write)
+          const treeId = history.db.rootId
+          return yield* Effect.provide(
+            Effect.gen(function* () {
+              const cache = yield* StateCache
+              yield* ingest(history.entries.slice(0, 190), "remote")
+              yield* stateOf(treeId, "data")
+              const before = [...cache.states.values()][0]!.checkpoints.length
+              // the last 11 entries merged on top
+              yield* ingest(history.entries.slice(190), "remote")
+              const state = yield* stateOf(treeId, "data")
+              expect(state.toJSON()).toEqual(yield* freshFold(treeId, history.entries))
+              return [...cache.states.values()][0]!.checkpoints.length - before
+            }),
+            memoryWith(layerCacheWith(policy))
+          )
+        })
+      // ten keys written over and over: a state of ~10 slots, cheap to copy: the run keeps its lag checkpoint
+      expect(yield* checkpointsAfter((i) => [`k${i % 10}`, i])).toBe(1)
+      // a key per entry: ~190 slots, more than the 11-entry run is worth copying: none kept
+      expect(yield* checkpointsAfter((i) => [`k${i}`, i])).toBe(0)
+    }).pipe(Effect.provide(AuthLayers.layerNode)))
+
   it.effect("a state is saved again after 1,000 more entries, with a checkpoint; after a reopen a concurrent entry refolds from that checkpoint", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
