@@ -8,6 +8,7 @@ import * as Http from "node:http"
 import { PayloadTooLarge, TransportError } from "../../schema/Errors.js"
 import { API_PATH, describeCause, timerMs } from "./HttpWire.js"
 
+/** A transport's client: its connection pool, limits, timeouts, headers and parsed addresses. */
 export interface Client {
   readonly agent: Http.Agent
   readonly limit: number
@@ -20,16 +21,19 @@ export interface Client {
   readonly targets: Map<string, Target | undefined>
 }
 
+/** Where a request goes. */
 export interface Target {
   readonly host: string
   readonly port: number
 }
 
+/** An answer as read: its status and body text. */
 export interface Reply {
   readonly status: number
   readonly text: string
 }
 
+/** The host and port of a `host:port` or `[v6]:port` address (undefined when it is neither), remembered. */
 export const targetOf = (client: Client, address: string): Target | undefined => {
   if (client.targets.has(address)) return client.targets.get(address)
   const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s/?#@]+):(\d{1,5})$/.exec(address)
@@ -171,6 +175,7 @@ export const post = (client: Client, target: Target, address: string, body: Buff
     })
   })
 
+/** Why a non-2xx answer failed, with the server's `{"Error": …}` text when it gave one. */
 export const statusReason = (status: number, text: string): string => {
   try {
     const body = JSON.parse(text) as unknown

@@ -53,6 +53,10 @@ interface BodyLimits {
   readonly idleMs: number | undefined
 }
 
+/**
+ * Listen on `bind` and answer requests with `handler` until the scope closes; handlers still
+ * running then are interrupted and awaited. The bound address (port 0 gives an ephemeral one).
+ */
 export const startServer = (
   bind: string,
   handler: Handler,
