@@ -5,12 +5,21 @@
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { isPubKey } from "../schema/Ids.js"
 import * as Permission from "../schema/Permission.js"
 import { InvalidArgument } from "./Errors.js"
 
 /** A non-empty string, or InvalidArgument with `message`. */
 export const checkString = (value: unknown, message: string): string => {
   if (typeof value !== "string" || value.length === 0) throw new InvalidArgument(message)
+  return value
+}
+
+/** A public key, `ed25519:<base64 of 32 bytes>` (what `getDefaultKey` and `deviceId` give), or InvalidArgument. */
+export const checkPubKey = (value: unknown, message: string): string => {
+  if (typeof value !== "string" || !isPubKey(value)) {
+    throw new InvalidArgument(`${message}, such as ed25519:<base64 of 32 bytes>; got ${JSON.stringify(value)?.slice(0, 80)}`)
+  }
   return value
 }
 

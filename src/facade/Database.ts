@@ -10,11 +10,10 @@ import { SettingsStore as SettingsStoreOps } from "../database/SettingsStore.js"
 import * as Stores from "../database/Stores.js"
 import * as TransactionOps from "../database/Transaction.js"
 import type { AuthSettings } from "../schema/Auth.js"
-import { isPubKey } from "../schema/Ids.js"
 import type * as Permission from "../schema/Permission.js"
 import type { OpenDatabase } from "../services/Instance.js"
 import { WriteEvents, type WriteSource } from "../services/WriteEvents.js"
-import { checkPermission, checkString } from "./Check.js"
+import { checkPermission, checkPubKey, checkString } from "./Check.js"
 import { InvalidArgument } from "./Errors.js"
 import type { Runner } from "./Runner.js"
 
@@ -270,7 +269,7 @@ export class SettingsStore {
   /** Grant (or change) a key's permission; the key becomes Active. */
   setAuthKey(pubkey: string, options: AuthKeyOptions): Promise<void> {
     return this.runner.attempt(() => {
-      const key = checkPubKey(pubkey, "setAuthKey")
+      const key = checkPubKey(pubkey, "setAuthKey expects a public key")
       if (typeof options !== "object" || options === null) throw new InvalidArgument("setAuthKey expects { permission, name? }")
       const permission = checkPermission(options.permission, "setAuthKey")
       if (options.name !== undefined && typeof options.name !== "string") throw new InvalidArgument("setAuthKey's name must be a string")
@@ -280,16 +279,8 @@ export class SettingsStore {
 
   /** Revoke a key: it stays listed as Revoked and grants nothing to later entries. */
   revokeAuthKey(pubkey: string): Promise<void> {
-    return this.runner.attempt(() => this.runner.run(this.store.revokeAuthKey(checkPubKey(pubkey, "revokeAuthKey"))))
+    return this.runner.attempt(() => this.runner.run(this.store.revokeAuthKey(checkPubKey(pubkey, "revokeAuthKey expects a public key"))))
   }
-}
-
-/** A key's public key as `ed25519:<base64 of 32 bytes>` (what `getDefaultKey` and `info` give), or InvalidArgument. */
-const checkPubKey = (pubkey: unknown, method: string): string => {
-  if (typeof pubkey !== "string" || !isPubKey(pubkey)) {
-    throw new InvalidArgument(`${method} expects a public key such as ed25519:<base64 of 32 bytes>, got ${JSON.stringify(pubkey)?.slice(0, 80)}`)
-  }
-  return pubkey
 }
 
 /** Check a store name; reserved (`_…`) stores may be read but not written through the store API. */

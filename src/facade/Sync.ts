@@ -18,9 +18,8 @@ import { Sync as SyncTag, type SyncResult } from "../services/Sync.js"
 import { Instance as InstanceTag } from "../services/Instance.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import { KeyNotFound } from "../schema/Errors.js"
-import { isPubKey } from "../schema/Ids.js"
 import type * as Permission from "../schema/Permission.js"
-import { checkPermission, checkString } from "./Check.js"
+import { checkPermission, checkPubKey, checkString } from "./Check.js"
 import { InvalidArgument, NotImplemented } from "./Errors.js"
 import type { Runner } from "./Runner.js"
 
@@ -266,12 +265,9 @@ const checkPeer = (info: SyncPeerOptions) => {
   if (!Array.isArray(info.addresses)) throw new InvalidArgument("registerSyncPeer expects addresses: [{ transportType, address }]")
   if (info.auth !== undefined && info.auth !== null && typeof info.auth.keyId !== "string")
     throw new InvalidArgument("registerSyncPeer auth is { keyId } or undefined")
-  // a peer is synced with only if it proves this key, so anything else could never sync
-  if (typeof info.peerPubkey !== "string" || !isPubKey(info.peerPubkey)) {
-    throw new InvalidArgument("registerSyncPeer expects the peer's device key as peerPubkey (its instance.deviceId, ed25519:<base64>)")
-  }
   return {
-    peerPubkey: info.peerPubkey,
+    // a peer is synced with only if it proves this key, so anything else could never sync
+    peerPubkey: checkPubKey(info.peerPubkey, "registerSyncPeer expects the peer's device key (its instance.deviceId) as peerPubkey"),
     treeId: checkString(info.treeId, "registerSyncPeer expects a treeId"),
     addresses: info.addresses.map(checkAddress),
     auth: info.auth === undefined || info.auth === null ? undefined : { keyId: info.auth.keyId },

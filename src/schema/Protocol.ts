@@ -290,10 +290,21 @@ type Member = (input: unknown) => Either.Either<unknown, ParseResult.ParseError>
 const decoder = <A, I>(schema: Schema.Schema<A, I>): Member =>
   Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })
 
+const decodeSendEntries = decoder(SendEntriesMessage)
+
+// The schema checks the count only after every element: a message of a million tiny fakes is
+// refused on its length first.
+const sendEntries: Member = (input) => {
+  const entries = (input as { readonly SendEntries?: unknown }).SendEntries
+  if (!Array.isArray(entries) || entries.length <= MAX_SEND_ENTRIES) return decodeSendEntries(input)
+  const issue = new ParseResult.Type(SendEntriesMessage.fields.SendEntries.ast, entries, `at most ${MAX_SEND_ENTRIES} entries in one message, got ${entries.length}`)
+  return Either.left(new ParseResult.ParseError({ issue: new ParseResult.Pointer("SendEntries", input, issue) }))
+}
+
 const requestMembers: Record<string, Member> = {
   Handshake: decoder(HandshakeMessage),
   SyncTree: decoder(SyncTreeMessage),
-  SendEntries: decoder(SendEntriesMessage)
+  SendEntries: sendEntries
 }
 
 const responseMembers: Record<string, Member> = {
@@ -359,14 +370,6 @@ const dispatch = <A>(
         detail: `unknown ${what} kind ${JSON.stringify(kind.slice(0, 64))} (expected ${list(kinds, what)})`
       })
     )
-  }
-  if (what === "request" && kind === "SendEntries") {
-    const entries = (input as { readonly SendEntries?: unknown }).SendEntries
-    if (Array.isArray(entries) && entries.length > MAX_SEND_ENTRIES) {
-      return Either.left(
-        new MalformedMessage({ detail: `SendEntries: at most ${MAX_SEND_ENTRIES} entries in one message, got ${entries.length}` })
-      )
-    }
   }
   if (nestsDeeper(input, MAX_MESSAGE_DEPTH)) {
     return Either.left(

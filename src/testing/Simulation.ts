@@ -120,7 +120,10 @@ export const optionsProblem = (options: unknown): string | undefined => {
 /** Run one simulation as an Effect (it brings its own virtual clock, scheduler and seeded Random); bad options are a defect. */
 export const runEffect = (options: Options): Effect.Effect<Report> => {
   const problem = optionsProblem(options)
-  if (problem !== undefined) return Effect.die(new InvalidArgument(problem))
+  return problem !== undefined ? Effect.die(new InvalidArgument(problem)) : runChecked(options)
+}
+
+const runChecked = (options: Options): Effect.Effect<Report> => {
   const clock = SimClock.make()
   return simulate(options, clock).pipe(
     Effect.scoped,
@@ -132,7 +135,7 @@ export const runEffect = (options: Options): Effect.Effect<Report> => {
 /** Run one simulation; resolves with its report, or rejects with InvalidArgument for options it cannot run. */
 export const run = (options: Options): Promise<Report> => {
   const problem = optionsProblem(options)
-  return problem !== undefined ? Promise.reject(new InvalidArgument(problem)) : Effect.runPromise(runEffect(options))
+  return problem !== undefined ? Promise.reject(new InvalidArgument(problem)) : Effect.runPromise(runChecked(options))
 }
 
 /** Whether every invariant of a report holds. */
