@@ -5,7 +5,8 @@
  *
  * Ownership: a Doc or List owns every Doc/List stored inside it. `set`/`push`/`insert` and the
  * merges clone the Doc/List values they are given, so no two containers ever share a mutable part.
- * `get` returns the stored child itself, so `doc.get("a")` can be edited in place.
+ * `get` returns the stored child itself, so `doc.get("a")` can be edited in place. The one exception
+ * is `mergeSharing`, for immutable states: its result shares the parts a delta leaves untouched.
  */
 
 /** The tombstone marker: a key or list slot holding it is deleted (and hidden by readers). */
@@ -151,6 +152,14 @@ const mergeValueInPlace = (self: Value | undefined, other: Value): Value => {
     return other.clone()
   }
   return other // later-applied wins
+}
+
+/** `mergeValueInPlace` for `Doc.mergeSharing`: a new value, sharing what `other` does not touch. */
+const mergeValueSharing = (self: Value | undefined, other: Value, copied: { slots: number } | undefined): Value => {
+  if (self instanceof Doc && other instanceof Doc) return self.mergeSharing(other, copied)
+  const next = mergeValueInPlace(self instanceof List ? self.clone() : self, other)
+  if (copied !== undefined && (next instanceof Doc || next instanceof List)) copied.slots += next.slots()
+  return next
 }
 
 /** Pure `Value.merge` of the reference: neither input changes. */
@@ -397,6 +406,31 @@ export class Doc {
   merge(other: Doc): Doc {
     const result = this.clone()
     result.mergeInPlace(other)
+    return result
+  }
+
+  /**
+   * Pure merge that shares with this Doc every part `other` does not touch: the result is new, and
+   * so is each map on the way to a change (shallow copies), but untouched children are this Doc's own.
+   * Neither may be mutated afterwards: it is for immutable states (the pinned settings cache) and
+   * results read once. Costs the size of `other` plus the widths of the maps on its paths, where
+   * `merge` copies all of this Doc. `copied`, when given, is increased by the slots it copied.
+   */
+  mergeSharing(other: Doc, copied?: { slots: number }): Doc {
+    if (other.atomic || other === this) {
+      const result = this.merge(other)
+      if (copied !== undefined) copied.slots += result.slots()
+      return result
+    }
+    const result = new Doc()
+    result.atomic = this.atomic
+    result.children = new Map(this.children)
+    if (copied !== undefined) copied.slots += this.children.size
+    for (const [k, v] of other.children) {
+      const cur = this.children.get(k)
+      const next = mergeValueSharing(cur, v, copied)
+      if (next !== cur) result.children.set(k, next)
+    }
     return result
   }
 

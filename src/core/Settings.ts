@@ -19,8 +19,12 @@ export interface Candidate {
   readonly permission: Permission.Permission
 }
 
-/** Read `auth` from a settings Doc. */
-export const authOf = (settings: Doc): AuthState => {
+/**
+ * Read `auth` from a settings Doc: every key, or only the keys `only` names (unless it says `all`),
+ * which is all `checkChange` looks at when given the same AuthTouch: a grant in a database of many
+ * keys then reads one key, not all of them.
+ */
+export const authOf = (settings: Doc, only?: AuthTouch): AuthState => {
   const raw = settings.rawEntries().get("auth")
   if (raw === undefined) return { _tag: "Missing" }
   if (!(raw instanceof Doc)) return { _tag: "Corrupt", reason: "auth is not a map" }
@@ -28,7 +32,7 @@ export const authOf = (settings: Doc): AuthState => {
   const keysDoc = raw.get("keys")
   if (keysDoc !== undefined && !(keysDoc instanceof Doc)) return { _tag: "Corrupt", reason: "auth.keys is not a map" }
   if (keysDoc instanceof Doc) {
-    for (const pubkey of keysDoc.keys()) {
+    for (const pubkey of only !== undefined && !only.all ? [...only.keys].sort() : keysDoc.keys()) {
       const key = readAuthKey(keysDoc.get(pubkey))
       if (key !== undefined) keys[pubkey] = key
     }
@@ -37,9 +41,31 @@ export const authOf = (settings: Doc): AuthState => {
   return { _tag: "Present", auth: global !== undefined ? { keys, global } : { keys } }
 }
 
+/**
+ * The auth of a settings state from the auth of the state below it, given what the delta between
+ * them writes: the keys it names read again, the rest kept. Undefined when it replaces auth or its
+ * keys as a whole, or there was no auth below (read the state whole then).
+ */
+export const authAfter = (below: AuthState, after: Doc, touched: AuthTouch): AuthState | undefined => {
+  if (touched.all || below._tag !== "Present") return undefined
+  if (touched.keys.size === 0 && !touched.global) return below
+  const read = authOf(after, touched)
+  if (read._tag !== "Present") return read
+  const keys = { ...below.auth.keys }
+  for (const pubkey of touched.keys) {
+    const key = read.auth.keys[pubkey]
+    if (key !== undefined) keys[pubkey] = key
+    else delete keys[pubkey]
+  }
+  return { _tag: "Present", auth: read.auth.global !== undefined ? { keys, global: read.auth.global } : { keys } }
+}
+
 /** Whether auth has anything that can sign (a key or a global grant). */
-export const isConfigured = (auth: AuthSettings): boolean =>
-  Object.keys(auth.keys).length > 0 || auth.global !== undefined
+export const isConfigured = (auth: AuthSettings): boolean => {
+  if (auth.global !== undefined) return true
+  for (const _ in auth.keys) return true
+  return false
+}
 
 /** The active global grant, if any. */
 export const activeGlobal = (auth: AuthSettings): AuthKey | undefined =>
@@ -61,8 +87,10 @@ export const candidates = (auth: AuthSettings, sigKey: SigKey): ReadonlyArray<Ca
     return k !== undefined && k.status === "Active" ? [{ pubkey: hint.pubkey, permission: k.permissions }] : []
   }
   if (hint.name !== undefined) {
+    // in public-key order, whatever order the keys were read in
     return Object.entries(auth.keys)
       .filter(([, k]) => k.name === hint.name && k.status === "Active")
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([pubkey, k]) => ({ pubkey, permission: k.permissions }))
   }
   return []
@@ -143,7 +171,7 @@ export const checkChange = (
   // many keys costs one key, not all of them
   const pubkeys = touched !== undefined && touched.all !== true
     ? touched.keys
-    : new Set([...Object.keys(old.keys), ...Object.keys(now.keys)])
+    : new Set([...Object.keys(old.keys), ...Object.keys(now.keys)].sort())
   for (const pubkey of pubkeys) {
     const a = old.keys[pubkey]
     const b = now.keys[pubkey]

@@ -17,7 +17,7 @@ import { Auth, type VerifyItem } from "../services/Auth.js"
 import { Storage } from "../services/Storage.js"
 import { type WriteSource, WriteEvents } from "../services/WriteEvents.js"
 import type { EntryMetadata, SubTreeNode } from "../schema/Entry.js"
-import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
+import { cachedSettingsAt, lookupWith, pinnedAuthOf, settingsAt } from "./PinnedSettings.js"
 import { StateCache } from "./StateCache.js"
 import { decodeVerifyingAhead } from "./VerifyAhead.js"
 
@@ -381,41 +381,34 @@ const structureOf = (
   return { deps, root, tips, settingsNode, settingsDelta }
 }
 
-/** Auth read from immutable pinned settings states (the settings cache's Docs), computed once per state. */
-const authCache = new WeakMap<Doc, Settings.AuthState>()
-
-/** The auth of a pinned settings state; cached when the state is one of the settings cache's immutable Docs. */
-export const pinnedAuthOf = (pinned: Doc): Settings.AuthState => {
-  let auth = authCache.get(pinned)
-  if (auth === undefined) {
-    auth = Settings.authOf(pinned)
-    authCache.set(pinned, auth)
-  }
-  return auth
-}
-
 /** The signer checks under the pinned settings (and the change rules when the entry edits `_settings`). */
 const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | string => {
   const entry = e.entry
   const settingsNode = s.settingsNode
   const before = s.root ? Settings.authOf(pinned) : pinnedAuthOf(pinned)
+  // what a settings change writes: all `after` is read for, unless the auth before is not there
+  // (then `after` is the auth the entry is checked under, read whole)
+  const touched = settingsNode !== undefined ? Settings.touchedBy(s.settingsDelta ?? Doc.empty()) : undefined
   let effective = before
   let after = before
   if (s.settingsDelta !== undefined) {
-    after = Settings.authOf(pinned.merge(s.settingsDelta))
+    after = Settings.authOf(pinned.mergeSharing(s.settingsDelta), before._tag === "Present" ? touched : undefined)
     if (before._tag !== "Present") effective = after
   }
-  if (effective._tag !== "Present" || !Settings.isConfigured(effective.auth)) return "the database has no auth configured"
+  if (effective._tag !== "Present") return "the database has no auth configured"
   const candidates = Settings.candidates(effective.auth, entry.sig.key)
-  if (candidates.length === 0) return "the signing key is not an active key of this database"
+  if (candidates.length === 0) {
+    return Settings.isConfigured(effective.auth)
+      ? "the signing key is not an active key of this database"
+      : "the database has no auth configured"
+  }
   const allowed = candidates.filter((c) =>
     settingsNode !== undefined ? Permission.canAdmin(c.permission) : Permission.canWrite(c.permission)
   )
   if (allowed.length === 0)
     return `the signing key has ${Permission.format(candidates[0]!.permission)}; ${settingsNode !== undefined ? "changing _settings needs Admin" : "writing needs Write"}`
-  if (settingsNode !== undefined) {
+  if (touched !== undefined) {
     // no data: nothing touched (before and after are the same state)
-    const touched = Settings.touchedBy(s.settingsDelta ?? Doc.empty())
     const permitted = allowed.filter((c) => Settings.checkChange(before, after, c.permission, touched) === undefined)
     if (permitted.length === 0) return Settings.checkChange(before, after, allowed[0]!.permission, touched)!
     return { entry: e, candidates: permitted, deps: s.deps }

@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import { Doc } from "../core/Doc.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Entry from "../core/Entry.js"
+import * as Settings from "../core/Settings.js"
 import { compareIds } from "../schema/Ids.js"
 import { InvalidEntry, type StorageError } from "../schema/Errors.js"
 import { Storage } from "../services/Storage.js"
@@ -47,11 +48,11 @@ export const settingsAt = (
     const cache = yield* StateCache
     const key = settingsKey(treeId, tips)
     const hit = cache.settings.get(key)
-    if (hit !== undefined) return hit
+    if (hit !== undefined) return hit.doc
     // the usual miss: one new settings entry (a grant, a rename) on top of tips folded already
     if (tips.length === 1) {
       const stacked = yield* onTopOfParents(cache, treeId, tips[0]!, lookup)
-      if (stacked !== undefined) return remember(cache, key, stacked)
+      if (stacked !== undefined) return remember(cache, key, stacked.doc, stacked.slots)
     }
     const seen = new Map<string, StoredEntry>()
     const stack = [...tips]
@@ -77,13 +78,15 @@ export const settingsAt = (
       const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
       if (data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(data))
     }
-    return remember(cache, key, doc)
+    return remember(cache, key, doc, doc.slots())
   })
 
 /**
  * The state at one settings entry from the cached state at its store parents: that state with the
  * entry's delta merged last, since its store height is above every ancestor's (so the fold of all of
- * them ends with it). A grant then costs one delta, not a refold of the whole settings history.
+ * them ends with it). A grant then costs one delta, not a refold of the whole settings history,
+ * and the new state shares every part of its parents' the delta leaves alone (both are immutable):
+ * what it holds of its own (`slots`) is the maps on the delta's paths, copied, and the delta.
  * Undefined when the entry or its parents' state is not at hand (the caller folds in full).
  */
 const onTopOfParents = (cache: Context.Tag.Service<StateCache>, treeId: string, tip: string, lookup: Lookup) =>
@@ -92,30 +95,55 @@ const onTopOfParents = (cache: Context.Tag.Service<StateCache>, treeId: string, 
     if (Option.isNone(found) || found.value.treeId !== treeId) return undefined
     const node = Entry.subtree(found.value.entry, Entry.SETTINGS)
     if (node === undefined || node.parents.length === 0) return undefined
-    const below = cache.settings.get(settingsKey(treeId, node.parents))
+    const below = cache.settings.get(settingsKey(treeId, node.parents))?.doc
     if (below === undefined) return undefined
-    const doc = below.clone()
-    if (node.data !== undefined) doc.mergeInPlace(yield* plainCodec.decode(node.data))
-    return doc
+    if (node.data === undefined) return { doc: below, slots: 0 }
+    const copied = { slots: 0 }
+    const delta = yield* plainCodec.decode(node.data)
+    const doc = below.mergeSharing(delta, copied)
+    // and its auth from theirs, when read already: the keys the delta writes read again
+    const belowAuth = authCache.get(below)
+    const auth = belowAuth !== undefined ? Settings.authAfter(belowAuth, doc, Settings.touchedBy(delta)) : undefined
+    if (auth !== undefined) authCache.set(doc, auth)
+    return { doc, slots: copied.slots }
   })
+
+/** Auth read from the pinned settings states (immutable), once per state. */
+const authCache = new WeakMap<Doc, Settings.AuthState>()
+
+/** The auth of a pinned settings state (one `settingsAt` returned); computed once per state. */
+export const pinnedAuthOf = (pinned: Doc): Settings.AuthState => {
+  let auth = authCache.get(pinned)
+  if (auth === undefined) {
+    auth = Settings.authOf(pinned)
+    authCache.set(pinned, auth)
+  }
+  return auth
+}
 
 /**
  * Keep a folded state. The cache is bounded by states, by the characters of their keys (up to
- * MAX_SETTINGS_TIPS IDs each) and by the slots they hold (a database with many keys has large
- * states, one per settings change): the oldest go first, as the newest are what commits and
- * arriving entries pin.
+ * MAX_SETTINGS_TIPS IDs each) and by the slots they hold of their own (a database with many keys
+ * has large states, one per settings change): the oldest go first, as the newest are what commits
+ * and arriving entries pin.
  */
-const remember = (cache: Context.Tag.Service<StateCache>, key: string, doc: Doc): Doc => {
+const remember = (cache: Context.Tag.Service<StateCache>, key: string, doc: Doc, slots: number): Doc => {
   const held = cache.settingsHeld
-  cache.settings.set(key, doc)
+  const replaced = cache.settings.get(key)
+  if (replaced !== undefined) {
+    cache.settings.delete(key)
+    held.chars -= key.length
+    held.slots -= replaced.slots
+  }
+  cache.settings.set(key, { doc, slots })
   held.chars += key.length
-  held.slots += doc.slots()
+  held.slots += slots
   for (const [k, d] of cache.settings) {
     if (cache.settings.size <= SETTINGS_STATES && held.chars <= SETTINGS_KEY_CHARS && held.slots <= SETTINGS_SLOTS) break
     if (k === key) break
     cache.settings.delete(k)
     held.chars -= k.length
-    held.slots -= d.slots()
+    held.slots -= d.slots
   }
   return doc
 }
@@ -128,4 +156,4 @@ export const cachedSettingsAt = (
   cache: Context.Tag.Service<StateCache>,
   treeId: string,
   tips: ReadonlyArray<string>
-): Doc | undefined => cache.settings.get(settingsKey(treeId, tips))
+): Doc | undefined => cache.settings.get(settingsKey(treeId, tips))?.doc

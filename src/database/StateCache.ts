@@ -88,8 +88,9 @@ export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
   {
     /** By key, the least recently read first. */
     readonly states: Map<string, Cached>
-    readonly settings: Map<string, Doc>
-    /** What the settings states hold: their keys' characters (the pinned tips) and their slots. */
+    /** Settings states by pinned tips (PinnedSettings.ts), with the slots each holds of its own. */
+    readonly settings: Map<string, { readonly doc: Doc; readonly slots: number }>
+    /** What the settings states hold together: their keys' characters (the pinned tips) and slots. */
     readonly settingsHeld: { chars: number; slots: number }
     readonly checkpoints: CheckpointPolicy
     /** The most slots the states and their checkpoints may hold together (the one last read is always kept)... */

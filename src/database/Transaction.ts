@@ -21,8 +21,8 @@ import * as Permission from "../schema/Permission.js"
 import { Auth } from "../services/Auth.js"
 import { Storage, type StorageShape } from "../services/Storage.js"
 import { checkSigner, type Database, type DatabaseEnv, type Signer, sigKeyOf } from "./Database.js"
-import { ingestSignedHere, pinnedAuthOf } from "./Ingest.js"
-import { cachedSettingsAt, lookupWith, settingsAt } from "./PinnedSettings.js"
+import { ingestSignedHere } from "./Ingest.js"
+import { cachedSettingsAt, lookupWith, pinnedAuthOf, settingsAt } from "./PinnedSettings.js"
 import { StateCache } from "./StateCache.js"
 import { type DeltaCodec, encodeDelta, plainCodec, stateOf } from "./StoreState.js"
 
@@ -83,7 +83,10 @@ export const setCodec = (txn: Transaction, store: string, typeId: string, codec:
   if (config !== undefined) s.config = config
 }
 
-/** The state of a store as this transaction sees it: committed state with the staged delta on top. */
+/**
+ * The state of a store as this transaction sees it: committed state with the staged delta on top.
+ * Shared with the state cache (as `stateOf`'s): read it, never mutate it.
+ */
 export const read = (
   txn: Transaction,
   store: string,
@@ -91,7 +94,7 @@ export const read = (
 ): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | DatabaseEnv> =>
   Effect.map(stateOf(txn.db.rootId, store, codec), (state) => {
     const staged = txn.staged.get(store)
-    return staged === undefined || staged.delta.isEmpty() ? state : state.merge(staged.delta)
+    return staged === undefined || staged.delta.isEmpty() ? state : state.mergeSharing(staged.delta)
   })
 
 const noOverlay: ReadonlyMap<string, StoredEntry> = new Map()
@@ -170,8 +173,12 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
       (yield* settingsAt(treeId, settingsTips, yield* lookupWith(noOverlay)))
     const before = pinnedAuthOf(settingsState)
     const staged = txn.staged.get(Entry.SETTINGS)
-    const touchesSettings = staged !== undefined && !staged.delta.isEmpty()
-    const after = touchesSettings ? Settings.authOf(settingsState.merge(staged.delta)) : before
+    const delta = staged !== undefined && !staged.delta.isEmpty() ? staged.delta : undefined
+    const touched = delta !== undefined ? Settings.touchedBy(delta) : undefined
+    // only the keys the change writes are read after it (all of them when there was no auth before)
+    const after = delta !== undefined
+      ? Settings.authOf(settingsState.mergeSharing(delta), before._tag === "Present" ? touched : undefined)
+      : before
     if (after._tag !== "Present")
       return yield* new CorruptedAuthConfiguration({
         detail: after._tag === "Corrupt" ? after.reason : "auth must not be deleted"
@@ -184,8 +191,8 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
       return yield* new PermissionDenied({
         detail: `key ${txn.signer.publicKey} is not an active key of database ${treeId}; ask an admin to add it with setAuthKey`
       })
-    if (touchesSettings) {
-      const refusal = Settings.checkChange(before, after, held, Settings.touchedBy(staged.delta))
+    if (touched !== undefined) {
+      const refusal = Settings.checkChange(before, after, held, touched)
       if (refusal !== undefined) return yield* new PermissionDenied({ detail: refusal })
     } else if (!Permission.canWrite(held)) {
       return yield* new PermissionDenied({ detail: `key ${txn.signer.publicKey} has ${Permission.format(held)}; writing needs Write or Admin` })

@@ -556,6 +556,35 @@ describe("properties", () => {
     )
   })
 
+  it("mergeSharing gives merge's result, changes neither input, and shares what the delta leaves alone", () => {
+    fc.assert(
+      fc.property(fc.array(docArb, { maxLength: 6 }), docArb, (history, delta) => {
+        const state = fold(history)
+        const stateBefore = state.serialize()
+        const deltaBefore = delta.serialize()
+        const copied = { slots: 0 }
+        const shared = state.mergeSharing(delta, copied)
+        expect(shared.equals(state.merge(delta))).toBe(true)
+        expect(state.serialize()).toBe(stateBefore)
+        expect(delta.serialize()).toBe(deltaBefore)
+        expect(copied.slots).toBeLessThanOrEqual(shared.slots() + state.slots())
+        // a stack of sharing merges still folds as the history does, and leaves every level intact
+        const levels = [Doc.empty()]
+        for (const d of [...history, delta]) levels.push(levels.at(-1)!.mergeSharing(d))
+        expect(levels.at(-1)!.equals(fold([...history, delta]))).toBe(true)
+        expect(levels.at(-2)!.serialize()).toBe(stateBefore)
+      }),
+      { numRuns: 300 }
+    )
+    // untouched children are the state's own objects; the touched path is new
+    const state = Doc.from({ keys: { a: { v: 1 }, b: { v: 2 } }, name: "x" })
+    const next = state.mergeSharing(Doc.empty().setPath("keys.b.v", 3))
+    expect((next.get("keys") as Doc).get("a")).toBe((state.get("keys") as Doc).get("a"))
+    expect(next.get("keys")).not.toBe(state.get("keys"))
+    expect(next.getPath("keys.b.v")).toBe(3)
+    expect(state.getPath("keys.b.v")).toBe(2)
+  })
+
   it("folding the same deltas always gives equal results, even after mutating an earlier result", () => {
     fc.assert(
       fc.property(fc.array(docArb, { maxLength: 8 }), (deltas) => {

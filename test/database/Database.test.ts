@@ -10,7 +10,7 @@ import * as Entry from "../../src/core/Entry.js"
 import * as Settings from "../../src/core/Settings.js"
 import * as Database from "../../src/database/Database.js"
 import { ingest, ingestPartial } from "../../src/database/Ingest.js"
-import { lookupWith, settingsAt } from "../../src/database/PinnedSettings.js"
+import { lookupWith, pinnedAuthOf, settingsAt } from "../../src/database/PinnedSettings.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { layerCache, stateOf } from "../../src/database/StoreState.js"
 import { DocStore, DocStoreView, Table, TableView } from "../../src/database/Stores.js"
@@ -535,6 +535,41 @@ describe("pinned settings", () => {
       const full = yield* settingsAt(db.rootId, [tip!], lookup).pipe(Effect.provide(layerCache))
       expect(stacked.equals(full)).toBe(true)
       expect(Object.keys((stacked.toJSON().auth as { keys: object }).keys)).toHaveLength(41)
+    }).pipe(Effect.provide(env())))
+})
+
+describe("pinned settings share and derive", () => {
+  it.effect("each state shares the keys its delta leaves alone, and its auth is derived from the one below as a full read gives it", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const storage = yield* Storage
+      const lookup = yield* lookupWith(new Map())
+      const pinnedAtTip = Effect.flatMap(storage.storeTips(db.rootId, Entry.SETTINGS), (tips) => settingsAt(db.rootId, tips, lookup))
+      const [k0, k1, k2] = [(yield* auth.generateKey).publicKey, (yield* auth.generateKey).publicKey, (yield* auth.generateKey).publicKey]
+      type Step = (s: SettingsStore) => Effect.Effect<void, unknown, Database.DatabaseEnv>
+      const steps: ReadonlyArray<Step> = [
+        (s) => s.setAuthKey(k0, { permission: Permission.Write(10), name: "k0" }),
+        (s) => s.setAuthKey(k1, { permission: Permission.Write(10), name: "k1" }),
+        (s) => s.setAuthKey(k2, { permission: Permission.Write(10) }),
+        (s) => s.setAuthKey(k1, { permission: Permission.Admin(3) }),
+        (s) => s.revokeAuthKey(k2),
+        (s) => s.setGlobalPermission(Permission.Read),
+        (s) => s.setName("renamed"),
+        (s) => s.revokeGlobalPermission()
+      ]
+      let below = yield* pinnedAtTip
+      pinnedAuthOf(below) // read once: every later state's auth is derived from its parent's
+      for (const step of steps) {
+        const txn = Transaction.begin(db, admin)
+        yield* step(new SettingsStore(txn))
+        yield* Transaction.commit(txn)
+        const state = yield* pinnedAtTip
+        expect(pinnedAuthOf(state)).toEqual(Settings.authOf(state))
+        // the admin's key, which no step writes, is the state below's own object, not a copy
+        expect((state.getPath("auth.keys") as Doc).get(admin.publicKey)).toBe((below.getPath("auth.keys") as Doc).get(admin.publicKey))
+        below = state
+      }
+      expect(pinnedAuthOf(below)).toMatchObject({ _tag: "Present", auth: { keys: { [k2]: { status: "Revoked" } }, global: { status: "Revoked" } } })
     }).pipe(Effect.provide(env())))
 })
 
