@@ -5,7 +5,7 @@
 import type { AuthKey, AuthSettings, SigKey } from "../schema/Auth.js"
 import { hintOf } from "../schema/Auth.js"
 import * as Permission from "../schema/Permission.js"
-import { Doc } from "./Doc.js"
+import { Deleted, Doc } from "./Doc.js"
 
 /** The auth section of a settings state: absent, corrupt (not a map), or read. */
 export type AuthState =
@@ -123,25 +123,51 @@ export const permissionOf = (auth: AuthSettings, pubkey: string): Permission.Per
 /**
  * What a `_settings` delta writes in auth: the keys it names, whether it names the global grant, or
  * `all` when it replaces auth or auth.keys as a whole (an atomic Doc, a tombstone or another value).
+ * `partial` names the first key record it writes other than whole (see `isWholeRecord`).
  */
 export interface AuthTouch {
   readonly all: boolean
   readonly keys: ReadonlySet<string>
   readonly global: boolean
+  readonly partial?: string
 }
 
 const NO_KEYS: ReadonlySet<string> = new Set()
+
+/**
+ * A key record as a delta may write it: one atomic Doc that reads as a key, or a tombstone. A record
+ * written in part (one field, or a non-atomic Doc) would merge field by field with a concurrent write
+ * of the same key, each checked alone: two edits within an Admin(5)'s authority (Write(10) to
+ * Write(0) on one fork, to Admin(10) on another) would merge into Admin(0). Whole records merge
+ * as one of them, each checked.
+ */
+const isWholeRecord = (value: unknown): boolean =>
+  value === Deleted || (value instanceof Doc && value.atomic && readAuthKey(value) !== undefined)
 
 /** The auth a `_settings` delta writes (see AuthTouch). */
 export const touchedBy = (delta: Doc): AuthTouch => {
   const auth = delta.rawEntries().get("auth")
   if (auth === undefined) return { all: false, keys: NO_KEYS, global: false }
-  if (!(auth instanceof Doc) || auth.atomic) return { all: true, keys: NO_KEYS, global: true }
+  if (!(auth instanceof Doc)) return { all: true, keys: NO_KEYS, global: true }
+  const partial = partialRecord(auth)
+  const withPartial = partial !== undefined ? { partial } : {}
+  if (auth.atomic) return { all: true, keys: NO_KEYS, global: true, ...withPartial }
   const global = auth.rawEntries().has("global")
   const keys = auth.rawEntries().get("keys")
-  if (keys === undefined) return { all: false, keys: NO_KEYS, global }
-  if (!(keys instanceof Doc) || keys.atomic) return { all: true, keys: NO_KEYS, global }
-  return { all: false, keys: new Set(keys.rawEntries().keys()), global }
+  if (keys === undefined) return { all: false, keys: NO_KEYS, global, ...withPartial }
+  if (!(keys instanceof Doc) || keys.atomic) return { all: true, keys: NO_KEYS, global, ...withPartial }
+  return { all: false, keys: new Set(keys.rawEntries().keys()), global, ...withPartial }
+}
+
+/** The path of the first key record (or global grant) an auth delta writes other than whole. */
+const partialRecord = (auth: Doc): string | undefined => {
+  const global = auth.rawEntries().get("global")
+  if (global !== undefined && !isWholeRecord(global)) return "auth.global"
+  const keys = auth.rawEntries().get("keys")
+  if (keys instanceof Doc) {
+    for (const [pubkey, record] of keys.rawEntries()) if (!isWholeRecord(record)) return `auth.keys.${pubkey}`
+  }
+  return undefined
 }
 
 /**
@@ -162,6 +188,8 @@ export const checkChange = (
   if (after._tag === "Corrupt") return after.reason
   if (before._tag === "Present" && after._tag === "Missing") return "auth must not be deleted"
   if (!Permission.canAdmin(signer)) return `changing _settings needs Admin, the signer has ${Permission.format(signer)}`
+  if (touched?.partial !== undefined)
+    return `${touched.partial} must be written whole: one atomic record with permissions and status (or a tombstone)`
   const old: AuthSettings = before._tag === "Present" ? before.auth : { keys: {} }
   const now: AuthSettings = after._tag === "Present" ? after.auth : { keys: {} }
   const tooHigh = (p: Permission.Permission) => Permission.compare(p, signer) > 0

@@ -295,6 +295,15 @@ const rejectDependents = (pending: ReadonlyArray<Pending>, bad: Set<string>, rej
   }
 }
 
+/**
+ * Why an entry whose store parent or pinned settings tip is not below it in the tree is refused.
+ * Peers send entries by tree height (then ID), parents first, and store each page on arrival: such an
+ * entry (an honest one names ancestors only) would come before what it depends on, be refused by
+ * every peer pulling from a node that holds it, and stop their pulls at that page for good.
+ */
+const belowEntry = (what: string, height: number, entryHeight: number): string =>
+  `${what} is at tree height ${height}, not below the entry's ${entryHeight}: an entry depends only on entries below it`
+
 /** A plain store delta as a Doc, or the reason it is not one (worded as `plainCodec` words it). */
 const plainDelta = (data: Uint8Array): Doc | string => {
   try {
@@ -351,6 +360,7 @@ const structureOf = (
       if (p.treeId !== e.treeId) return `store parent ${parent} belongs to another database`
       const theirs = Entry.subtree(p.entry, node.name)
       if (theirs === undefined) return `store parent ${parent} does not touch store ${node.name}`
+      if (p.height >= e.height) return belowEntry(`store parent ${parent} of store ${node.name}`, p.height, e.height)
       highest = Math.max(highest, theirs.h ?? p.height)
       if (overlay.has(parent)) deps.push(parent)
     }
@@ -376,6 +386,7 @@ const structureOf = (
   for (const t of tips) {
     const tip = find(t)
     if (tip === undefined || tip.treeId !== e.treeId) return `pinned settings tip ${t} is not a known entry of this database`
+    if (tip.height >= e.height) return belowEntry(`pinned settings tip ${t}`, tip.height, e.height)
     if (overlay.has(t)) deps.push(t)
   }
   return { deps, root, tips, settingsNode, settingsDelta }

@@ -362,6 +362,89 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       expect(yield* ingest([after], "remote")).toEqual([after.id])
     }).pipe(Effect.provide(env())))
 
+  it.effect("a store parent or pinned settings tip not below the entry is refused: it would arrive after the entry in every sync", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      const storage = yield* Storage
+      for (let i = 0; i < 3; i++) yield* write(db, admin, "data", `k${i}`, "v")
+      const grantTxn = Transaction.begin(db, admin)
+      yield* new SettingsStore(grantTxn).setName("renamed")
+      yield* Transaction.commit(grantTxn)
+      const settingsTips = yield* storage.storeTips(db.rootId, Entry.SETTINGS)
+      const [dataTip] = yield* storage.getMany(yield* storage.storeTips(db.rootId, "data"))
+      const pin = (tips: ReadonlyArray<string>) => Entry.encodeMetadata({ settings_tips: [...tips], entropy: null })
+      // parents [root] put the entry at height 1, in the first page a peer sends
+      yield* expectRejected(
+        yield* forge(admin, { ...base(db, db.rootId), metadata: pin(settingsTips) }),
+        /pinned settings tip .* is at tree height 4, not below the entry's 1/
+      )
+      yield* expectRejected(
+        yield* forge(admin, {
+          ...base(db, db.rootId),
+          subtrees: [{ name: "data", parents: [dataTip!.id], data: Doc.from({ k: "v" }).encode(), h: Entry.storeHeight(dataTip!.entry, "data") + 1 }]
+        }),
+        /store parent .* of store data is at tree height 3, not below the entry's 1/
+      )
+      // the same, placed above what they name, are accepted
+      const tips = yield* storage.tips(db.rootId)
+      const above = yield* forge(admin, {
+        root: db.rootId,
+        parents: tips,
+        height: 5,
+        metadata: pin(settingsTips),
+        subtrees: [{ name: "data", parents: [dataTip!.id], data: Doc.from({ k: "v" }).encode(), h: Entry.storeHeight(dataTip!.entry, "data") + 1 }]
+      })
+      expect(yield* ingest([above], "remote")).toEqual([above.id])
+    }).pipe(Effect.provide(env())))
+
+  it.effect("a key record or global grant written in part is refused, locally and from a peer; whole records and tombstones pass", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const storage = yield* Storage
+      const a5 = yield* auth.generateKey
+      const k = (yield* auth.generateKey).publicKey
+      for (const [key, permission] of [[a5.publicKey, Permission.Admin(5)], [k, Permission.Write(10)]] as const) {
+        const txn = Transaction.begin(db, admin)
+        yield* new SettingsStore(txn).setAuthKey(key, { permission })
+        yield* Transaction.commit(txn)
+      }
+      // Write(10) -> Write(0) by its priority alone: within Admin(5)'s authority, but on another fork
+      // "type: Admin" alone would be too, and the two would merge field by field into Admin(0)
+      const priorityOnly = Doc.empty().setPath(`auth.keys.${k}.permissions.priority`, 0)
+      const globalTypeOnly = Doc.empty().setPath("auth.global.permissions.type", "Admin")
+      const unreadable = Doc.empty()
+      const record = Settings.authKeyDoc({ permissions: Permission.Write(10), status: "Active" })
+      record.remove("status")
+      unreadable.setPath(`auth.keys.${k}`, record)
+      const cases = [[priorityOnly, `auth.keys.${k}`], [globalTypeOnly, "auth.global"], [unreadable, `auth.keys.${k}`]] as const
+      for (const [delta, path] of cases) {
+        const txn = Transaction.begin(db, a5)
+        Transaction.stage(txn, Entry.SETTINGS, "settings").mergeInPlace(delta)
+        const local = yield* Effect.flip(Transaction.commit(txn))
+        expect(local._tag).toBe("PermissionDenied")
+        expect(local.message).toContain(`${path} must be written whole`)
+        const tips = yield* storage.tips(db.rootId)
+        const heights = yield* storage.heights(tips)
+        const remote = yield* forge(a5, {
+          root: db.rootId,
+          parents: tips,
+          height: Math.max(...heights.values()) + 1,
+          metadata: Entry.encodeMetadata({ settings_tips: yield* storage.storeTips(db.rootId, Entry.SETTINGS), entropy: null }),
+          subtrees: [{ name: Entry.SETTINGS, parents: yield* storage.storeTips(db.rootId, Entry.SETTINGS), data: delta.encode() }]
+        })
+        yield* expectRejected(remote, new RegExp(`${path.replace(/[.+/]/g, "\\$&")} must be written whole`))
+      }
+      // a whole record within its authority, and a tombstone, pass
+      const whole = Transaction.begin(db, a5)
+      yield* new SettingsStore(whole).setAuthKey(k, { permission: Permission.Write(0) })
+      yield* Transaction.commit(whole)
+      const tomb = Transaction.begin(db, a5)
+      Transaction.stage(tomb, Entry.SETTINGS, "settings").removePath(`auth.keys.${k}`)
+      yield* Transaction.commit(tomb)
+      const now = yield* Database.authSettings(db)
+      expect(now._tag === "Present" && now.auth.keys[k]).toBeUndefined()
+    }).pipe(Effect.provide(env())))
+
   it.effect("store data nested deeper than replicas read (127 arrays and objects)", () =>
     Effect.gen(function* () {
       const { admin, db } = yield* setup
@@ -436,7 +519,7 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       expect(now._tag === "Present" && now.auth.keys[attacker.publicKey]).toBe(undefined)
     }).pipe(Effect.provide(env())))
 
-  it.effect("an entry that depends on a later entry of its batch is refused when that one's signature fails", () =>
+  it.effect("an entry that depends on another entry of its batch is refused when that one's signature fails", () =>
     Effect.gen(function* () {
       const { admin, db, auth } = yield* setup
       const attacker = yield* auth.generateKey
@@ -450,13 +533,14 @@ describe("Ingest rejects bad entries and stores nothing", () => {
         key: directKey(admin.publicKey)
       })
       const x = Entry.stored(Entry.withSignature(unsigned, yield* auth.sign(attacker.secretKey, Entry.signingBytes(unsigned))))
-      // Y (height 1: checked before X in the batch) pins X, under which the attacker is Admin(0)
+      // Y (sent before X) pins X, under which the attacker is Admin(0)
       const y = yield* forge(attacker, {
-        ...base(db, db.rootId),
+        ...base(db, x.id),
+        height: 3,
         metadata: Entry.encodeMetadata({ settings_tips: [x.id], entropy: null }),
-        subtrees: [{ name: "_settings", parents: [db.rootId], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }]
+        subtrees: [{ name: "_settings", parents: [x.id], data: granting(attacker.publicKey, Permission.Admin(0)).encode() }]
       })
-      const report = yield* ingestPartial([x, y], "remote")
+      const report = yield* ingestPartial([y, x], "remote")
       expect(report.stored).toEqual([])
       expect(report.rejected.map((r) => [r.entryId, r.reason])).toEqual([
         [x.id, "the signature does not verify"],
