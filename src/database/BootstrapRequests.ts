@@ -154,6 +154,12 @@ export const resolve = (
         detail: `Insufficient permission for request ${requestId}: key ${approver.publicKey} is not an Admin of database ${request.treeId}`
       })
     if (approve) {
+      // a key revoked since it asked stays revoked: granting it again is a deliberate setAuthKey
+      const own = auth._tag === "Present" ? auth.auth.keys[request.requestingKey] : undefined
+      if (own?.status === "Revoked")
+        return yield* new PermissionDenied({
+          detail: `key ${request.requestingKey} was revoked in database ${request.treeId} after request ${requestId} was made; reject the request, or grant the key again with setAuthKey`
+        })
       // an admin through the global grant signs with a global hint
       const direct = auth._tag === "Present" && auth.auth.keys[approver.publicKey] !== undefined
       const signer: Signer = { ...approver, global: !direct }

@@ -80,6 +80,27 @@ describe("bootstrap requests", () => {
       expect(stored.status).toBe(Either.isRight(approval) ? "Approved" : "Rejected")
     }).pipe(Effect.provide(env)))
 
+  it.effect("approving a request whose key was revoked since it was made is refused; the key stays revoked", () =>
+    Effect.gen(function* () {
+      const { admin, db, auth } = yield* setup
+      const asker = yield* auth.generateKey
+      const request = yield* BootstrapRequests.record({ treeId: db.rootId, requestingKey: asker.publicKey, requestedPermission: Permission.Write(10) })
+      // meanwhile the key is granted, then revoked (found compromised)
+      for (const step of ["grant", "revoke"] as const) {
+        const txn = Transaction.begin(db, admin)
+        if (step === "grant") yield* new SettingsStore(txn).setAuthKey(asker.publicKey, { permission: Permission.Write(10) })
+        else yield* new SettingsStore(txn).revokeAuthKey(asker.publicKey)
+        yield* Transaction.commit(txn)
+      }
+      const refused = yield* Effect.flip(BootstrapRequests.resolve(request.requestId, admin, true))
+      expect(refused._tag).toBe("PermissionDenied")
+      expect(refused.message).toMatch(/was revoked .* after request .* was made/)
+      const keys = yield* Database.authSettings(db)
+      expect(keys._tag === "Present" && keys.auth.keys[asker.publicKey]?.status).toBe("Revoked")
+      // it can still be rejected
+      expect((yield* BootstrapRequests.resolve(request.requestId, admin, false)).status).toBe("Rejected")
+    }).pipe(Effect.provide(env)))
+
   it.effect("identical requests filed together make one pending request", () =>
     Effect.gen(function* () {
       const { db, auth } = yield* setup
