@@ -12,7 +12,7 @@ import * as Settings from "../core/Settings.js"
 import {
   CorruptedAuthConfiguration,
   type CryptoError,
-  type InvalidEntry,
+  InvalidEntry,
   PermissionDenied,
   type StorageError
 } from "../schema/Errors.js"
@@ -202,7 +202,12 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
     const index = unreserved.length > 0 ? yield* stateOf(treeId, Entry.INDEX) : Doc.empty()
     for (const [name, s] of unreserved) {
       const known = index.get(name)
-      if (known instanceof Doc && known.get("type_id") === s.typeId && s.config === undefined) continue
+      const knownType = known instanceof Doc ? known.get("type_id") : undefined
+      // a store keeps its type: written as another (a table as a document, an encrypted store in
+      // the clear) it would be re-registered, and its readers would lose its data or its salt
+      if (typeof knownType === "string" && knownType !== s.typeId)
+        return yield* new InvalidEntry({ reason: `store ${name} is a ${knownType} store, not a ${s.typeId} store: open it as one` })
+      if (knownType === s.typeId && s.config === undefined) continue
       const registration = Doc.empty()
       registration.set("type_id", s.typeId)
       registration.set("config", s.config ?? Doc.empty())

@@ -5,6 +5,7 @@ import * as Option from "effect/Option"
 import * as Database from "../../src/database/Database.js"
 import * as PasswordStore from "../../src/database/PasswordStore.js"
 import { layerCache, stateOf } from "../../src/database/StoreState.js"
+import { DocStore, Table, TableView } from "../../src/database/Stores.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import * as AuthLayers from "../../src/layers/Auth.js"
 import * as CipherLayers from "../../src/layers/Cipher.js"
@@ -16,6 +17,29 @@ import * as WriteEvents from "../../src/services/WriteEvents.js"
 const env = () => Layer.mergeAll(StorageLayers.layerMemory, AuthLayers.layerNode, CipherLayers.layerNode, layerCache, WriteEvents.layer)
 
 describe("PasswordStore", () => {
+  it.effect("a store keeps its type: writing an encrypted store or a table as a document store is refused, and both stay readable", () =>
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const storage = yield* Storage
+      const admin = yield* auth.generateKey
+      const db = yield* Database.create({ signer: admin })
+      const t1 = Transaction.begin(db, admin)
+      yield* (yield* PasswordStore.docStore(t1, "secrets", "hunter2")).set("pin", "4321")
+      const rowId = yield* new Table<{ title: string }>(t1, "todos").insert({ title: "one" })
+      yield* Transaction.commit(t1)
+      const count = yield* storage.count(db.rootId)
+      for (const [name, type] of [["secrets", PasswordStore.TYPE_ID], ["todos", "table:v0"]] as const) {
+        const t = Transaction.begin(db, admin)
+        yield* new DocStore(t, name).set("oops", 1)
+        const refused = yield* Effect.flip(Transaction.commit(t))
+        expect(refused._tag).toBe("InvalidEntry")
+        expect(refused.message).toContain(`store ${name} is a ${type} store, not a docstore:v0 store`)
+      }
+      expect(yield* storage.count(db.rootId)).toBe(count)
+      expect(yield* (yield* PasswordStore.docStoreView(db, "secrets", "hunter2")).get("pin")).toBe("4321")
+      expect(yield* new TableView<{ title: string }>(db, "todos").get(rowId)).toEqual({ title: "one" })
+    }).pipe(Effect.provide(env())))
+
   it.effect("values are encrypted in entries and readable only with the password", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
