@@ -49,7 +49,8 @@ export class EideticaError extends Error {
 export type EideticaErrorClass<Tag extends string, Fields> = {
   new (message: string, options?: EideticaErrorOptions): EideticaError & Fields & { readonly _tag: Tag }
   readonly tag: Tag
-  readonly prototype: EideticaError
+  /** Typed as an instance, so `e instanceof BootstrapPending` narrows `e` to its fields and tag. */
+  readonly prototype: EideticaError & Fields & { readonly _tag: Tag }
 }
 
 /** The facade class for a tag: created on first use, then always the same class. */
@@ -64,16 +65,20 @@ export const errorClass = (tag: string): EideticaErrorClass<string, {}> => {
   return created
 }
 
+/** The class of a facade-only tag (one with no fields), typed with its literal tag. */
+const facadeClass = <Tag extends string>(tag: Tag): EideticaErrorClass<Tag, {}> =>
+  errorClass(tag) as EideticaErrorClass<Tag, {}>
+
 /** A broken invariant or a bug: `_tag: "Defect"`, the defect as `cause`. */
-export const Defect = errorClass("Defect")
+export const Defect = facadeClass("Defect")
 /** The operation was interrupted (for example by `close()`). */
-export const AbortError = errorClass("AbortError")
+export const AbortError = facadeClass("AbortError")
 /** The instance was closed; open it again to continue. */
-export const InstanceClosed = errorClass("InstanceClosed")
+export const InstanceClosed = facadeClass("InstanceClosed")
 /** A facade call got an argument of the wrong type or shape. */
-export const InvalidArgument = errorClass("InvalidArgument")
+export const InvalidArgument = facadeClass("InvalidArgument")
 /** A feature of the API this build does not provide yet. */
-export const NotImplemented = errorClass("NotImplemented")
+export const NotImplemented = facadeClass("NotImplemented")
 
 /** @see Errors.InvalidEntry */
 export const InvalidEntry = fromSchema(Errors.InvalidEntry)

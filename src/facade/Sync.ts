@@ -223,11 +223,19 @@ export class SyncHandle {
   /**
    * Call `listener` with the current status and on every change, until the pair is unregistered or the
    * instance closes (its last call then gives the idle status); returns the function that stops it.
+   * A listener that throws is still called on the next change (as `onWrite`'s).
    */
   subscribe(listener: (status: PeerStatus) => void): () => void {
     if (typeof listener !== "function") throw new InvalidArgument("subscribe expects a function")
     return this.runner.fork(
-      Stream.runForEach(this.handle.changes, (s) => Effect.sync(() => listener(toStatus(s))))
+      Stream.runForEach(this.handle.changes, (s) =>
+        Effect.sync(() => {
+          try {
+            listener(toStatus(s))
+          } catch {
+            // a listener's own failure is its business; the next change still arrives
+          }
+        }))
     )
   }
 

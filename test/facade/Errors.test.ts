@@ -27,6 +27,19 @@ describe("facade errors", () => {
     expect(e.cause).toBe(original)
   })
 
+  it("instanceof narrows a rejection to its class's fields and literal tag (checked by the typecheck)", () => {
+    const caught: unknown = fromCause(Cause.fail(new Errors.BootstrapPending({ requestId: "req-2", detail: "waiting" })))
+    if (!(caught instanceof BootstrapPending)) return expect.fail("not a BootstrapPending")
+    const requestId: string = caught.requestId
+    const tag: "BootstrapPending" = caught._tag
+    expect([requestId, tag]).toEqual(["req-2", "BootstrapPending"])
+    const closed: unknown = new PromiseApi.InstanceClosed("closed")
+    if (closed instanceof PromiseApi.InstanceClosed) {
+      const closedTag: "InstanceClosed" = closed._tag
+      expect(closedTag).toBe("InstanceClosed")
+    } else expect.fail("not an InstanceClosed")
+  })
+
   it("one class per tag, created once", () => {
     expect(errorClass("PermissionDenied")).toBe(PermissionDenied)
     expect(errorClass("SomethingNew")).toBe(errorClass("SomethingNew"))

@@ -68,6 +68,12 @@ describe("Promise facade: background sync", () => {
 
     const seen: Array<PeerStatus> = []
     const off = onA.subscribe((s) => seen.push(s))
+    // a listener that throws keeps being called (the current status, then each change)
+    let thrown = 0
+    const offThrowing = onA.subscribe(() => {
+      thrown++
+      throw new Error("a bug in the app's listener")
+    })
     const txn = await db.newTransaction()
     await (await txn.docStore("notes")).set("title", "hello")
     await txn.commit()
@@ -80,7 +86,9 @@ describe("Promise facade: background sync", () => {
     }
     expect(title).toBe("hello")
     await eventually(() => seen.some((s) => s.state === "syncing"))
+    await eventually(() => thrown >= 2)
     off()
+    offThrowing()
     expect(seen[0]!.state).toBeDefined()
 
     expect(await a.sync().flush()).toEqual({ delivered: 1, failed: 0 })
