@@ -108,9 +108,10 @@ export const make = (options: Options = {}): Effect.Effect<
     const makeClient = options.client ?? syncClient(sync)
     const records = new Map<string, PeerRecord>()
 
-    for (const [, value] of yield* storage.listMeta(PEERS_PREFIX)) {
-      const record = JSON.parse(value) as PeerRecord
-      records.set(record.peerPubkey, record)
+    for (const [key, value] of yield* storage.listMeta(PEERS_PREFIX)) {
+      const record = readRecord<PeerRecord>(value, (r) => typeof r.peerPubkey === "string" && Array.isArray(r.addresses) && typeof r.trees === "object" && r.trees !== null)
+      if (record === undefined) yield* Effect.logWarning(`skipping the unreadable sync peer record ${key}`)
+      else records.set(record.peerPubkey, record)
     }
 
     const saveRecord = (record: PeerRecord) => storage.setMeta(PEERS_PREFIX + enc(record.peerPubkey), JSON.stringify(record))
@@ -143,8 +144,16 @@ export const make = (options: Options = {}): Effect.Effect<
 
     const loadPending = (peer: string) =>
       storage.listMeta(PENDING_PREFIX + enc(peer) + "/").pipe(
-        Effect.map((rows) =>
-          new Map(rows.map(([key, value]) => [key.slice(key.lastIndexOf("/") + 1), JSON.parse(value) as PeerActor.PendingWork]))
+        Effect.flatMap((rows) =>
+          Effect.gen(function*() {
+            const work = new Map<string, PeerActor.PendingWork>()
+            for (const [key, value] of rows) {
+              const pending = readRecord<PeerActor.PendingWork>(value, (r) => Array.isArray(r.entries) && typeof r.sync === "boolean")
+              if (pending === undefined) yield* Effect.logWarning(`skipping the unreadable pending sync work ${key}`)
+              else work.set(key.slice(key.lastIndexOf("/") + 1), pending)
+            }
+            return work
+          })
         ),
         Effect.catchAll((e) =>
           Effect.as(Effect.logWarning(`could not load pending sync work for ${peer}`, e), new Map<string, PeerActor.PendingWork>())
@@ -374,4 +383,17 @@ const mergeAddresses = (current: ReadonlyArray<Address>, added: ReadonlyArray<Ad
     out.push({ transport_type: a.transport_type, address: a.address })
   }
   return out
+}
+
+/**
+ * A record this engine saved, parsed; undefined when it is not JSON of the expected shape (a
+ * damaged row is skipped with a warning rather than keeping the instance from opening).
+ */
+const readRecord = <A>(value: string, looksRight: (record: Readonly<Record<string, unknown>>) => boolean): A | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(value)
+    return typeof parsed === "object" && parsed !== null && looksRight(parsed as Record<string, unknown>) ? (parsed as A) : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -3,6 +3,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import Database from "better-sqlite3"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Doc, InMemory, Instance, InstanceClosed, Permission, Sqlite, TransportError } from "../../src/promise.js"
 import { cleanup, rejection, tempDir } from "./helpers.js"
@@ -76,6 +77,38 @@ describe("Promise facade: close and reopen", () => {
     } finally {
       await third.close()
     }
+  })
+
+  it("a damaged sync record is skipped with a warning; the instance opens and syncs as before", async () => {
+    const file = Path.join(dir, "data.db")
+    const first = await Instance.open(new Sqlite(file))
+    await first.enableSync()
+    await first.sync().enableHttpTransport()
+    await first.createUser("alice")
+    const alice = await first.loginUser("alice")
+    const key = await alice.getDefaultKey()
+    const db = await alice.createDatabase(Doc.from({ name: "n" }), key)
+    await first.sync().registerSyncPeer({
+      peerPubkey: "ed25519:" + Buffer.alloc(32, 7).toString("base64"),
+      treeId: db.rootId,
+      addresses: [{ transportType: "http", address: "127.0.0.1:9" }]
+    })
+    await first.close()
+    const raw = new Database(file)
+    const put = raw.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+    put.run("sync/peers/damaged", "{not json")
+    put.run("sync/peers/wrong-shape", JSON.stringify({ peerPubkey: 5 }))
+    put.run("sync/pending/damaged/tree", "[1, 2")
+    raw.close()
+    const again = await Instance.open(new Sqlite(file))
+    await again.enableSync()
+    const handle = await again.sync().registerSyncPeer({
+      peerPubkey: "ed25519:" + Buffer.alloc(32, 7).toString("base64"),
+      treeId: db.rootId,
+      addresses: []
+    })
+    expect((await handle.status()).state).toBeDefined()
+    await again.close()
   })
 
   it("two InMemory instances share nothing", async () => {
