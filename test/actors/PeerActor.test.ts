@@ -429,6 +429,33 @@ describe("PeerActor", () => {
       expect(yield* endsWithin(yield* Effect.fork(actor.flush))).toEqual(Option.some(Exit.succeed({ delivered: 0, failed: 1 })))
     }))
 
+  it.scoped("pending work past SAVED_ENTRIES_MAX is saved once as a full sync, not rewritten at every commit of an outage", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      peer.state.up = false
+      const { saved, store, control } = memoryStore()
+      const { actor } = yield* startActor(peer.client, { backoff: noJitter, store })
+      const total = PeerActor.SAVED_ENTRIES_MAX + 200
+      let callsAtCollapse = 0
+      for (let i = 0; i < total; i++) {
+        yield* actor.push(TREE, [`e${i}`])
+        yield* settled(actor, peer, i + 1)
+        if (i === PeerActor.SAVED_ENTRIES_MAX) callsAtCollapse = control.calls
+        if (i < PeerActor.SAVED_ENTRIES_MAX) expect(saved.get(TREE)?.entries).toHaveLength(i + 1)
+      }
+      // every commit tried at once and failed; the list stopped being rewritten once it was long
+      expect(peer.state.calls).toHaveLength(total)
+      expect(saved.get(TREE)).toEqual({ entries: [], sync: true })
+      expect(control.calls).toBe(callsAtCollapse)
+      expect((yield* actor.status(TREE)).pendingEntries).toBe(total)
+      // back up: the next retry delivers the whole list, and the saved work is cleared
+      peer.state.up = true
+      yield* TestClock.adjust("2 seconds")
+      yield* waitFor(actor, (s) => s.state === "idle" && s.pendingEntries === 0)
+      expect(peer.state.delivered.size).toBe(total)
+      expect(saved.has(TREE)).toBe(false)
+    }))
+
   it.scoped("removeTree interrupts the database's first-sync waiters; reading an unknown database's status does not bring it back", () =>
     Effect.gen(function*() {
       const peer = fakePeer()
