@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Signer } from "../database/Database.js"
 import type { StorageError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
@@ -147,10 +148,18 @@ export const make = (options: Options = {}): Effect.Effect<
         Effect.flatMap((rows) =>
           Effect.gen(function*() {
             const work = new Map<string, PeerActor.PendingWork>()
+            const registered = records.get(peer)?.trees ?? {}
             for (const [key, value] of rows) {
+              const treeId = key.slice(key.lastIndexOf("/") + 1)
+              // work of a database no longer registered with this peer (unregistering saves the
+              // record, then clears the work: a crash between the two left it) is cleared, not run
+              if (!Object.hasOwn(registered, treeId)) {
+                yield* Effect.ignore(storage.deleteMeta(key))
+                continue
+              }
               const pending = readRecord<PeerActor.PendingWork>(value, (r) => Array.isArray(r.entries) && typeof r.sync === "boolean")
               if (pending === undefined) yield* Effect.logWarning(`skipping the unreadable pending sync work ${key}`)
-              else work.set(key.slice(key.lastIndexOf("/") + 1), pending)
+              else work.set(treeId, pending)
             }
             return work
           })
@@ -238,9 +247,24 @@ export const make = (options: Options = {}): Effect.Effect<
         () => Effect.forEach([...records.keys()], (peer) => Effect.flatMap(peers.get(peer), (actor) => actor.poke), { discard: true })
       )
     )
-    // settings changes (sync turned on for a database) are noticed within a minute without a write
+    // settings changes (sync turned on for a database) are noticed within a minute without a write,
+    // while a peer is registered: with none there is nothing to reconcile, and an app that never
+    // registers one keeps no timer (its process can end without close())
+    const anyPeer = yield* SubscriptionRef.make(records.size > 0)
     yield* Effect.forkScoped(
-      Effect.repeat(Effect.suspend(() => reconcile(allTrees())), Schedule.spaced(`${DatabaseActor.SETTINGS_REFRESH_SECONDS} seconds`))
+      Stream.runDrain(
+        Stream.flatMap(
+          Stream.changes(anyPeer.changes),
+          (any) =>
+            any
+              ? Stream.repeatEffectWithSchedule(
+                Effect.suspend(() => reconcile(allTrees())),
+                Schedule.spaced(`${DatabaseActor.SETTINGS_REFRESH_SECONDS} seconds`)
+              )
+              : Stream.empty,
+          { switch: true }
+        )
+      )
     )
 
     const hasLocalData = (treeId: string) =>
@@ -298,6 +322,7 @@ export const make = (options: Options = {}): Effect.Effect<
           }
         }
         records.set(info.peerPubkey, record)
+        yield* SubscriptionRef.set(anyPeer, true)
         yield* saveRecord(record)
         const actor = yield* peers.get(info.peerPubkey)
         yield* actor.addTree(info.treeId)
@@ -314,6 +339,7 @@ export const make = (options: Options = {}): Effect.Effect<
         const trees = Object.fromEntries(Object.entries(record.trees).filter(([t]) => treeId !== undefined && t !== treeId))
         if (Object.keys(trees).length === 0) {
           records.delete(peer)
+          yield* SubscriptionRef.set(anyPeer, records.size > 0)
           yield* peers.stop(peer)
           yield* storage.deleteMeta(PEERS_PREFIX + enc(peer))
           for (const [key] of yield* storage.listMeta(PENDING_PREFIX + enc(peer) + "/")) yield* storage.deleteMeta(key)

@@ -1,6 +1,9 @@
 /**
  * The Promise facade's local surface, called as a user would, on memory and on a SQLite file.
  */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import {
   DatabaseNotFound,
@@ -547,3 +550,37 @@ for (const [label, backendOf] of backends) {
     })
   })
 }
+
+describe("Promise facade: the process", () => {
+  it("a script that never calls close() ends on its own when it has nothing running", async () => {
+    const dir = tempDir()
+    try {
+      const script = Path.join(dir, "no-close.mts")
+      const promise = Path.resolve("src/promise.ts")
+      Fs.writeFileSync(
+        script,
+        [
+          `import { Doc, InMemory, Instance } from ${JSON.stringify(promise)}`,
+          `const instance = await Instance.open(new InMemory())`,
+          `await instance.enableSync()`,
+          `await instance.createUser("alice")`,
+          `const user = await instance.loginUser("alice")`,
+          `const db = await user.createDatabase(Doc.from({ name: "n" }), await user.getDefaultKey())`,
+          `const txn = await db.newTransaction()`,
+          `await (await txn.docStore("s")).set("k", "v")`,
+          `await txn.commit()`,
+          `console.log("done")`
+        ].join("\n")
+      )
+      const started = performance.now()
+      const result = ChildProcess.spawnSync(process.execPath, ["--import", "tsx", script], { encoding: "utf8", timeout: 45_000 })
+      expect(result.stdout.trim()).toBe("done")
+      // it exits by itself, long before the engine's one-minute settings refresh would have fired
+      expect(result.signal).toBeNull()
+      expect(result.status).toBe(0)
+      expect(performance.now() - started).toBeLessThan(45_000)
+    } finally {
+      cleanup(dir)
+    }
+  }, 60_000)
+})

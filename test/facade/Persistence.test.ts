@@ -111,6 +111,40 @@ describe("Promise facade: close and reopen", () => {
     await again.close()
   })
 
+  it("pending work of a database no longer registered with its peer (a crash inside unregistering) is cleared, not synced", async () => {
+    const file = Path.join(dir, "data.db")
+    const peerKey = "ed25519:" + Buffer.alloc(32, 9).toString("base64")
+    const first = await Instance.open(new Sqlite(file))
+    await first.enableSync()
+    await first.sync().enableHttpTransport()
+    await first.createUser("alice")
+    const alice = await first.loginUser("alice")
+    const key = await alice.getDefaultKey()
+    const [kept, dropped] = [await alice.createDatabase(Doc.from({ name: "kept" }), key), await alice.createDatabase(Doc.from({ name: "dropped" }), key)]
+    for (const db of [kept, dropped]) {
+      await first.sync().registerSyncPeer({ peerPubkey: peerKey, treeId: db.rootId, addresses: [{ transportType: "http", address: "127.0.0.1:9" }] })
+    }
+    await first.close()
+    // the state a crash between unregisterSyncPeer's two writes leaves: the record without the
+    // database, its pending work still saved
+    const raw = new Database(file)
+    const rows = raw.prepare("SELECT key, value FROM meta WHERE key LIKE 'sync/%'").all() as Array<{ key: string; value: string }>
+    const recordRow = rows.find((r) => r.key.startsWith("sync/peers/"))!
+    const record = JSON.parse(recordRow.value) as { trees: Record<string, unknown> }
+    delete record.trees[dropped.rootId]
+    raw.prepare("UPDATE meta SET value = ? WHERE key = ?").run(JSON.stringify(record), recordRow.key)
+    const pendingKey = rows.find((r) => r.key.startsWith("sync/pending/") && r.key.endsWith(dropped.rootId))?.key
+    expect(pendingKey).toBeDefined()
+    raw.close()
+    const again = await Instance.open(new Sqlite(file))
+    await again.close()
+    const after = new Database(file)
+    const left = (after.prepare("SELECT key FROM meta WHERE key LIKE 'sync/pending/%'").all() as Array<{ key: string }>).map((r) => r.key)
+    after.close()
+    expect(left).not.toContain(pendingKey)
+    expect(left.some((k) => k.endsWith(kept.rootId))).toBe(true)
+  })
+
   it("two InMemory instances share nothing", async () => {
     const a = await Instance.open(new InMemory())
     const b = await Instance.open(new InMemory())
