@@ -70,6 +70,8 @@ export interface SyncLayerOptions {
   readonly wrapTransport?: ((transport: TransportShape) => TransportShape) | undefined
   /** The byte budget of the entries of one message (default 900,000, under the 1 MiB cap). */
   readonly pageBytes?: number | undefined
+  /** Peer addresses whose handshake, and (address, database) pairs whose frontier, are kept (default MAX_REMEMBERED). */
+  readonly remembered?: number | undefined
 }
 
 /** The most IDs (`our_tips` plus `known`) one SyncTree request may carry. */
@@ -93,9 +95,10 @@ export const make = (options: SyncLayerOptions = {}) =>
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
     let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
-    /** Verified handshakes by formatted address, for the service's life. */
+    const remembered = options.remembered ?? MAX_REMEMBERED
+    /** Verified handshakes by formatted address, the `remembered` most recent. */
     const handshakes = new Map<string, HandshakeResponse>()
-    /** Per (peer, tree): tips the peer is known to hold after our last sync with it. */
+    /** Per (peer, tree): tips the peer is known to hold after our last sync with it (as many). */
     const frontiers = new Map<string, ReadonlyArray<string>>()
 
     const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
@@ -157,7 +160,7 @@ export const make = (options: SyncLayerOptions = {}) =>
             reason: `the peer's challenge response does not verify against its public key ${peer.public_key}`
           })
         }
-        handshakes.set(key, peer)
+        remember(handshakes, key, peer, remembered)
         return { peer, roundTrips: 1 }
       })
 
@@ -400,7 +403,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         }
         // the peer now holds everything up to our tips as they were when we pushed
         const frontier = theirTips === undefined ? yield* storage.tips(treeId) : [...heldTips, ...pushedTips]
-        frontiers.set(frontierKey, frontier.slice(0, MAX_FRONTIER))
+        remember(frontiers, frontierKey, frontier.slice(0, MAX_FRONTIER), remembered)
         return { received, sent, roundTrips } satisfies SyncResult
       }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted
 
@@ -463,7 +466,9 @@ export const make = (options: SyncLayerOptions = {}) =>
             Scope.extend(scope),
             Effect.onError(() => Scope.close(scope, Exit.void))
           )
-          server = { scope, address: bound.address, transportType: bound.transport_type }
+          // as peers dial it: `host:port` for http (API.md), `type:address` for any other transport
+          const address = bound.transport_type === "http" ? bound.address : formatAddress(bound)
+          server = { scope, address, transportType: bound.transport_type }
           return bound.address
         })
       )
@@ -529,6 +534,16 @@ const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | Authen
 const MAX_SIGNER_ATTEMPTS = 8
 /** Bound on the sample sent as `known` (it is logarithmic in the tree's height, so this is generous). */
 const MAX_KNOWN = 4_096
+/** The most peer addresses whose handshake, and (address, tree) pairs whose frontier, are kept. */
+export const MAX_REMEMBERED = 1_024
+
+/** Keep `value` under `key` as the newest, the oldest dropped past `limit` (a node syncing with ever new addresses). */
+const remember = <V>(map: Map<string, V>, key: string, value: V, limit: number): void => {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size > limit) map.delete(map.keys().next().value!)
+}
+
 /** Bound on the remembered frontier of a (peer, tree). */
 const MAX_FRONTIER = 1_024
 /** Entries considered per push message: as many as a server takes (the page budget cuts first for any realistic size). */

@@ -13,6 +13,7 @@ import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { DocStore } from "../../src/database/Stores.js"
 import { parseAddress } from "../../src/layers/Sync.js"
+import * as SimNetwork from "../../src/layers/TransportSim.js"
 import * as Server from "../../src/layers/SyncServer.js"
 import { API_PATH } from "../../src/layers/TransportHttp.js"
 import * as Permission from "../../src/schema/Permission.js"
@@ -1002,6 +1003,49 @@ describe("Sync server: what a request may carry", () => {
 })
 
 describe("Sync misc", () => {
+  it.scoped("the server address of a transport other than http names its type, so peers can dial it as given", () =>
+    Effect.gen(function*() {
+      const network = yield* SimNetwork.make({ seed: 3 })
+      const a = yield* makeNode()
+      const { treeId } = yield* setupDb(a, { syncEnabled: true, global: Permission.Read })
+      yield* a.sync.enableTransport(network.transport("node-a"))
+      yield* a.sync.startServer("0")
+      const address = yield* a.sync.getServerAddress
+      expect(address).toBe("sim:node-a")
+      const b = yield* makeNode()
+      yield* b.sync.enableTransport(network.transport("node-b"))
+      const result = yield* b.sync.syncWithPeer(address, treeId)
+      expect(result.received).toBeGreaterThan(0)
+      expect(yield* b.storage.tips(treeId)).toEqual(yield* a.storage.tips(treeId))
+    }))
+
+  it.live("the client keeps the handshakes of at most `remembered` peer addresses, the oldest dropped", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const handshakes: Array<string> = []
+        const counting = (t: TransportShape): TransportShape => ({
+          ...t,
+          send: (address, request) => {
+            if ("Handshake" in request) handshakes.push(address.address)
+            return t.send(address, request)
+          }
+        })
+        const servers = yield* Effect.forEach([1, 2, 3], () =>
+          Effect.gen(function*() {
+            const node = yield* makeNode()
+            const { treeId } = yield* setupDb(node, { syncEnabled: true, global: Permission.Read })
+            yield* node.sync.enableHttpTransport()
+            return { treeId, address: yield* node.sync.startServer("127.0.0.1:0") }
+          }))
+        const b = yield* makeNode({ wrapTransport: counting, remembered: 2 })
+        yield* b.sync.enableHttpTransport()
+        const [s1, s2, s3] = servers as [typeof servers[0], typeof servers[0], typeof servers[0]]
+        for (const s of [s1, s2, s1, s3, s1]) yield* b.sync.syncWithPeer(s.address, s.treeId)
+        // s1's handshake was reused once, then dropped when s3's made three
+        expect(handshakes).toEqual([s1.address, s2.address, s3.address, s1.address])
+      })
+    ))
+
   it.scoped("closing the node's scope stops its server", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
