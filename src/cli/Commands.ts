@@ -88,7 +88,7 @@ const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
           `  device id: ${instance.deviceId}`,
           `  address:   ${address}   (POST /api/v0, GET /health)`,
           `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
-          `  serving:   ${served.length === 0 ? "no databases yet (stop the node, then: eidetica db create <name>)" : served.join(", ")}`,
+          `  serving:   ${served.length === 0 ? "no databases yet (stop the node, then: eidetica db create <name>; in a checkout: npm run -s cli -- db create <name>)" : served.join(", ")}`,
           `Press Ctrl+C to stop.`
         ].join("\n")
       )
@@ -114,7 +114,7 @@ const info = Command.make("info", { dataDir, json }, (o) =>
           `device id: ${instance.deviceId}   (who this node is to its peers)`,
           `key:       ${key}   (what it reads and writes with: grant this one, eidetica db grant <id> <key> [--write])`,
           `users: ${users.length}`,
-          `databases: ${roots.length} (tracked: ${tracked.size})`
+          `databases: ${tracked.size} tracked, ${roots.length} stored (each user's own private database included)`
         ].join("\n")
       )
     })

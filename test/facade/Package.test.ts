@@ -23,7 +23,7 @@ import { Simulation } from "eidetica-ts/testing"
 const out = {}
 // the README's embedding example
 const instance = await Instance.open(new Sqlite(process.argv[2]))
-await instance.createUser("alice")
+if (!(await instance.listUsers()).includes("alice")) await instance.createUser("alice")
 const user = await instance.loginUser("alice")
 const key = await user.getDefaultKey()
 const db = await user.createDatabase(Doc.from({ name: "notes" }), key)
