@@ -1,13 +1,20 @@
 /**
- * The Doc and List CRDTs (reference §1.3, §1.5): nested maps with tombstones, rational-position lists,
- * the reference's merge rules and its externally tagged serde JSON. Pure and deterministic: no I/O,
- * no randomness (list unique ids are passed in by callers).
+ * The Doc and List CRDTs (reference §1.3, §1.5): nested maps with tombstones, rational-position lists
+ * and the reference's merge rules. Pure and deterministic: no I/O, no randomness (list unique ids are
+ * passed in by callers). The public face of the CRDT: the position arithmetic (`internal/Position.ts`)
+ * and the serde JSON reader and writer (`internal/DocJson.ts`) live apart and are reached through
+ * here (`comparePositions`, `MAX_JSON_DEPTH`, `serialize`/`deserialize`/`encode`/`decode`).
  *
  * Ownership: a Doc or List owns every Doc/List stored inside it. `set`/`push`/`insert` and the
  * merges clone the Doc/List values they are given, so no two containers ever share a mutable part.
  * `get` returns the stored child itself, so `doc.get("a")` can be edited in place. The one exception
  * is `mergeSharing`, for immutable states: its result shares the parts a delta leaves untouched.
  */
+import * as DocJson from "./internal/DocJson.js"
+import { after, between, comparePositions, compareStrings, makePosition, type Position } from "./internal/Position.js"
+
+export { MAX_JSON_DEPTH } from "./internal/DocJson.js"
+export { comparePositions, type Position } from "./internal/Position.js"
 
 /** The tombstone marker: a key or list slot holding it is deleted (and hidden by readers). */
 export const Deleted: unique symbol = Symbol.for("eidetica/Deleted")
@@ -19,13 +26,6 @@ export type Value = null | boolean | number | string | Doc | List | Deleted
 
 /** Plain JSON-like data, as accepted by `Doc.from`/`set` and produced by `toJSON`. */
 export type Plain = null | boolean | number | string | ReadonlyArray<Plain> | { readonly [k: string]: Plain }
-
-/** A list slot's position: a rational number (denominator > 0, kept reduced) with a unique-id tie-break. */
-export interface Position {
-  numerator: number
-  denominator: number
-  unique_id: string
-}
 
 /** Malformed serialized Doc data; `path` names where (e.g. `children.a.Doc.children.b`). */
 export class DocFormatError extends Error {
@@ -39,14 +39,6 @@ export class DocFormatError extends Error {
     this.name = "DocFormatError"
   }
 }
-
-/**
- * The most arrays and objects a Doc's JSON may nest, as the reference's serde_json reads it (its
- * recursion limit of 128): about 40 levels of nested maps. Deeper data is malformed, however it
- * arrives, and a commit refuses to write it, so every replica agrees on which entries are valid
- * whatever its call stack.
- */
-export const MAX_JSON_DEPTH = 127
 
 /** True when the value is the tombstone marker. */
 export const isDeleted = (value: unknown): value is Deleted => value === Deleted
@@ -182,69 +174,6 @@ const toPlain = (v: Value): Plain => {
 /** Defines a key on a plain object without ever touching the prototype (safe for "__proto__"). */
 const defineKey = (obj: { [k: string]: Plain }, key: string, value: Plain): void => {
   Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
-}
-
-const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
-
-// ---------------------------------------------------------------------------------------------
-// Positions
-
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
-
-const bigGcd = (a: bigint, b: bigint): bigint => {
-  a = a < 0n ? -a : a
-  while (b !== 0n) {
-    const t = a % b
-    a = b
-    b = t
-  }
-  return a
-}
-
-const makePosition = (numerator: bigint, denominator: bigint, uniqueId: string): Position => {
-  const g = bigGcd(numerator, denominator)
-  const n = g > 1n ? numerator / g : numerator
-  const d = g > 1n ? denominator / g : denominator
-  if (n > MAX_SAFE || n < -MAX_SAFE || d > MAX_SAFE) {
-    throw new RangeError("list position precision exhausted (numerator or denominator beyond 2^53)")
-  }
-  return Object.freeze({ numerator: Number(n), denominator: Number(d), unique_id: uniqueId })
-}
-
-const compareRational = (a: Position, b: Position): number => {
-  if (a.denominator === b.denominator) {
-    return a.numerator < b.numerator ? -1 : a.numerator > b.numerator ? 1 : 0
-  }
-  const l = a.numerator * b.denominator
-  const r = b.numerator * a.denominator
-  if (Number.isSafeInteger(l) && Number.isSafeInteger(r)) return l < r ? -1 : l > r ? 1 : 0
-  const L = BigInt(a.numerator) * BigInt(b.denominator)
-  const R = BigInt(b.numerator) * BigInt(a.denominator)
-  return L < R ? -1 : L > R ? 1 : 0
-}
-
-/** The total order of list positions: by rational value, then by unique id (plain string order). */
-export const comparePositions = (a: Position, b: Position): number =>
-  compareRational(a, b) || compareStrings(a.unique_id, b.unique_id)
-
-/** The reference's midpoint between two positions, doubling the denominator when needed. */
-const between = (left: Position, right: Position, uniqueId: string): Position => {
-  const L = BigInt(left.numerator) * BigInt(right.denominator)
-  const R = BigInt(right.numerator) * BigInt(left.denominator)
-  const D = BigInt(left.denominator) * BigInt(right.denominator)
-  const mid = (L + R) / 2n // truncates toward zero, as Rust's i128 division
-  return mid === L || mid === R ? makePosition(L + R, D * 2n, uniqueId) : makePosition(mid, D, uniqueId)
-}
-
-/** The position after `last`: last.numerator+1 over 1 (or ⌊last⌋+1 when that would not be after it). */
-const after = (last: Position, uniqueId: string): Position => {
-  const candidate = makePosition(BigInt(last.numerator) + 1n, 1n, uniqueId)
-  if (compareRational(candidate, last) > 0) return candidate
-  const n = BigInt(last.numerator)
-  const d = BigInt(last.denominator)
-  let q = n / d
-  if (n < 0n && q * d !== n) q -= 1n
-  return makePosition(q + 1n, 1n, uniqueId)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -452,47 +381,22 @@ export class Doc {
 
   /** The reference's serde JSON with children keys sorted (deterministic). */
   serialize(): string {
-    const parts: string[] = []
-    try {
-      writeDoc(this, parts, 1)
-    } catch (e) {
-      if (e instanceof TooDeep) throw new DocFormatError(e.keys.reverse().join("."), tooDeep)
-      throw e
-    }
-    return parts.join("")
+    return DocJson.serialize(this)
   }
 
   /** Parses the serde JSON; throws DocFormatError naming the bad path on anything malformed. */
   static deserialize(json: string): Doc {
-    return guard(() => {
-      if (typeof json !== "string") throw new DocFormatError("", "expected a JSON string")
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(json)
-      } catch (e) {
-        throw new DocFormatError("", `invalid JSON: ${e instanceof Error ? e.message : String(e)}`)
-      }
-      return readDoc(parsed, undefined, 1)
-    })
+    return DocJson.deserialize(json)
   }
 
   /** UTF-8 bytes of `serialize()`. */
   encode(): Uint8Array {
-    return textEncoder.encode(this.serialize())
+    return DocJson.encode(this)
   }
 
   /** Decodes UTF-8 serde JSON bytes; throws DocFormatError (only) on malformed input. */
   static decode(bytes: Uint8Array): Doc {
-    return guard(() => {
-      if (!(bytes instanceof Uint8Array)) throw new DocFormatError("", "expected bytes")
-      let text: string
-      try {
-        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes)
-      } catch {
-        throw new DocFormatError("", "invalid UTF-8")
-      }
-      return Doc.deserialize(text)
-    })
+    return DocJson.decode(bytes)
   }
 
   /** Structural equality including tombstones and the atomic flag. */
@@ -705,228 +609,4 @@ export class List {
     }
     return true
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Serialization
-
-const textEncoder = new TextEncoder()
-
-/**
- * Thrown by the writer past MAX_JSON_DEPTH, with the path the reader would name: innermost key first,
- * each level on the way out adding its own.
- */
-class TooDeep {
-  constructor(readonly keys: Array<string> = []) {}
-}
-
-/** `depth` counts the arrays and objects enclosing the value written, itself included (as the reader). */
-const writeDoc = (doc: Doc, out: string[], depth: number): void => {
-  if (depth > MAX_JSON_DEPTH) throw new TooDeep()
-  if (depth + 1 > MAX_JSON_DEPTH) throw new TooDeep(["children"])
-  out.push(doc.atomic ? `{"_a":true,"children":{` : `{"children":{`)
-  const keys = [...doc["children"].keys()].sort(compareStrings)
-  for (let i = 0; i < keys.length; i++) {
-    if (i > 0) out.push(",")
-    out.push(JSON.stringify(keys[i]!), ":")
-    try {
-      writeValue(doc["children"].get(keys[i]!)!, out, depth + 2)
-    } catch (e) {
-      if (e instanceof TooDeep) e.keys.push(keys[i]!, "children")
-      throw e
-    }
-  }
-  out.push("}}")
-}
-
-const writeValue = (v: Value, out: string[], depth: number): void => {
-  if (v === null) out.push(`"Null"`)
-  else if (v === Deleted) out.push(`"Deleted"`)
-  else if (depth > MAX_JSON_DEPTH) throw new TooDeep()
-  else if (typeof v === "boolean") out.push(v ? `{"Bool":true}` : `{"Bool":false}`)
-  else if (typeof v === "number") out.push(Number.isSafeInteger(v) ? `{"Int":${v}}` : `{"Float":${JSON.stringify(v)}}`)
-  else if (typeof v === "string") out.push(`{"Text":`, JSON.stringify(v), "}")
-  else if (v instanceof Doc) {
-    out.push(`{"Doc":`)
-    try {
-      writeDoc(v, out, depth + 1)
-    } catch (e) {
-      if (e instanceof TooDeep) e.keys.push("Doc")
-      throw e
-    }
-    out.push("}")
-  } else {
-    out.push(`{"List":[`)
-    const items = v["items"]
-    // the array one level in; each pair two, its position and value three
-    if (depth + 1 > MAX_JSON_DEPTH) throw new TooDeep(["List"])
-    if (items.length > 0 && depth + 2 > MAX_JSON_DEPTH) throw new TooDeep(["0", "List"])
-    if (items.length > 0 && depth + 3 > MAX_JSON_DEPTH) throw new TooDeep(["0", "0", "List"])
-    for (let i = 0; i < items.length; i++) {
-      const { pos, value } = items[i]!
-      if (i > 0) out.push(",")
-      out.push(
-        `[{"numerator":${pos.numerator},"denominator":${pos.denominator},"unique_id":`,
-        JSON.stringify(pos.unique_id),
-        "},"
-      )
-      try {
-        writeValue(value, out, depth + 3)
-      } catch (e) {
-        if (e instanceof TooDeep) e.keys.push("1", String(i), "List")
-        throw e
-      }
-      out.push("]")
-    }
-    out.push("]}")
-  }
-}
-
-/** Runs a decoder, turning anything that is not a DocFormatError (e.g. stack exhaustion) into one. */
-const guard = <A>(f: () => A): A => {
-  try {
-    return f()
-  } catch (e) {
-    if (e instanceof DocFormatError) throw e
-    throw new DocFormatError("", `undecodable input: ${e instanceof Error ? e.message : String(e)}`)
-  }
-}
-
-/**
- * Where the reader is, innermost key first: each level links to the one above, so going down a
- * level costs one object, not a copy of the whole path (a path of arrays made deep input quadratic).
- */
-type Path = { readonly up: Path; readonly key: string } | undefined
-const down = (up: Path, key: string): Path => ({ up, key })
-const pathString = (path: Path): string => {
-  const keys: Array<string> = []
-  for (let p = path; p !== undefined; p = p.up) keys.push(p.key)
-  return keys.reverse().join(".")
-}
-
-type Json = unknown
-const isObject = (u: Json): u is { readonly [k: string]: Json } =>
-  typeof u === "object" && u !== null && !Array.isArray(u)
-const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
-const fail = (path: Path, reason: string): never => {
-  throw new DocFormatError(pathString(path), reason)
-}
-const tooDeep = `nested deeper than ${MAX_JSON_DEPTH} arrays and objects`
-/** `depth` is how many arrays and objects enclose the value at `path`, itself included. */
-const checkDepth = (depth: number, path: Path): void => {
-  if (depth > MAX_JSON_DEPTH) fail(path, tooDeep)
-}
-
-const readDoc = (u: Json, path: Path, depth: number): Doc => {
-  if (!isObject(u)) return fail(path, "expected a Doc object")
-  checkDepth(depth, path)
-  const doc = new Doc()
-  for (const key of Object.keys(u)) {
-    if (key !== "children" && key !== "_a" && key !== "_v") fail(down(path, key), "unknown field")
-  }
-  if (hasOwn(u, "_a")) {
-    const a = u["_a"]
-    if (typeof a !== "boolean") fail(down(path, "_a"), "expected a boolean")
-    doc.atomic = a === true
-  }
-  if (hasOwn(u, "_v")) {
-    const v = u["_v"]
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) fail(down(path, "_v"), "expected a version number")
-  }
-  if (!hasOwn(u, "children")) return fail(path, "missing field children")
-  const children = u["children"]
-  const childrenPath = down(path, "children")
-  if (!isObject(children)) return fail(childrenPath, "expected an object")
-  checkDepth(depth + 1, childrenPath)
-  for (const key of Object.keys(children)) {
-    doc["children"].set(key, readValue(children[key], down(childrenPath, key), depth + 2))
-  }
-  return doc
-}
-
-const readValue = (u: Json, path: Path, depth: number): Value => {
-  if (typeof u === "string") {
-    if (u === "Null") return null
-    if (u === "Deleted") return Deleted
-    return fail(path, `unknown tag ${JSON.stringify(u)}`)
-  }
-  if (!isObject(u)) return fail(path, "expected a tagged value")
-  checkDepth(depth, path)
-  const tags = Object.keys(u)
-  if (tags.length !== 1) return fail(path, "expected a tagged value")
-  const tag = tags[0]!
-  const body = u[tag]
-  const at = down(path, tag)
-  switch (tag) {
-    case "Bool":
-      return typeof body === "boolean" ? body : fail(at, "expected a boolean")
-    case "Int":
-      return typeof body === "number" && Number.isSafeInteger(body)
-        ? body === 0
-          ? 0
-          : body
-        : fail(at, "expected a safe integer")
-    case "Float":
-      return typeof body === "number" && Number.isFinite(body) ? (body === 0 ? 0 : body) : fail(at, "expected a finite number")
-    case "Text":
-      return typeof body === "string" ? body : fail(at, "expected a string")
-    case "Doc":
-      return readDoc(body, at, depth + 1)
-    case "List":
-      return readList(body, at, depth + 1)
-    default:
-      return fail(path, `unknown tag ${JSON.stringify(tag)}`)
-  }
-}
-
-const readList = (u: Json, path: Path, depth: number): List => {
-  if (!Array.isArray(u)) return fail(path, "expected an array of [position, value] pairs")
-  checkDepth(depth, path)
-  const read: Array<Item> = []
-  let sorted = true
-  for (let i = 0; i < u.length; i++) {
-    const pair: Json = u[i]
-    const at = down(path, String(i))
-    if (!Array.isArray(pair) || pair.length !== 2) fail(at, "expected a [position, value] pair")
-    checkDepth(depth + 1, at)
-    const pos = readPosition((pair as Json[])[0], down(at, "0"), depth + 2)
-    const value = readValue((pair as Json[])[1], down(at, "1"), depth + 2)
-    if (sorted && read.length > 0 && comparePositions(read[read.length - 1]!.pos, pos) >= 0) sorted = false
-    read.push({ pos, value })
-  }
-  const list = new List()
-  if (sorted) {
-    list["items"] = read
-    return list
-  }
-  // As the reference's BTreeMap, every order is accepted and a repeated position keeps the later
-  // value: one stable sort, then the last of each run of equal positions (n log n, where placing
-  // each item in turn was quadratic for a list written in reverse).
-  read.sort((a, b) => comparePositions(a.pos, b.pos))
-  const items: Array<Item> = []
-  for (let i = 0; i < read.length; i++) {
-    const next = read[i + 1]
-    if (next === undefined || comparePositions(read[i]!.pos, next.pos) !== 0) items.push(read[i]!)
-  }
-  list["items"] = items
-  return list
-}
-
-const readPosition = (u: Json, path: Path, depth: number): Position => {
-  if (!isObject(u)) return fail(path, "expected a position object")
-  checkDepth(depth, path)
-  for (const key of Object.keys(u)) {
-    if (key !== "numerator" && key !== "denominator" && key !== "unique_id") fail(down(path, key), "unknown field")
-  }
-  const n = u["numerator"]
-  const d = u["denominator"]
-  const id = u["unique_id"]
-  if (!hasOwn(u, "numerator") || typeof n !== "number" || !Number.isSafeInteger(n)) {
-    fail(down(path, "numerator"), "expected a safe integer")
-  }
-  if (!hasOwn(u, "denominator") || typeof d !== "number" || !Number.isSafeInteger(d) || d <= 0) {
-    fail(down(path, "denominator"), "expected a positive safe integer")
-  }
-  if (!hasOwn(u, "unique_id") || typeof id !== "string") fail(down(path, "unique_id"), "expected a string")
-  return makePosition(BigInt(n as number), BigInt(d as number), id as string)
 }
