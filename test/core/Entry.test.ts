@@ -34,6 +34,16 @@ const child = (parents: Array<string>, name: string, value: string, height = 1) 
   })
 
 describe("Entry", () => {
+  it("the CID cache keeps the most recent IDs only (a busy process's heap does not grow by ~2 KB per ID)", () => {
+    let parent = root.id
+    for (let i = 0; i < Entry.CID_CACHE_SIZE + 1_000; i++) {
+      const e = Entry.stored(child([parent], "data", `v${i}`, i + 1))
+      expect(Entry.cidCacheSize()).toBeLessThanOrEqual(Entry.CID_CACHE_SIZE)
+      parent = e.id
+    }
+    expect(Entry.cidCacheSize()).toBe(Entry.CID_CACHE_SIZE)
+  })
+
   it("IDs are CIDv1 dag-cbor BLAKE3-256 in base32", () => {
     const cid = CID.parse(root.id)
     expect(root.id.startsWith("bafyr4i")).toBe(true)
