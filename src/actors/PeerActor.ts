@@ -508,11 +508,9 @@ interface TreeState {
   readonly gone: Deferred.Deferred<void>
 }
 
-/** Leave out undefined optional fields, so statuses compare and print cleanly. */
-const normalize = (s: Mutable<PeerStatus>): PeerStatus => {
-  const out: Mutable<PeerStatus> = { state: s.state, hasLocalData: s.hasLocalData, pendingEntries: s.pendingEntries }
-  if (s.lastSync !== undefined) out.lastSync = s.lastSync
-  if (s.lastError !== undefined) out.lastError = s.lastError
-  if (s.retryAt !== undefined) out.retryAt = s.retryAt
-  return out
+/** Leave out undefined optional fields (whichever a status has), so statuses compare and print cleanly. */
+const normalize = (s: PeerStatus): PeerStatus => {
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(s)) if (value !== undefined) out[key] = value
+  return out as unknown as PeerStatus
 }

@@ -8,7 +8,6 @@ import * as Stream from "effect/Stream"
 import type { Address } from "../schema/Protocol.js"
 import {
   type FlushReport,
-  type PeerState,
   type PeerStatus as EnginePeerStatus,
   SyncEngine,
   type SyncHandle as EngineHandle
@@ -181,18 +180,13 @@ export interface SyncPeerOptions {
   readonly displayName?: string | undefined
 }
 
-/** The status of a registered peer for one database. */
-export interface PeerStatus {
-  /** `"idle" | "syncing" | "backoff" | "failed"`. */
-  readonly state: PeerState
-  /** Whether this node holds any entry of the database. */
-  readonly hasLocalData: boolean
+/**
+ * The status of a registered peer for one database: the engine's (`state`, `hasLocalData`,
+ * `lastError`, `pendingEntries`), with its times as Dates.
+ */
+export interface PeerStatus extends Omit<EnginePeerStatus, "lastSync" | "retryAt"> {
   /** When the last sync with the peer succeeded. */
   readonly lastSync?: Date | undefined
-  /** The last failure, until a sync succeeds. */
-  readonly lastError?: string | undefined
-  /** Entries queued for the peer and not yet delivered. */
-  readonly pendingEntries: number
   /** When the next retry is due, while in backoff. */
   readonly retryAt?: Date | undefined
 }
@@ -250,13 +244,11 @@ export class SyncHandle {
   }
 }
 
-const toStatus = (s: EnginePeerStatus): PeerStatus => ({
-  state: s.state,
-  hasLocalData: s.hasLocalData,
-  ...(s.lastSync !== undefined ? { lastSync: new Date(s.lastSync) } : {}),
-  ...(s.lastError !== undefined ? { lastError: s.lastError } : {}),
-  pendingEntries: s.pendingEntries,
-  ...(s.retryAt !== undefined ? { retryAt: new Date(s.retryAt) } : {})
+/** The engine's status with its epoch-ms times as Dates (every other field as it is). */
+const toStatus = ({ lastSync, retryAt, ...rest }: EnginePeerStatus): PeerStatus => ({
+  ...rest,
+  ...(lastSync !== undefined ? { lastSync: new Date(lastSync) } : {}),
+  ...(retryAt !== undefined ? { retryAt: new Date(retryAt) } : {})
 })
 
 const checkAddress = (a: PeerAddressOptions): Address => {
