@@ -158,11 +158,47 @@ describe("Promise facade: close and reopen", () => {
     }
   })
 
-  it("a Sqlite file that cannot be opened rejects with StorageError", async () => {
+  it("a Sqlite file that cannot be opened rejects with StorageError saying why", async () => {
     await rejection(Instance.open(new Sqlite(Path.join(dir, "missing-dir", "x.db"))), "StorageError")
     const notADb = Path.join(dir, "garbage.db")
     Fs.writeFileSync(notADb, "this is not a sqlite database, just some text padding it out".repeat(100))
-    await rejection(Instance.open(new Sqlite(notADb)), "StorageError")
+    // twice: the failed open let go of the file
+    for (let i = 0; i < 2; i++) {
+      const error = await rejection(Instance.open(new Sqlite(notADb)), "StorageError")
+      expect(error.message).toContain(`${notADb} is not an eidetica (SQLite) database file`)
+    }
+    const directory = await rejection(Instance.open(new Sqlite(dir)), "StorageError")
+    expect(directory.message).toContain(`cannot open, lock or write ${dir}`)
+  })
+
+  it("the same Sqlite file opened twice in one process is refused until the first instance closes", async () => {
+    const file = Path.join(dir, "data.db")
+    const first = await Instance.open(new Sqlite(file))
+    try {
+      await first.createUser("alice")
+      const error = await rejection(Instance.open(new Sqlite(file)), "StorageError")
+      expect(error.message).toContain(`${file} is already open in this process: close the other instance first`)
+      expect(await first.listUsers()).toEqual(["alice"])
+    } finally {
+      await first.close()
+    }
+    const second = await Instance.open(new Sqlite(file))
+    try {
+      expect(await second.listUsers()).toEqual(["alice"])
+    } finally {
+      await second.close()
+    }
+  })
+
+  // root ignores file permissions: there the read-only file opens (the codes are checked in Storage.test.ts)
+  it.skipIf(process.getuid?.() === 0)("a read-only Sqlite file rejects with StorageError naming it", async () => {
+    const file = Path.join(dir, "data.db")
+    await (await Instance.open(new Sqlite(file))).close()
+    const readOnly = Path.join(dir, "read-only.db")
+    Fs.copyFileSync(file, readOnly)
+    Fs.chmodSync(readOnly, 0o444)
+    const error = await rejection(Instance.open(new Sqlite(readOnly)), "StorageError")
+    expect(error.message).toContain(`cannot open, lock or write ${readOnly} (a read-only file or directory`)
   })
 })
 

@@ -1,15 +1,18 @@
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Entry from "../../src/core/Entry.js"
 import type { StoredEntry } from "../../src/core/Entry.js"
+import { openFailure, recentEntriesOf } from "../../src/layers/internal/StorageSqlite.js"
 import { layerMemory, layerSqlite, Storage } from "../../src/layers/Storage.js"
 import type { StorageError } from "../../src/schema/Errors.js"
 import { compareIds } from "../../src/schema/Ids.js"
@@ -29,6 +32,16 @@ const chain = (r: StoredEntry, n: number, label = "c"): Array<StoredEntry> => {
 
 /** Entries compared by value: the byte type (Buffer or Uint8Array) is not part of the contract. */
 const plain = (e: StoredEntry) => ({ ...e, bytes: Array.from(e.bytes) })
+
+/** The innermost SQLite error code among an error's causes. */
+const innermostCode = (error: unknown): string | undefined => {
+  let code: string | undefined
+  for (let e = error; typeof e === "object" && e !== null; e = (e as { cause?: unknown }).cause) {
+    const c = (e as { code?: unknown }).code
+    if (typeof c === "string") code = c
+  }
+  return code
+}
 
 const sortedIds = (...es: ReadonlyArray<StoredEntry>) => es.map((e) => e.id).sort(compareIds)
 const byHeight = (...es: ReadonlyArray<StoredEntry>) =>
@@ -372,7 +385,11 @@ describe("Storage: sqlite only", () => {
         // in-memory index and sequence numbers stale: it is refused, and this one goes on
         const second = yield* Effect.flip(Effect.scoped(Layer.build(layer)))
         expect(second._tag).toBe("StorageError")
-        expect(second.message).toContain("is in use by another process")
+        expect(second.message).toContain(`${filename} is already open in this process: close the other instance first`)
+        // the same file by another path (relative, through a `..`) is the same file
+        const relative = path.relative(process.cwd(), path.join(dir, "sub", "..", "alone.sqlite"))
+        const third = yield* Effect.flip(Effect.scoped(Layer.build(layerSqlite({ filename: relative }))))
+        expect(third.message).toContain("is already open in this process")
         expect(yield* s.put([e2])).toEqual([e2.id])
         expect(yield* s.tips(T)).toEqual([e2.id])
       }).pipe(Effect.provide(layer))
@@ -383,6 +400,86 @@ describe("Storage: sqlite only", () => {
         expect(yield* s.put([e3])).toEqual([e3.id])
       }).pipe(Effect.provide(layer))
     }))
+
+  it.scoped("a file another connection holds locked is refused as in use by another process, and opens once it lets go", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "held.sqlite")
+      yield* Effect.provide(Effect.flatMap(Storage, (s) => s.put([r])), layerSqlite({ filename }))
+      // what another process's storage does: an exclusive lock, held
+      const other = new Database(filename)
+      other.pragma("locking_mode = EXCLUSIVE")
+      other.exec("BEGIN EXCLUSIVE")
+      other.exec("COMMIT")
+      const refused = yield* Effect.flip(Effect.scoped(Layer.build(layerSqlite({ filename }))))
+      expect(refused._tag).toBe("StorageError")
+      expect(refused.message).toContain(`${filename} is in use by another process`)
+      other.close()
+      // the refused open released the file: this process may open it now
+      yield* Effect.provide(Effect.flatMap(Storage, (s) => Effect.map(s.count(T), (n) => expect(n).toBe(1))), layerSqlite({ filename }))
+    }))
+
+  it.scoped("a file that is not a database, or a directory, is refused saying so, with SQLite's error as the cause", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const garbage = path.join(dir, "garbage.sqlite")
+      fs.writeFileSync(garbage, "not a database ".repeat(200))
+      // twice: a failed open lets go of the file
+      for (let i = 0; i < 2; i++) {
+        const failure = yield* Effect.flip(Effect.scoped(Layer.build(layerSqlite({ filename: garbage }))))
+        expect(failure.message).toBe(`Storage failed during open: ${garbage} is not an eidetica (SQLite) database file`)
+        expect(innermostCode(failure)).toBe("SQLITE_NOTADB")
+      }
+      const failure = yield* Effect.flip(Effect.scoped(Layer.build(layerSqlite({ filename: dir }))))
+      expect(failure.message).toBe(`Storage failed during open: cannot open, lock or write ${dir} (a read-only file or directory, or not a file?)`)
+      expect(innermostCode(failure)).toBe("SQLITE_CANTOPEN")
+    }))
+
+  it("the SQLite codes of a read-only file or directory name the file (as root, permissions cannot be tested on a file)", () => {
+    for (const code of ["SQLITE_IOERR_LOCK", "SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN"]) {
+      const sqlite = Object.assign(new Error("disk I/O error"), { code })
+      const failure = openFailure("/data/x.db", new Error("Failed to prepare statement", { cause: sqlite }))
+      expect(failure.message).toBe("Storage failed during open: cannot open, lock or write /data/x.db (a read-only file or directory, or not a file?)")
+      expect(innermostCode(failure)).toBe(code)
+    }
+    // an error with no SQLite code is kept as it is
+    const plainError = new Error("Cannot open database because the directory does not exist")
+    expect(openFailure("/data/x.db", plainError).cause).toBe(plainError)
+  })
+
+  it.scoped("the recent-entry cache is bounded by memory as well as count; an entry too large for it is not kept", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const s = Context.get(yield* Layer.build(layerSqlite({ filename: path.join(dir, "big.sqlite") })), Storage)
+      const cache = recentEntriesOf(s)!
+      expect(cache.maxBytes).toBe(32 * 1024 * 1024)
+      // ~100 KB entries: without the memory bound, all 400 would be kept (~80 MB counted)
+      const big = (label: string) => `${label}:${"x".repeat(50_000)}`
+      let prev = r
+      yield* s.put([r])
+      for (let i = 0; i < 400; i++) {
+        prev = child(r, big(`b${i}`), [prev], { a: { parents: [prev] } })
+        yield* s.put([prev])
+      }
+      expect(cache.bytes).toBeLessThanOrEqual(cache.maxBytes)
+      expect(cache.bytes).toBeGreaterThan(cache.maxBytes * 0.9)
+      expect(cache.size).toBeLessThan(200)
+      // the newest are the ones kept: reading them back from the file does not change what is held
+      const held = { size: cache.size, bytes: cache.bytes }
+      expect((yield* s.getMany([prev.id])).map((e) => e.id)).toEqual([prev.id])
+      expect({ size: cache.size, bytes: cache.bytes }).toEqual(held)
+      // one entry over an eighth of the budget is stored and read, never kept
+      const huge = child(r, `huge:${"y".repeat(1_500_000)}`, [prev], { a: { parents: [prev] } })
+      expect(huge.bytes.length).toBeGreaterThan(cache.maxBytes / 16)
+      yield* s.put([huge])
+      expect((yield* s.getMany([huge.id])).map((e) => e.id)).toEqual([huge.id])
+      expect({ size: cache.size, bytes: cache.bytes }).toEqual(held)
+      // small entries are kept up to the count, as before
+      const small = chain(r, cache.maxEntries + 100, "s")
+      for (const e of small) yield* s.put([e])
+      expect(cache.size).toBe(cache.maxEntries)
+      expect(cache.bytes).toBe(2 * small.slice(-cache.maxEntries).reduce((n, e) => n + e.bytes.length, 0))
+    }), 60_000)
 
   it.effect("opening a file in a missing directory fails with StorageError", () =>
     Effect.gen(function*() {

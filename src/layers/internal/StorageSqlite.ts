@@ -12,6 +12,8 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { type DagNode, DagIndex, nodeOf } from "../../core/Dag.js"
 import { decodeTrusted, type StoredEntry, storeDataOfBytes, subtree } from "../../core/Entry.js"
 import { StorageError } from "../../schema/Errors.js"
@@ -74,6 +76,7 @@ export const migrations: ReadonlyArray<ReadonlyArray<string>> = [
 /** Open (creating or migrating) a SQLite storage; the file is closed when the scope closes. */
 export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, StorageError, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* holdInProcess(options.filename)
     const client = yield* openClient(options.filename)
     yield* claim(client, options.filename)
     yield* fromSql("open", client.unsafe(`PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`))
@@ -96,12 +99,8 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
     )
     const complete = () => loaded.size >= trees.size
     // Recently put or read entries, decoded: sync serves fresh entries again soon after they land.
-    const recent = new Map<string, StoredEntry>()
-    const remember = (e: StoredEntry) => {
-      recent.delete(e.id)
-      recent.set(e.id, e)
-      if (recent.size > RECENT_ENTRIES) recent.delete(recent.keys().next().value!)
-    }
+    const recent = new RecentEntries(RECENT_ENTRIES, RECENT_BYTES)
+    const remember = (e: StoredEntry) => recent.remember(e)
 
     /** Load a tree's DAG into the index (caller holds the lock). */
     const ensureLoaded = (treeId: string): Effect.Effect<void, StorageError> =>
@@ -254,7 +253,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
     const withIndex = <A>(treeId: string, f: (index: DagIndex, treeId: string) => A): Effect.Effect<A, StorageError> =>
       Effect.zipRight(loadTree(treeId), Effect.sync(() => f(index, treeId)))
 
-    return Storage.of({
+    const storage = Storage.of({
       put,
       get: (id) => Effect.map(getMany([id]), (es) => Option.fromNullable(es[0])),
       getMany,
@@ -332,6 +331,8 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
           )
         )
     })
+    recentOf.set(storage, recent)
+    return storage
   })
 
 /** Rows per multi-row INSERT: 8 columns × 500 stays far below SQLite's 32766 bound parameters. */
@@ -340,8 +341,63 @@ const INSERT_CHUNK = 500
 /** IDs per `IN (…)` lookup. */
 const SELECT_CHUNK = 500
 
-/** Decoded entries kept in memory by the SQLite layer. */
+/** Decoded entries kept in memory by the SQLite layer, at most. */
 const RECENT_ENTRIES = 4096
+
+/**
+ * Memory the kept entries may hold, at most: an entry counts twice its encoded size (its bytes, and
+ * the decoded entry's copy of its data). 4,096 small entries (up to 4 KiB) fit; large ones are
+ * kept fewer, and one over an eighth of it (an entry over 2 MiB) is not kept at all.
+ */
+const RECENT_BYTES = 32 * 1024 * 1024
+
+/**
+ * Decoded entries, oldest first, bounded by count and by memory (see RECENT_BYTES); a hit is not
+ * moved up (only a put or a read from the file refreshes an entry).
+ */
+export class RecentEntries {
+  private readonly entries = new Map<string, StoredEntry>()
+  private held = 0
+  private readonly largest: number
+
+  constructor(readonly maxEntries: number, readonly maxBytes: number) {
+    this.largest = maxBytes / 8
+  }
+
+  /** How many entries are kept. */
+  get size(): number {
+    return this.entries.size
+  }
+
+  /** The memory they count for (twice their encoded bytes). */
+  get bytes(): number {
+    return this.held
+  }
+
+  get(id: string): StoredEntry | undefined {
+    return this.entries.get(id)
+  }
+
+  /** Keep an entry as the newest, dropping the oldest ones past either bound. */
+  remember(e: StoredEntry): void {
+    const weight = e.bytes.length * 2
+    if (weight > this.largest) return
+    if (this.entries.delete(e.id)) this.held -= weight
+    this.entries.set(e.id, e)
+    this.held += weight
+    while (this.entries.size > this.maxEntries || this.held > this.maxBytes) {
+      const [id, old] = this.entries.entries().next().value!
+      this.entries.delete(id)
+      this.held -= old.bytes.length * 2
+    }
+  }
+}
+
+const recentOf = new WeakMap<StorageShape, RecentEntries>()
+
+/** The recent-entry cache of a SQLite storage (undefined for another storage): for tests and diagnostics. */
+export const recentEntriesOf = (storage: StorageShape): Pick<RecentEntries, "size" | "bytes" | "maxEntries" | "maxBytes"> | undefined =>
+  recentOf.get(storage)
 
 interface IndexRow {
   readonly id: string
@@ -358,9 +414,9 @@ const fromSql = <A, R>(operation: string, effect: Effect.Effect<A, SqlError, R>)
 const openClient = (filename: string): Effect.Effect<SqlClient.SqlClient, StorageError, Scope.Scope> =>
   Layer.build(SqliteClient.layer({ filename, disableWAL: true })).pipe(
     Effect.map((ctx) => Context.get(ctx, SqlClient.SqlClient)),
-    Effect.mapError((cause) => new StorageError({ operation: "open", cause })),
     // better-sqlite3 throws while opening (missing directory, not a database): wrap it.
-    Effect.catchAllDefect((cause) => Effect.fail(new StorageError({ operation: "open", cause })))
+    Effect.catchAllDefect(Effect.fail),
+    Effect.mapError((cause) => openFailure(filename, cause))
   )
 
 /**
@@ -379,27 +435,79 @@ const claim = (sql: SqlClient.SqlClient, filename: string): Effect.Effect<void, 
     yield* sql.unsafe("PRAGMA journal_mode = WAL")
     yield* sql.unsafe("BEGIN EXCLUSIVE")
     yield* sql.unsafe("COMMIT")
-  }).pipe(
-    Effect.mapError((cause) =>
-      new StorageError({
-        operation: "open",
-        cause: isBusy(cause)
-          ? new Error(
-            `${filename} is in use by another process (an eidetica node serving this data directory?): ` +
-              "one process at a time may open it; stop that process, or talk to it over sync"
-          )
-          : cause
-      })
-    )
-  )
+  }).pipe(Effect.mapError((cause) => openFailure(filename, cause)))
 
-/** Whether an error (or one it wraps) is SQLite's SQLITE_BUSY: another connection holds the lock. */
-const isBusy = (error: unknown): boolean => {
+/**
+ * The files this process has open, by absolute path: a second open of one in the same process is
+ * refused before SQLite's lock would (whose refusal names another process). Released when the
+ * storage's scope closes, after the file is.
+ */
+const openHere = new Set<string>()
+
+const holdInProcess = (filename: string): Effect.Effect<void, StorageError, Scope.Scope> => {
+  if (filename === "" || filename === ":memory:") return Effect.void
+  return Effect.acquireRelease(
+    Effect.suspend(() => {
+      const key = fileKey(filename)
+      if (openHere.has(key)) {
+        return Effect.fail(
+          new StorageError({
+            operation: "open",
+            cause: new Error(`${filename} is already open in this process: close the other instance first`)
+          })
+        )
+      }
+      openHere.add(key)
+      return Effect.succeed(key)
+    }),
+    (key) => Effect.sync(() => openHere.delete(key))
+  )
+}
+
+/** A file's absolute path, through its directory's real path when that exists (so symlinked directories match). */
+const fileKey = (filename: string): string => {
+  const absolute = Path.resolve(filename)
+  try {
+    return Path.join(Fs.realpathSync(Path.dirname(absolute)), Path.basename(absolute))
+  } catch {
+    return absolute
+  }
+}
+
+/**
+ * An error at open as a StorageError saying what is wrong with the file, from the SQLite code found
+ * in its causes (the original error kept as the cause of the message).
+ */
+export const openFailure = (filename: string, error: unknown): StorageError => {
+  const code = sqliteCode(error)
+  const reason = code === undefined ? undefined : reasonOf(filename, code)
+  return new StorageError({ operation: "open", cause: reason === undefined ? error : new Error(reason, { cause: error }) })
+}
+
+const reasonOf = (filename: string, code: string): string | undefined => {
+  if (code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_")) {
+    return `${filename} is in use by another process (an eidetica node serving this data directory?): ` +
+      "one process at a time may open it; stop that process, or talk to it over sync"
+  }
+  if (code === "SQLITE_NOTADB") return `${filename} is not an eidetica (SQLite) database file`
+  if (
+    code === "SQLITE_IOERR_LOCK" || code === "SQLITE_PERM" || code === "SQLITE_CANTOPEN" ||
+    code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN_")
+  ) {
+    return `cannot open, lock or write ${filename} (a read-only file or directory, or not a file?)`
+  }
+  return undefined
+}
+
+/** The innermost SQLite error code (`SQLITE_…`) among an error and the causes it wraps. */
+const sqliteCode = (error: unknown): string | undefined => {
+  let found: string | undefined
   for (let e = error, depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
-    if ((e as { code?: unknown }).code === "SQLITE_BUSY") return true
+    const code = (e as { code?: unknown }).code
+    if (typeof code === "string" && code.startsWith("SQLITE_")) found = code
     e = (e as { cause?: unknown }).cause
   }
-  return false
+  return found
 }
 
 const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
