@@ -33,7 +33,9 @@ export class DocFormatError extends Error {
   readonly _tag = "DocFormatError" as const
   constructor(
     readonly path: string,
-    readonly reason: string
+    readonly reason: string,
+    /** Where in the data an app wrote, as it wrote it (`a.b[3].c`), when the writer found the problem. */
+    readonly dataPath?: string
   ) {
     super(`${path === "" ? "(root)" : path}: ${reason}`)
     this.name = "DocFormatError"

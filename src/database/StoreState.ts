@@ -63,7 +63,10 @@ export const encodeDelta = (store: string, delta: Doc): Effect.Effect<Uint8Array
     try {
       return Effect.succeed(delta.encode())
     } catch (e) {
-      if (e instanceof DocFormatError) return Effect.fail(new InvalidEntry({ reason: `store ${store}: ${e.message}` }))
+      if (e instanceof DocFormatError) {
+        const where = e.dataPath === undefined ? e.message : `${e.dataPath === "" ? "(the store)" : e.dataPath}: ${e.reason}`
+        return Effect.fail(new InvalidEntry({ reason: `store ${store}: ${where}` }))
+      }
       throw e
     }
   })

@@ -465,7 +465,13 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       yield* new DocStore(txn, "data").set("x", plain as never)
       const err = yield* Effect.flip(Transaction.commit(txn))
       expect(err._tag).toBe("InvalidEntry")
-      expect(err.message).toMatch(/^Invalid entry: store data: children\.x(\.Doc\.children\.a)+.*: nested deeper than 127 arrays and objects$/)
+      // named as the app wrote it: x.a.a…, not the encoding's children.x.Doc.children.a…
+      expect(err.message).toMatch(/^Invalid entry: store data: x(\.a)+: nested deeper than 127 arrays and objects$/)
+      expect(err.message.length).toBeLessThan(200)
+      // inside a list, the index
+      const listed = Transaction.begin(db, admin)
+      yield* new DocStore(listed, "data").set("y", [0, plain] as never)
+      expect((yield* Effect.flip(Transaction.commit(listed))).message).toMatch(/^Invalid entry: store data: y\[1\](\.a)+: nested deeper/)
       expect(yield* storage.count(db.rootId)).toBe(before)
       const created = yield* Effect.flip(Database.create({ signer: admin, settings: Doc.from(plain as never) }))
       expect(created.message).toMatch(/^Invalid entry: store _settings: .*nested deeper/)

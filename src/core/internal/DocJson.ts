@@ -25,7 +25,10 @@ export const serialize = (doc: Doc): string => {
   try {
     writeDoc(doc, parts, 1)
   } catch (e) {
-    if (e instanceof TooDeep) throw new DocFormatError(e.keys.reverse().join("."), tooDeep)
+    if (e instanceof TooDeep) {
+      const segments = e.keys.reverse()
+      throw new DocFormatError(segments.join("."), tooDeep, dataPathOf(segments))
+    }
     throw e
   }
   return parts.join("")
@@ -69,6 +72,24 @@ const textEncoder = new TextEncoder()
  * Thrown by the writer past MAX_JSON_DEPTH, with the path the reader would name: innermost key first,
  * each level on the way out adding its own.
  */
+/**
+ * The path an app wrote (`a.b[3].c`) from the serde path's segments (`children.a.Doc.children.b.
+ * List.3.1…`): a Doc's key follows `children`, a list index follows `List`; the rest is the
+ * encoding's own structure.
+ */
+const dataPathOf = (segments: ReadonlyArray<string>): string => {
+  let out = ""
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]
+    if (segment === "children" && i + 1 < segments.length) out += (out === "" ? "" : ".") + segments[++i]
+    else if (segment === "List" && i + 1 < segments.length) {
+      out += `[${segments[++i]}]`
+      if (segments[i + 1] === "0" || segments[i + 1] === "1") i++ // the item's position or value
+    }
+  }
+  return out
+}
+
 class TooDeep {
   constructor(readonly keys: Array<string> = []) {}
 }
