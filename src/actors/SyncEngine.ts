@@ -255,8 +255,8 @@ export const make = (options: Options = {}): Effect.Effect<
       Stream.runDrain(
         Stream.flatMap(
           Stream.changes(anyPeer.changes),
-          (any) =>
-            any
+          (registered) =>
+            registered
               ? Stream.repeatEffectWithSchedule(
                 Effect.suspend(() => reconcile(allTrees())),
                 Schedule.spaced(`${DatabaseActor.SETTINGS_REFRESH_SECONDS} seconds`)

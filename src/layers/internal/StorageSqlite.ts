@@ -1,24 +1,22 @@
 /**
  * The SQLite storage: a file through @effect/sql-sqlite-node (WAL, versioned migrations, batched
  * inserts) on a reserved connection. A tree's DAG index is loaded lazily with one query and kept
- * current on every put; decoded entries recently put or read are kept in memory.
+ * current on every put; decoded entries recently put or read are kept in memory (RecentEntries.ts).
+ * Opening and claiming the file, and the errors at open, are SqliteOpen.ts.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
-import * as Path from "node:path"
 import { type DagNode, DagIndex, nodeOf } from "../../core/Dag.js"
 import { decodeTrusted, type StoredEntry, storeDataOfBytes, subtree } from "../../core/Entry.js"
 import { StorageError } from "../../schema/Errors.js"
 import { compareIds } from "../../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../../services/Storage.js"
+import { RecentEntries } from "./RecentEntries.js"
+import { claim, holdInProcess, openClient } from "./SqliteOpen.js"
 import * as Session from "./SqliteSession.js"
 import { checkBatch, chunks, dagQueries } from "./StorageShared.js"
 
@@ -351,48 +349,6 @@ const RECENT_ENTRIES = 4096
  */
 const RECENT_BYTES = 32 * 1024 * 1024
 
-/**
- * Decoded entries, oldest first, bounded by count and by memory (see RECENT_BYTES); a hit is not
- * moved up (only a put or a read from the file refreshes an entry).
- */
-export class RecentEntries {
-  private readonly entries = new Map<string, StoredEntry>()
-  private held = 0
-  private readonly largest: number
-
-  constructor(readonly maxEntries: number, readonly maxBytes: number) {
-    this.largest = maxBytes / 8
-  }
-
-  /** How many entries are kept. */
-  get size(): number {
-    return this.entries.size
-  }
-
-  /** The memory they count for (twice their encoded bytes). */
-  get bytes(): number {
-    return this.held
-  }
-
-  get(id: string): StoredEntry | undefined {
-    return this.entries.get(id)
-  }
-
-  /** Keep an entry as the newest, dropping the oldest ones past either bound. */
-  remember(e: StoredEntry): void {
-    const weight = e.bytes.length * 2
-    if (weight > this.largest) return
-    if (this.entries.delete(e.id)) this.held -= weight
-    this.entries.set(e.id, e)
-    this.held += weight
-    while (this.entries.size > this.maxEntries || this.held > this.maxBytes) {
-      const [id, old] = this.entries.entries().next().value!
-      this.entries.delete(id)
-      this.held -= old.bytes.length * 2
-    }
-  }
-}
-
 const recentOf = new WeakMap<StorageShape, RecentEntries>()
 
 /** The recent-entry cache of a SQLite storage (undefined for another storage): for tests and diagnostics. */
@@ -409,106 +365,6 @@ interface IndexRow {
 
 const fromSql = <A, R>(operation: string, effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, StorageError, R> =>
   Effect.mapError(effect, (cause) => new StorageError({ operation, cause }))
-
-// WAL is switched on by `claim`, after the locking mode (see there)
-const openClient = (filename: string): Effect.Effect<SqlClient.SqlClient, StorageError, Scope.Scope> =>
-  Layer.build(SqliteClient.layer({ filename, disableWAL: true })).pipe(
-    Effect.map((ctx) => Context.get(ctx, SqlClient.SqlClient)),
-    // better-sqlite3 throws while opening (missing directory, not a database): wrap it.
-    Effect.catchAllDefect(Effect.fail),
-    Effect.mapError((cause) => openFailure(filename, cause))
-  )
-
-/**
- * Take the file for this process alone: SQLite's exclusive locking mode, set before the first WAL
- * access (so the WAL index lives in this process's memory, with no shared-memory file or per-
- * transaction locks), and an exclusive transaction to take the lock now rather than at the first
- * write. This storage keeps the DAG index, sequence numbers and states in memory, so a second
- * process writing the same file would make them stale (its entries unseen, ours refused as
- * duplicate sequence numbers); it is refused at open with a clear error instead. The lock goes
- * with the connection, whether the process closes the storage or dies.
- */
-const claim = (sql: SqlClient.SqlClient, filename: string): Effect.Effect<void, StorageError> =>
-  Effect.gen(function*() {
-    yield* sql.unsafe("PRAGMA busy_timeout = 250")
-    yield* sql.unsafe("PRAGMA locking_mode = EXCLUSIVE")
-    yield* sql.unsafe("PRAGMA journal_mode = WAL")
-    yield* sql.unsafe("BEGIN EXCLUSIVE")
-    yield* sql.unsafe("COMMIT")
-  }).pipe(Effect.mapError((cause) => openFailure(filename, cause)))
-
-/**
- * The files this process has open, by absolute path: a second open of one in the same process is
- * refused before SQLite's lock would (whose refusal names another process). Released when the
- * storage's scope closes, after the file is.
- */
-const openHere = new Set<string>()
-
-const holdInProcess = (filename: string): Effect.Effect<void, StorageError, Scope.Scope> => {
-  if (filename === "" || filename === ":memory:") return Effect.void
-  return Effect.acquireRelease(
-    Effect.suspend(() => {
-      const key = fileKey(filename)
-      if (openHere.has(key)) {
-        return Effect.fail(
-          new StorageError({
-            operation: "open",
-            cause: new Error(`${filename} is already open in this process: close the other instance first`)
-          })
-        )
-      }
-      openHere.add(key)
-      return Effect.succeed(key)
-    }),
-    (key) => Effect.sync(() => openHere.delete(key))
-  )
-}
-
-/** A file's absolute path, through its directory's real path when that exists (so symlinked directories match). */
-const fileKey = (filename: string): string => {
-  const absolute = Path.resolve(filename)
-  try {
-    return Path.join(Fs.realpathSync(Path.dirname(absolute)), Path.basename(absolute))
-  } catch {
-    return absolute
-  }
-}
-
-/**
- * An error at open as a StorageError saying what is wrong with the file, from the SQLite code found
- * in its causes (the original error kept as the cause of the message).
- */
-export const openFailure = (filename: string, error: unknown): StorageError => {
-  const code = sqliteCode(error)
-  const reason = code === undefined ? undefined : reasonOf(filename, code)
-  return new StorageError({ operation: "open", cause: reason === undefined ? error : new Error(reason, { cause: error }) })
-}
-
-const reasonOf = (filename: string, code: string): string | undefined => {
-  if (code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_")) {
-    return `${filename} is in use by another process (an eidetica node serving this data directory?): ` +
-      "one process at a time may open it; stop that process, or talk to it over sync"
-  }
-  if (code === "SQLITE_NOTADB") return `${filename} is not an eidetica (SQLite) database file`
-  if (
-    code === "SQLITE_IOERR_LOCK" || code === "SQLITE_PERM" || code === "SQLITE_CANTOPEN" ||
-    code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN_")
-  ) {
-    return `cannot open, lock or write ${filename} (a read-only file or directory, or not a file?)`
-  }
-  return undefined
-}
-
-/** The innermost SQLite error code (`SQLITE_…`) among an error and the causes it wraps. */
-const sqliteCode = (error: unknown): string | undefined => {
-  let found: string | undefined
-  for (let e = error, depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === "string" && code.startsWith("SQLITE_")) found = code
-    e = (e as { cause?: unknown }).cause
-  }
-  return found
-}
 
 const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
