@@ -75,6 +75,13 @@ export class DagIndex {
   /** Store names, one string each (a large index would otherwise hold a copy per entry). */
   private readonly names = new Map<string, string>()
 
+  /** Forget every entry and tree (the storage holding it was closed). */
+  clear(): void {
+    this.nodes.clear()
+    this.trees.clear()
+    this.names.clear()
+  }
+
   /** Add an entry. Returns false (and changes nothing) when the ID is already indexed. */
   add(added: DagNode): boolean {
     if (this.nodes.has(added.id)) return false

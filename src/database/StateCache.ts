@@ -135,15 +135,29 @@ export const layerCacheWith = (
   checkpoints: CheckpointPolicy = defaultCheckpoints,
   maxSlots: number = DEFAULT_MAX_SLOTS
 ): Layer.Layer<StateCache> =>
-  Layer.sync(StateCache, () => ({
-    states: new Map(),
-    settings: new Map(),
-    settingsHeld: { chars: 0, slots: 0 },
-    checkpoints,
-    maxSlots,
-    held: { slots: 0 },
-    updating: new Map()
-  }))
+  Layer.scoped(
+    StateCache,
+    // emptied when the layer closes: an app that keeps its Instance after close() keeps no states
+    Effect.acquireRelease(
+      Effect.sync(() => ({
+        states: new Map<string, Cached>(),
+        settings: new Map<string, { readonly doc: Doc; readonly slots: number }>(),
+        settingsHeld: { chars: 0, slots: 0 },
+        checkpoints,
+        maxSlots,
+        held: { slots: 0 },
+        updating: new Map()
+      })),
+      (cache) =>
+        Effect.sync(() => {
+          cache.states.clear()
+          cache.settings.clear()
+          cache.settingsHeld.chars = 0
+          cache.settingsHeld.slots = 0
+          cache.held.slots = 0
+        })
+    )
+  )
 
 /** A fresh, empty cache. */
 export const layerCache: Layer.Layer<StateCache> = layerCacheWith()

@@ -6,11 +6,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
+import { layerCache, StateCache } from "../../src/database/StoreState.js"
 import type { StoredEntry } from "../../src/core/Entry.js"
 import { openFailure } from "../../src/layers/internal/SqliteOpen.js"
 import { recentEntriesOf } from "../../src/layers/internal/StorageSqlite.js"
@@ -481,6 +484,23 @@ describe("Storage: sqlite only", () => {
       expect(cache.size).toBe(cache.maxEntries)
       expect(cache.bytes).toBe(2 * small.slice(-cache.maxEntries).reduce((n, e) => n + e.bytes.length, 0))
     }), 60_000)
+
+  it.scoped("a closed SQLite storage and state cache hold nothing (an app may keep its Instance after close)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const scope = yield* Scope.make()
+      const context = yield* Scope.extend(Layer.build(Layer.merge(layerSqlite({ filename: path.join(dir, "closed.sqlite") }), layerCache)), scope)
+      const s = Context.get(context, Storage)
+      const cache = Context.get(context, StateCache)
+      yield* s.put([r])
+      for (const e of chain(r, 50, "c")) yield* s.put([e])
+      cache.states.set("k", { doc: Doc.empty() } as never)
+      expect(recentEntriesOf(s)!.size).toBeGreaterThan(0)
+      yield* Scope.close(scope, Exit.void)
+      expect(recentEntriesOf(s)!.size).toBe(0)
+      expect(recentEntriesOf(s)!.bytes).toBe(0)
+      expect(cache.states.size).toBe(0)
+    }))
 
   it.effect("opening a file in a missing directory fails with StorageError", () =>
     Effect.gen(function*() {

@@ -28,6 +28,12 @@ export class RecentEntries {
     return this.held
   }
 
+  /** Drop every entry. */
+  clear(): void {
+    this.entries.clear()
+    this.held = 0
+  }
+
   get(id: string): StoredEntry | undefined {
     return this.entries.get(id)
   }

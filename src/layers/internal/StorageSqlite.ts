@@ -330,6 +330,14 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         )
     })
     recentOf.set(storage, recent)
+    // a closed storage holds no entries: an app that keeps its Instance after close() keeps nothing
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        recent.clear()
+        index.clear()
+        loaded.clear()
+      })
+    )
     return storage
   })
 
