@@ -16,7 +16,7 @@ import type { StorageError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
 import type { SyncSettings } from "../schema/SyncSettings.js"
 import { Instance } from "../services/Instance.js"
-import { Storage } from "../services/Storage.js"
+import { readMetaRecord, Storage } from "../services/Storage.js"
 import { Sync, type SyncShape } from "../services/Sync.js"
 import {
   type FlushReport,
@@ -110,7 +110,7 @@ export const make = (options: Options = {}): Effect.Effect<
     const records = new Map<string, PeerRecord>()
 
     for (const [key, value] of yield* storage.listMeta(PEERS_PREFIX)) {
-      const record = readRecord<PeerRecord>(value, (r) => typeof r.peerPubkey === "string" && Array.isArray(r.addresses) && typeof r.trees === "object" && r.trees !== null)
+      const record = readMetaRecord<PeerRecord>(value, (r) => typeof r.peerPubkey === "string" && Array.isArray(r.addresses) && typeof r.trees === "object" && r.trees !== null)
       if (record === undefined) yield* Effect.logWarning(`skipping the unreadable sync peer record ${key}`)
       else records.set(record.peerPubkey, record)
     }
@@ -157,7 +157,7 @@ export const make = (options: Options = {}): Effect.Effect<
                 yield* Effect.ignore(storage.deleteMeta(key))
                 continue
               }
-              const pending = readRecord<PeerActor.PendingWork>(value, (r) => Array.isArray(r.entries) && typeof r.sync === "boolean")
+              const pending = readMetaRecord<PeerActor.PendingWork>(value, (r) => Array.isArray(r.entries) && typeof r.sync === "boolean")
               if (pending === undefined) yield* Effect.logWarning(`skipping the unreadable pending sync work ${key}`)
               else work.set(treeId, pending)
             }
@@ -409,17 +409,4 @@ const mergeAddresses = (current: ReadonlyArray<Address>, added: ReadonlyArray<Ad
     out.push({ transport_type: a.transport_type, address: a.address })
   }
   return out
-}
-
-/**
- * A record this engine saved, parsed; undefined when it is not JSON of the expected shape (a
- * damaged row is skipped with a warning rather than keeping the instance from opening).
- */
-const readRecord = <A>(value: string, looksRight: (record: Readonly<Record<string, unknown>>) => boolean): A | undefined => {
-  try {
-    const parsed: unknown = JSON.parse(value)
-    return typeof parsed === "object" && parsed !== null && looksRight(parsed as Record<string, unknown>) ? (parsed as A) : undefined
-  } catch {
-    return undefined
-  }
 }

@@ -42,6 +42,14 @@ export const authOf = (settings: Doc, only?: AuthTouch): AuthState => {
 }
 
 /**
+ * The auth after a settings change: `state` (whose auth is `before`) with `delta` merged on top,
+ * read only for the keys the delta writes (`touched`, all `checkChange` looks at), or whole when
+ * there was no auth before (then it is the auth the change itself is checked under).
+ */
+export const authAfterChange = (state: Doc, before: AuthState, delta: Doc, touched: AuthTouch): AuthState =>
+  authOf(state.mergeSharing(delta), before._tag === "Present" ? touched : undefined)
+
+/**
  * The auth of a settings state from the auth of the state below it, given what the delta between
  * them writes: the keys it names read again, the rest kept. Undefined when it replaces auth or its
  * keys as a whole, or there was no auth below (read the state whole then).

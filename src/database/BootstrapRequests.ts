@@ -25,7 +25,7 @@ import * as Settings from "../core/Settings.js"
 import { InvalidRequestState, PermissionDenied, RequestNotFound, type StorageError } from "../schema/Errors.js"
 import type { AuthSettings } from "../schema/Auth.js"
 import * as Permission from "../schema/Permission.js"
-import { Storage, type StorageShape } from "../services/Storage.js"
+import { readMetaRecord, Storage, type StorageShape } from "../services/Storage.js"
 import { authSettings, type DatabaseEnv, type Signer } from "./Database.js"
 import { SettingsStore } from "./SettingsStore.js"
 import { uuidV4 } from "./Stores.js"
@@ -226,20 +226,15 @@ const rowKey = (treeId: string, requestId: string) => `${PREFIX}${encodeURICompo
 
 const holdsExactly = (auth: AuthSettings, key: string, permission: Permission.Permission): boolean => {
   const own = auth.keys[key]
-  return own?.status === "Active" && Permission.format(own.permissions) === Permission.format(permission)
+  return own?.status === "Active" && Permission.compare(own.permissions, permission) === 0
 }
 
 const decode = (key: string, value: string): Effect.Effect<Option.Option<BootstrapRequest>> => {
-  try {
-    const parsed: unknown = JSON.parse(value)
-    if (
-      typeof parsed === "object" && parsed !== null && "requestId" in parsed && typeof parsed.requestId === "string" &&
-      "treeId" in parsed && typeof parsed.treeId === "string" && "status" in parsed && typeof parsed.status === "string"
-    ) return Effect.succeed(Option.some(parsed as BootstrapRequest))
-  } catch {
-    // reported below
-  }
-  return Effect.as(Effect.logWarning(`skipping the unreadable bootstrap request record ${key}`), Option.none())
+  const request = readMetaRecord<BootstrapRequest>(value, (r) =>
+    typeof r.requestId === "string" && typeof r.treeId === "string" && typeof r.status === "string")
+  return request !== undefined
+    ? Effect.succeed(Option.some(request))
+    : Effect.as(Effect.logWarning(`skipping the unreadable bootstrap request record ${key}`), Option.none())
 }
 
 const readRows = (storage: StorageShape, prefix: string): Effect.Effect<Array<BootstrapRequest>, StorageError> =>

@@ -82,6 +82,12 @@ export const DEFAULT_MAX_SLOTS = 1_000_000
 /** A state of fewer slots (as last checkpointed) is counted again whenever it changes. */
 const RECOUNT_BELOW = 1_024
 
+/** A pinned settings state (PinnedSettings.ts) and the slots it holds of its own. */
+export interface PinnedState {
+  readonly doc: Doc
+  readonly slots: number
+}
+
 /** The per-process cache of folded states. */
 export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
   StateCache,
@@ -89,7 +95,7 @@ export class StateCache extends Context.Tag("eidetica-ts/StateCache")<
     /** By key, the least recently read first. */
     readonly states: Map<string, Cached>
     /** Settings states by pinned tips (PinnedSettings.ts), with the slots each holds of its own. */
-    readonly settings: Map<string, { readonly doc: Doc; readonly slots: number }>
+    readonly settings: Map<string, PinnedState>
     /** What the settings states hold together: their keys' characters (the pinned tips) and slots. */
     readonly settingsHeld: { chars: number; slots: number }
     readonly checkpoints: CheckpointPolicy
@@ -141,7 +147,7 @@ export const layerCacheWith = (
     Effect.acquireRelease(
       Effect.sync(() => ({
         states: new Map<string, Cached>(),
-        settings: new Map<string, { readonly doc: Doc; readonly slots: number }>(),
+        settings: new Map<string, PinnedState>(),
         settingsHeld: { chars: 0, slots: 0 },
         checkpoints,
         maxSlots,

@@ -175,10 +175,7 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
     const staged = txn.staged.get(Entry.SETTINGS)
     const delta = staged !== undefined && !staged.delta.isEmpty() ? staged.delta : undefined
     const touched = delta !== undefined ? Settings.touchedBy(delta) : undefined
-    // only the keys the change writes are read after it (all of them when there was no auth before)
-    const after = delta !== undefined
-      ? Settings.authOf(settingsState.mergeSharing(delta), before._tag === "Present" ? touched : undefined)
-      : before
+    const after = delta !== undefined ? Settings.authAfterChange(settingsState, before, delta, touched!) : before
     if (after._tag !== "Present")
       return yield* new CorruptedAuthConfiguration({
         detail: after._tag === "Corrupt" ? after.reason : "auth must not be deleted"

@@ -103,3 +103,16 @@ export interface StorageShape {
 
 /** The Storage service tag. */
 export class Storage extends Context.Tag("eidetica-ts/Storage")<Storage, StorageShape>() {}
+
+/**
+ * A metadata value this engine wrote as JSON, parsed; undefined when it is not JSON or `looksRight`
+ * says it is not of the expected shape (a damaged row is skipped by its reader, not a defect).
+ */
+export const readMetaRecord = <A>(value: string, looksRight: (record: Readonly<Record<string, unknown>>) => boolean): A | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(value)
+    return typeof parsed === "object" && parsed !== null && looksRight(parsed as Record<string, unknown>) ? (parsed as A) : undefined
+  } catch {
+    return undefined
+  }
+}

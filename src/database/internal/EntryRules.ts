@@ -136,13 +136,11 @@ export const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | 
   const entry = e.entry
   const settingsNode = s.settingsNode
   const before = s.root ? Settings.authOf(pinned) : pinnedAuthOf(pinned)
-  // what a settings change writes: all `after` is read for, unless the auth before is not there
-  // (then `after` is the auth the entry is checked under, read whole)
   const touched = settingsNode !== undefined ? Settings.touchedBy(s.settingsDelta ?? Doc.empty()) : undefined
   let effective = before
   let after = before
   if (s.settingsDelta !== undefined) {
-    after = Settings.authOf(pinned.mergeSharing(s.settingsDelta), before._tag === "Present" ? touched : undefined)
+    after = Settings.authAfterChange(pinned, before, s.settingsDelta, touched!)
     if (before._tag !== "Present") effective = after
   }
   if (effective._tag !== "Present") return "the database has no auth configured"
@@ -167,10 +165,9 @@ export const authorise = (e: StoredEntry, s: Structure, pinned: Doc): Pending | 
 }
 
 /**
- * Reject, transitively, every entry that depends on a rejected one. A dependency may come later in
- * the batch's (height, ID) order than the entry (a pinned settings tip, or a store parent of lower
- * store height but greater tree height), so the verdicts spread along the dependency edges, not in
- * one pass over the batch.
+ * Reject, transitively, every entry that depends on a rejected one (its dependencies are below it,
+ * but a verdict such as a failed signature comes after the whole batch was checked), so the
+ * verdicts spread along the dependency edges.
  */
 export const rejectDependents = (pending: ReadonlyArray<Pending>, bad: Set<string>, rejected: Array<InvalidEntry>) => {
   const dependents = new Map<string, Array<string>>()
