@@ -4,9 +4,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import type { Plain } from "../core/Doc.js"
+import { Doc, type Plain } from "../core/Doc.js"
+import * as Entry from "../core/Entry.js"
 import * as DatabaseOps from "../database/Database.js"
+import * as PasswordStore from "../database/PasswordStore.js"
 import { SettingsStore as SettingsStoreOps } from "../database/SettingsStore.js"
+import { stateOf } from "../database/StoreState.js"
 import * as Stores from "../database/Stores.js"
 import * as TransactionOps from "../database/Transaction.js"
 import type { AuthSettings } from "../schema/Auth.js"
@@ -49,12 +52,44 @@ export class Database {
 
   /** A read-only view of a document store's current state. */
   docStore(name: string): Promise<DocStoreView> {
-    return this.runner.attempt(async () => new DocStoreView(this.runner, new Stores.DocStoreView(this.opened.db, storeName(name, true))))
+    return this.runner.attempt(() => {
+      const store = storeName(name, true)
+      return this.runner.run(
+        Effect.as(ofType(this.opened.db, store, Stores.DOCSTORE), new DocStoreView(this.runner, new Stores.DocStoreView(this.opened.db, store)))
+      )
+    })
   }
 
   /** A read-only view of a table's current state. */
   table<T>(name: string): Promise<TableView<T>> {
-    return this.runner.attempt(async () => new TableView<T>(this.runner, new Stores.TableView<T>(this.opened.db, storeName(name, true))))
+    return this.runner.attempt(() => {
+      const store = storeName(name, true)
+      return this.runner.run(
+        Effect.as(ofType(this.opened.db, store, Stores.TABLE), new TableView<T>(this.runner, new Stores.TableView<T>(this.opened.db, store)))
+      )
+    })
+  }
+
+  /**
+   * A read-only view of a password-encrypted document store (created by a transaction's
+   * `encryptedDocStore`). A wrong password rejects with DecryptionFailed; a store of another kind,
+   * or none, with InvalidEntry.
+   */
+  encryptedDocStore(name: string, password: string): Promise<DocStoreView> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.map(PasswordStore.docStoreView(this.opened.db, storeName(name), checkPassword(password)), (view) => new DocStoreView(this.runner, view))
+      )
+    )
+  }
+
+  /** A read-only view of a password-encrypted table (see `encryptedDocStore`). */
+  encryptedTable<T>(name: string, password: string): Promise<TableView<T>> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.map(PasswordStore.tableView<T>(this.opened.db, storeName(name), checkPassword(password)), (view) => new TableView<T>(this.runner, view))
+      )
+    )
   }
 
   /** The database's name from its settings, if set. */
@@ -105,12 +140,41 @@ export class Transaction {
 
   /** A document store inside this transaction (reads see staged changes). */
   docStore(name: string): Promise<DocStore> {
-    return this.runner.attempt(async () => new DocStore(this.runner, new Stores.DocStore(this.txn, storeName(name))))
+    return this.runner.attempt(() => {
+      const store = storeName(name)
+      return this.runner.run(Effect.as(ofType(this.txn.db, store, Stores.DOCSTORE), new DocStore(this.runner, new Stores.DocStore(this.txn, store))))
+    })
   }
 
   /** A table inside this transaction (reads see staged changes). */
   table<T>(name: string): Promise<Table<T>> {
-    return this.runner.attempt(async () => new Table<T>(this.runner, new Stores.Table<T>(this.txn, storeName(name))))
+    return this.runner.attempt(() => {
+      const store = storeName(name)
+      return this.runner.run(Effect.as(ofType(this.txn.db, store, Stores.TABLE), new Table<T>(this.runner, new Stores.Table<T>(this.txn, store))))
+    })
+  }
+
+  /**
+   * A password-encrypted document store inside this transaction, created by the first commit that
+   * writes it. Entries, storage and peers hold only ciphertext (AES-256-GCM under an Argon2id key);
+   * the plaintext state lives only in this process. Opening an existing one with a wrong password
+   * rejects with DecryptionFailed; the password cannot be recovered or changed.
+   */
+  encryptedDocStore(name: string, password: string): Promise<DocStore> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.map(PasswordStore.docStore(this.txn, storeName(name), checkPassword(password)), (store) => new DocStore(this.runner, store))
+      )
+    )
+  }
+
+  /** A password-encrypted table inside this transaction (see `encryptedDocStore`). */
+  encryptedTable<T>(name: string, password: string): Promise<Table<T>> {
+    return this.runner.attempt(() =>
+      this.runner.run(
+        Effect.map(PasswordStore.table<T>(this.txn, storeName(name), checkPassword(password)), (store) => new Table<T>(this.runner, store))
+      )
+    )
   }
 
   /** The database settings (name, auth); changing them needs an Admin key. */
@@ -290,6 +354,29 @@ const storeName = (name: unknown, readOnly = false): string => {
     throw new InvalidArgument(`store names starting with "_" are reserved (use settings() for _settings): ${name}`)
   return name
 }
+
+const checkPassword = (password: unknown): string => checkString(password, "a store's password must be a non-empty string")
+
+/** How to open a store of each type, for the refusal of opening it as another. */
+const openWith: Record<string, string> = {
+  [Stores.DOCSTORE]: "docStore(name)",
+  [Stores.TABLE]: "table(name)",
+  [PasswordStore.TYPE_ID]: "encryptedDocStore(name, password) or encryptedTable(name, password)"
+}
+
+/**
+ * Refuses to open a store as a type other than the one it is registered with: a table read as a
+ * document store shows its rows' JSON text, an encrypted one its ciphertext (and a commit would be
+ * refused anyway, see Transaction.commit).
+ */
+const ofType = (db: DatabaseOps.Database, store: string, wanted: string) =>
+  Effect.flatMap(stateOf(db.rootId, Entry.INDEX), (index) => {
+    const registration = index.get(store)
+    const type = registration instanceof Doc ? registration.get("type_id") : undefined
+    return typeof type !== "string" || type === wanted
+      ? Effect.void
+      : Effect.fail(new InvalidArgument(`store ${store} is a ${type} store, not a ${wanted} store: open it with ${openWith[type] ?? "its own store type"}`))
+  })
 
 /** Values that are not plain data (functions, class instances, bad paths) reject as InvalidArgument. */
 const badValues = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
