@@ -274,6 +274,10 @@ export const make = (options: Options = {}): Effect.Effect<
 
     const registered = (peer: string, treeId: string) => records.get(peer)?.trees[treeId] !== undefined
 
+    // registrations (and added addresses) change `records` and their saved copies: one at a time, so a record is never
+    // saved (or deleted) out of order with the in-memory change it follows
+    const registry = yield* Effect.makeSemaphore(1)
+
     /**
      * A handle may outlive its registration (an app keeps showing it): it then reads a detached idle
      * status, waits for nothing and changes nothing, and never touches the peer's actor, which
@@ -293,14 +297,14 @@ export const make = (options: Options = {}): Effect.Effect<
           Option.match({ onNone: () => Stream.make(PeerActor.idleStatus), onSome: (a) => a.changes(treeId) })
         )).pipe(Stream.mapEffect(withLocal(treeId))),
         addAddress: (address) =>
-          Effect.gen(function*() {
+          registry.withPermits(1)(Effect.gen(function*() {
             const record = records.get(peer)
             if (record === undefined || !registered(peer, treeId)) return
             const updated = { ...record, addresses: mergeAddresses(record.addresses, [address]) }
             records.set(peer, updated)
             yield* saveRecord(updated)
             yield* Effect.flatMap(peers.get(peer), (a) => a.poke)
-          }),
+          })),
         // an unregistered pair will never sync: interrupted, like the waiters removeTree interrupts
         waitForInitialSync: Effect.flatMap(
           actor,
@@ -310,7 +314,7 @@ export const make = (options: Options = {}): Effect.Effect<
     }
 
     const registerSyncPeer: SyncEngineShape["registerSyncPeer"] = (info) =>
-      Effect.gen(function*() {
+      registry.withPermits(1)(Effect.gen(function*() {
         const existing = records.get(info.peerPubkey)
         const record: PeerRecord = {
           peerPubkey: info.peerPubkey,
@@ -330,10 +334,10 @@ export const make = (options: Options = {}): Effect.Effect<
         yield* actor.poke
         yield* reconcile([info.treeId])
         return handleOf(info.peerPubkey, info.treeId)
-      })
+      }))
 
     const unregisterSyncPeer: SyncEngineShape["unregisterSyncPeer"] = (peer, treeId) =>
-      Effect.gen(function*() {
+      registry.withPermits(1)(Effect.gen(function*() {
         const record = records.get(peer)
         if (record === undefined) return
         const trees = Object.fromEntries(Object.entries(record.trees).filter(([t]) => treeId !== undefined && t !== treeId))
@@ -350,7 +354,7 @@ export const make = (options: Options = {}): Effect.Effect<
         yield* saveRecord(updated)
         const actor = yield* peers.find(peer)
         if (actor._tag === "Some" && treeId !== undefined) yield* actor.value.removeTree(treeId)
-      })
+      }))
 
     const flush: SyncEngineShape["flush"] = Effect.gen(function*() {
       const outcomes = yield* Effect.forEach(

@@ -64,9 +64,11 @@ export const begin = (db: Database, signer: Signer): Transaction => ({
 })
 
 /** The staged delta of a store, created on first use. Reserved stores keep their own type. */
-export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec): Doc => {
+export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec, byCommit = false): Doc => {
   // misuse, a defect (the Promise API's InvalidArgument): the write would never be stored
   if (txn.committed) throw new TypeError("this transaction is committed, so a write to it would never be stored; begin a new one")
+  if (txn.committing && !byCommit)
+    throw new TypeError("this transaction is being committed, so a write to it now might not be in its entry; await commit() first, or begin a new one")
   let s = txn.staged.get(store)
   if (s === undefined) {
     s = { delta: Doc.empty(), typeId, codec }
@@ -149,7 +151,8 @@ export type CommitError = CorruptedAuthConfiguration | PermissionDenied | Invali
 /**
  * Commit: build, sign, validate and store one entry; returns its ID. A transaction commits once:
  * committing it again, or while its commit runs, is misuse (a defect; the Promise API's
- * InvalidArgument). A commit that fails leaves it open to be committed again.
+ * InvalidArgument), and so is a write while its commit runs. A commit that fails leaves it open to be
+ * committed again; one interrupted (a timeout) after its entry was stored leaves it committed.
  */
 export const commit = (txn: Transaction): Effect.Effect<string, CommitError, DatabaseEnv> =>
   Effect.suspend(() => {
@@ -208,7 +211,7 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
       const registration = Doc.empty()
       registration.set("type_id", s.typeId)
       registration.set("config", s.config ?? Doc.empty())
-      stage(txn, Entry.INDEX, "_index").set(name, registration)
+      stage(txn, Entry.INDEX, "_index", plainStoreCodec, true).set(name, registration)
     }
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {
@@ -220,7 +223,8 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
     const sig = yield* auth.sign(txn.signer.secretKey, signing)
     const signed = Entry.withSignature(unsigned, sig)
     const stored = Entry.stored(signed, Entry.encodeSigned(signed, signing))
-    yield* ingestSignedHere([stored])
-    txn.committed = true
+    // marked committed in the same uninterruptible step as the store: a commit interrupted once its
+    // entry is stored must not be retried into a second entry carrying the same changes
+    yield* Effect.uninterruptible(Effect.tap(ingestSignedHere([stored]), () => Effect.sync(() => void (txn.committed = true))))
     return stored.id
   })

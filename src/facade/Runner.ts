@@ -21,6 +21,7 @@ export const closedError = () => new InstanceClosed("Instance has been closed; o
 /** Runs engine operations for one Instance. */
 export class Runner {
   private closed = false
+  private closing: Promise<void> | undefined
   private readonly fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   private readonly running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
 
@@ -73,13 +74,14 @@ export class Runner {
   }
 
   /** Interrupt every background fiber and call in flight, and dispose the runtime (closing storage); idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing
     this.closed = true
     const fibers = [...this.fibers, ...this.running]
     this.fibers.clear()
     this.running.clear()
-    await Effect.runPromise(Fiber.interruptAll(fibers))
-    await this.runtime.dispose()
+    // every caller waits for the same closing: a second close() resolves once the storage is released too
+    this.closing = Effect.runPromise(Fiber.interruptAll(fibers)).then(() => this.runtime.dispose())
+    return this.closing
   }
 }
