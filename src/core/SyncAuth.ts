@@ -7,6 +7,13 @@
 /** The domain separator of sync-request signatures. */
 export const DOMAIN = "eidetica/sync/tree-request/v1"
 
+/**
+ * The answer to a proof whose nonce the server has seen. A client's nonces are random, so it means
+ * the server saw this very request before: a transport resent it (a reused connection failed
+ * after the first copy arrived), and the client signs anew rather than taking it as a refusal.
+ */
+export const NONCE_SPENT = "Authentication failed: request nonce already spent"
+
 /** How far a signed request's timestamp may be from the server's clock, in milliseconds. */
 export const FRESHNESS_WINDOW_MS = 60_000
 

@@ -13,7 +13,7 @@ import {
   type SyncHandle as EngineHandle
 } from "../services/SyncEngine.js"
 import type { User as UserService } from "../services/Instance.js"
-import { Sync as SyncTag, type SyncResult } from "../services/Sync.js"
+import { type HttpOptions, Sync as SyncTag, type SyncResult } from "../services/Sync.js"
 import { Instance as InstanceTag } from "../services/Instance.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import { KeyNotFound } from "../schema/Errors.js"
@@ -29,6 +29,11 @@ export type { SyncResult }
 export interface HttpTransportOptions {
   /** How long one request may go without progress, a response still arriving being progress; in milliseconds (default 30 000). */
   readonly timeoutMs?: number | undefined
+  /**
+   * How long one request may take in all, in milliseconds (default 600 000): a peer that trickles
+   * its answer slowly enough never trips `timeoutMs`, and holds a sync until this.
+   */
+  readonly totalTimeoutMs?: number | undefined
 }
 
 /** Transports, the server, and syncing databases with peers. Get it from `instance.sync()`. */
@@ -39,10 +44,8 @@ export class Sync {
   /** Enable the HTTP transport; calling it again keeps the first. */
   enableHttpTransport(options: HttpTransportOptions = {}): Promise<void> {
     return this.runner.attempt(() => {
-      const timeoutMs = checkTimeout(options)
-      return this.runner.run(
-        Effect.flatMap(SyncTag, (sync) => sync.enableHttpTransport(timeoutMs !== undefined ? { timeout: timeoutMs } : undefined))
-      )
+      const timeouts = checkTimeouts(options)
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.enableHttpTransport(timeouts)))
     })
   }
 
@@ -278,10 +281,15 @@ const checkPeer = (info: SyncPeerOptions) => {
 const notYet = <A>(what: string): Promise<A> =>
   Promise.reject(new NotImplemented(`${what} is not available in this build of eidetica-ts yet`))
 
-const checkTimeout = (options: unknown): number | undefined => {
-  if (typeof options !== "object" || options === null) throw new InvalidArgument("enableHttpTransport expects { timeoutMs? } or nothing")
-  const timeoutMs: unknown = (options as HttpTransportOptions).timeoutMs
-  if (timeoutMs === undefined) return undefined
-  if (typeof timeoutMs !== "number" || !(timeoutMs > 0)) throw new InvalidArgument("enableHttpTransport timeoutMs must be a positive number of milliseconds")
-  return timeoutMs
+const checkTimeouts = (options: unknown): HttpOptions => {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgument("enableHttpTransport expects { timeoutMs?, totalTimeoutMs? } or nothing")
+  }
+  const milliseconds = (name: "timeoutMs" | "totalTimeoutMs"): number | undefined => {
+    const value: unknown = (options as HttpTransportOptions)[name]
+    if (value === undefined) return undefined
+    if (typeof value !== "number" || !(value > 0)) throw new InvalidArgument(`enableHttpTransport ${name} must be a positive number of milliseconds`)
+    return value
+  }
+  return { timeout: milliseconds("timeoutMs"), totalTimeout: milliseconds("totalTimeoutMs") }
 }

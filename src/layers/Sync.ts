@@ -110,10 +110,13 @@ export const make = (options: SyncLayerOptions = {}) =>
       Effect.filterOrFail(
         handshake(address),
         ({ peer }) => expectPeer === undefined || peer.public_key === expectPeer,
-        ({ peer }) =>
-          new HandshakeFailed({
+        ({ peer }) => {
+          // another node answers there now (or for now): ask again next time, not the cache
+          handshakes.delete(formatAddress(address))
+          return new HandshakeFailed({
             reason: `the peer at ${formatAddress(address)} is ${peer.public_key}, not the registered peer ${expectPeer}`
           })
+        }
       )
 
     const handshake = (address: Address) =>
@@ -241,7 +244,7 @@ export const make = (options: SyncLayerOptions = {}) =>
       lifecycle.withPermits(1)(
         Effect.gen(function*() {
           if (httpEnabled) return
-          const http = yield* Scope.extend(makeHttp({ timeout: httpOptions?.timeout, announce: instance.deviceId }), layerScope)
+          const http = yield* Scope.extend(makeHttp({ timeout: httpOptions?.timeout, totalTimeout: httpOptions?.totalTimeout, announce: instance.deviceId }), layerScope)
           yield* enableTransport(http)
           httpEnabled = true
         })

@@ -119,14 +119,18 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
     Effect.gen(function*() {
       const treeId = request.tree_id
       const state = yield* authState(treeId)
-      if (isOpen(state)) return
+      if (isOpen(state)) {
+        // a proof made for another server: the client believes it talks to another peer; tell it
+        if (request.auth !== undefined) yield* verifyProof(request)
+        return
+      }
       const { now, proof } = yield* verifyProof(request)
       const permission = state._tag === "Present" ? Settings.permissionOf(state.auth, proof.key) : undefined
       if (permission === undefined) {
         return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not read database '${treeId}'` })
       }
       if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
-        return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
+        return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
       }
     })
 
@@ -187,7 +191,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         const decision = BootstrapRequests.decide(yield* authState(treeId), proof.key, request.requested_permission)
         if (decision._tag === "Refused") return yield* new Refusal({ message: `Permission denied: ${decision.reason}` })
         if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
-          return yield* new Refusal({ message: "Authentication failed: request nonce already spent" })
+          return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
         }
         if (decision._tag === "Pending") {
           const pending = yield* Effect.provide(

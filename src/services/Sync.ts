@@ -63,6 +63,8 @@ export interface PushOptions {
 export interface HttpOptions {
   /** How long one request may go without progress, a response still arriving being progress (default 30 seconds). */
   readonly timeout?: Duration.DurationInput | undefined
+  /** How long one request may take in all, however steadily its answer trickles in (default 10 minutes). */
+  readonly totalTimeout?: Duration.DurationInput | undefined
 }
 
 /** A peer address: `"127.0.0.1:3000"` (http), `"http:127.0.0.1:3000"`, `"sim:peer-1"`, or an Address. */

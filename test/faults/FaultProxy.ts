@@ -13,8 +13,8 @@ export type Mode =
   | { readonly _tag: "resetRequest" }
   /** Forward the first `bytes` of the request to the server, then RST both sides. */
   | { readonly _tag: "resetMidRequest"; readonly bytes: number }
-  /** Forward the request; RST the client after `bytes` bytes of the response. */
-  | { readonly _tag: "resetMidResponse"; readonly bytes: number }
+  /** Forward the request; RST the client after `bytes` bytes of the response (`once`: then pass). */
+  | { readonly _tag: "resetMidResponse"; readonly bytes: number; readonly once?: boolean }
   /** Forward the request; send `bytes` bytes of the response, then a clean FIN. */
   | { readonly _tag: "truncate"; readonly bytes: number }
   /** Hold every chunk (both directions) `ms` before forwarding. */
@@ -115,6 +115,7 @@ export const startProxy = async (target: number): Promise<FaultProxy> => {
             responseBytes += chunk.length
             if (responseBytes >= m.bytes) {
               proxy.stats.faults++
+              if (m.once === true) proxy.mode = { _tag: "pass" }
               // let the partial bytes leave before the RST
               setTimeout(kill, 20)
               dead = true

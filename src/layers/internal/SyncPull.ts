@@ -127,7 +127,13 @@ export const syncAs = (
     // once, so they are checked while the previous page is still being stored; the page after it
     // is asked for at once too (as if this one were stored), up to PREFETCH_PAGES ahead of the
     // page being stored, so the verifier always has the next page in hand
-    const request = (pageTips: ReadonlyArray<string>) => Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r))
+    const signedSend = (pageTips: ReadonlyArray<string>) => Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r))
+    // a request the server has seen already (resent by the transport after a lost answer) is signed anew, once
+    const request = (pageTips: ReadonlyArray<string>) =>
+      Effect.flatMap(signedSend(pageTips), (response) =>
+        typeof response === "object" && "Error" in response && response.Error === SyncAuth.NONCE_SPENT
+          ? signedSend(pageTips)
+          : Effect.succeed(response))
     interface Fetched {
       readonly response: SyncResponse
       readonly decoded: Effect.Effect.Success<ReturnType<typeof decodeAll>> | undefined
