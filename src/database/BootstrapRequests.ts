@@ -191,6 +191,13 @@ export const resolve = (
       return yield* new PermissionDenied({
         detail: `key ${request.requestingKey} was revoked in database ${request.treeId} after request ${requestId} was made; reject the request, or grant the key again with setAuthKey`
       })
+    // the key holds at least what it asked for already (granted since it asked): record the
+    // approval and change nothing, so a stale request never lowers a key's permission
+    if (own?.status === "Active" && Permission.satisfies(own.permissions, request.requestedPermission)) {
+      yield* storage.setMeta(key, JSON.stringify(decided))
+      yield* pruneAfter(storage, request.treeId)
+      return decided
+    }
     // an admin through the global grant signs with a global hint
     const direct = auth._tag === "Present" && auth.auth.keys[approver.publicKey] !== undefined
     const signer: Signer = { ...approver, global: !direct }

@@ -97,6 +97,23 @@ describe("bootstrap requests", () => {
     await rejection(a.alice.approveBootstrapRequest(a.sync, "no-such-request", a.key), "RequestNotFound")
   })
 
+  it("approving an older, lower request of a key that already holds more changes nothing: no demotion", async () => {
+    const a = await server()
+    const b = await client()
+    const ask = (p: Permission.Permission) =>
+      rejection(b.sync.syncWithPeerForBootstrap(a.address, a.db.rootId, b.key, p), "BootstrapPending") as Promise<unknown> as Promise<{
+        requestId: string
+      }>
+    const read = await ask(Permission.Read)
+    const admin = await ask(Permission.Admin(3))
+    await a.alice.approveBootstrapRequest(a.sync, admin.requestId, a.key)
+    const entries = (await a.db.tips()).join()
+    await a.alice.approveBootstrapRequest(a.sync, read.requestId, a.key)
+    expect((await authKeys(a)).keys[b.key]).toMatchObject({ status: "Active", permissions: Permission.Admin(3) })
+    expect((await a.db.tips()).join()).toBe(entries) // nothing written
+    expect((await a.sync.bootstrapRequests()).map((r) => r.status)).toEqual(["Approved", "Approved"])
+  })
+
   it("a user without an Admin key of the database cannot approve", async () => {
     const a = await server()
     const b = await client()
