@@ -4,7 +4,7 @@
  * tips, ancestry, missing-entry and sampling queries for every tree it holds, and stays correct
  * whatever order entries arrive in (children before parents, gaps). No Effect services, no I/O.
  */
-import { compareIds } from "../schema/Ids.js"
+import { compareIds, compareNames } from "../schema/Ids.js"
 import type { StoredEntry } from "./Entry.js"
 
 /** A store an entry touches: the store name, the entry's store height and its store parents. */
@@ -384,7 +384,7 @@ export class DagIndex {
   /** Names of the stores of a tree, sorted. */
   stores(treeId: string): ReadonlyArray<string> {
     const t = this.trees.get(treeId)
-    return t === undefined ? [] : [...t.stores.keys()].sort(compareIds)
+    return t === undefined ? [] : [...t.stores.keys()].sort(compareNames)
   }
 
   private inTree(treeId: string, id: string): DagNode | undefined {

@@ -11,7 +11,8 @@
  * is `mergeSharing`, for immutable states: its result shares the parts a delta leaves untouched.
  */
 import * as DocJson from "./internal/DocJson.js"
-import { after, between, comparePositions, compareStrings, makePosition, type Position } from "./internal/Position.js"
+import { compareNames } from "../schema/Ids.js"
+import { after, between, comparePositions, makePosition, type Position } from "./internal/Position.js"
 
 export { MAX_JSON_DEPTH } from "./internal/DocJson.js"
 export { comparePositions, type Position } from "./internal/Position.js"
@@ -287,11 +288,11 @@ export class Doc {
     return this.setPath(path, Deleted)
   }
 
-  /** Live keys, sorted (plain code-unit order). */
+  /** Live keys, sorted as the reference's maps are (by UTF-8 bytes). */
   keys(): string[] {
     const out: string[] = []
     for (const [k, v] of this.children) if (v !== Deleted) out.push(k)
-    return out.sort(compareStrings)
+    return out.sort(compareNames)
   }
 
   /** Every child including tombstones (read only; do not mutate). */

@@ -14,7 +14,7 @@ import * as Digest from "multiformats/hashes/digest"
 import type { SigKey } from "../schema/Auth.js"
 import type { Entry, EntryMetadata, SubTreeNode } from "../schema/Entry.js"
 import { decodeEntryEither } from "../schema/Entry.js"
-import { compareIds } from "../schema/Ids.js"
+import { compareIds, compareNames } from "../schema/Ids.js"
 import { blake3 } from "./internal/blake3.js"
 import { fastEntry, stripUndefined } from "./internal/EntryBytes.js"
 
@@ -65,7 +65,7 @@ export const make = (input: EntryInput): Entry => ({
     ...(input.height !== 0 ? { h: input.height } : {})
   },
   subtrees: [...input.subtrees]
-    .sort((a, b) => compareIds(a.name, b.name))
+    .sort((a, b) => compareNames(a.name, b.name))
     .map((s): SubTreeNode => ({
       name: s.name,
       parents: sortedUnique(s.parents),
@@ -173,7 +173,7 @@ export const validate = (entry: Entry): string | undefined => {
   for (let i = 0; i < entry.subtrees.length; i++) {
     const s = entry.subtrees[i]!
     if (s.name.length === 0) return "a subtree name must not be empty"
-    if (i > 0 && compareIds(entry.subtrees[i - 1]!.name, s.name) >= 0)
+    if (i > 0 && compareNames(entry.subtrees[i - 1]!.name, s.name) >= 0)
       return "subtrees must be sorted by name and unique"
     if (!isCanonicalIdList(s.parents)) return `parents of subtree ${s.name} must be sorted and without duplicates`
   }

@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import { DagIndex, nodeOf } from "../core/Dag.js"
 import { type StoredEntry, subtree } from "../core/Entry.js"
 import { StorageError } from "../schema/Errors.js"
-import { compareIds } from "../schema/Ids.js"
+import { compareNames } from "../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../services/Storage.js"
 import { makeSqlite, type SqliteOptions } from "./internal/StorageSqlite.js"
 import { checkBatch, dagQueries } from "./internal/StorageShared.js"
@@ -82,7 +82,7 @@ export const makeMemory: Effect.Effect<StorageShape> = Effect.sync(() => {
       Effect.sync(() =>
         [...meta.entries()]
           .filter(([k]) => k.startsWith(prefix))
-          .sort((a, b) => compareIds(a[0], b[0]))
+          .sort((a, b) => compareNames(a[0], b[0]))
           .map(([k, v]) => [k, v] as const)
       )
   })

@@ -22,5 +22,43 @@ export type PubKey = string
 /** Whether a value is a well-formed public key, `ed25519:<base64 of 32 bytes>`. */
 export const isPubKey: (value: unknown) => value is PubKey = Schema.is(PubKey)
 
-/** Ordering of IDs used everywhere a deterministic tie-break is needed (plain code-unit order). */
-export const compareIds = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+/** Strings compared unit by unit through `rank` (injective), the shorter first when one is a prefix of the other. */
+const byRank = (rank: (unit: number) => number) => (a: string, b: string): number => {
+  if (a === b) return 0
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) return rank(x) - rank(y)
+  }
+  return a.length - b.length
+}
+
+/**
+ * The value of a base32 (RFC 4648, lower case) digit from its character code: `a`=0 … `z`=25,
+ * `2`=26 … `7`=31; any other character after them all, by its code (so the order stays total on
+ * strings that are not IDs).
+ */
+const base32Value = (code: number): number =>
+  code >= 97 && code <= 122 ? code - 97 : code >= 50 && code <= 55 ? code - 24 : code + 256
+
+/** A UTF-16 unit ranked so that comparing units compares code points: surrogates (D800..DFFF) above E000..FFFF. */
+const codePointRank = (unit: number): number => (unit >= 0xe000 ? unit - 0x800 : unit >= 0xd800 ? unit + 0x2000 : unit)
+
+
+/**
+ * The reference's ID order (Rust `Cid` Ord), used wherever IDs are sorted: parent lists (so entry
+ * bytes, hence IDs, are the reference's), pinned settings tips, and the (height, ID) tie-break of the
+ * CRDT fold. For the CIDs of entries (one version, codec and hash, all one-byte varints) that is the
+ * order of their bytes, which is the order of their base32 digits by value: `a`..`z` are 0..25 and
+ * `2`..`7` are 26..31, so `…7…` sorts after `…a…`, unlike in plain string order. The empty ID sorts
+ * first.
+ */
+export const compareIds: (a: string, b: string) => number = byRank(base32Value)
+
+/**
+ * The order of names (store names, map keys) as the reference sorts its Strings: by their UTF-8
+ * bytes, which is code point order. Plain string order compares UTF-16 units and differs for
+ * characters past U+FFFF against U+E000..U+FFFF (`"😀"` sorts before `"\uFF01"` that way).
+ */
+export const compareNames: (a: string, b: string) => number = byRank(codePointRank)

@@ -7,6 +7,7 @@ import * as cborg from "cborg"
 import { Token, Type } from "cborg"
 import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
+import { compareIds } from "../../src/schema/Ids.js"
 import { directKey, globalKey } from "../../src/schema/Auth.js"
 import { decodeEntryEither } from "../../src/schema/Entry.js"
 
@@ -56,7 +57,7 @@ describe("Entry", () => {
   it("builds canonically: parents sorted and de-duplicated, subtrees sorted, defaults omitted", () => {
     const a = Entry.stored(child([root.id], "a", "1")).id
     const b = Entry.stored(child([root.id], "b", "1")).id
-    const [lo, hi] = [a, b].sort()
+    const [lo, hi] = [a, b].sort(compareIds)
     const e = Entry.make({
       root: root.id,
       parents: [hi!, lo!, hi!],

@@ -22,6 +22,7 @@ import * as StorageLayers from "../../src/layers/Storage.js"
 import * as WriteEvents from "../../src/services/WriteEvents.js"
 import { Auth } from "../../src/services/Auth.js"
 import { Storage } from "../../src/services/Storage.js"
+import { compareIds } from "../../src/schema/Ids.js"
 
 const env = () => Layer.mergeAll(StorageLayers.layerMemory, AuthLayers.layerNode, layerCache, WriteEvents.layer)
 
@@ -242,7 +243,7 @@ describe("Ingest rejects bad entries and stores nothing", () => {
     Effect.gen(function* () {
       const { admin, db } = yield* setup
       const a = yield* write(db, admin, "x", "a", "1")
-      const e = yield* forge(admin, { ...base(db, a), height: 2 }, (en) => ({ ...en, tree: { ...en.tree, parents: [a, db.rootId].sort().reverse() } }))
+      const e = yield* forge(admin, { ...base(db, a), height: 2 }, (en) => ({ ...en, tree: { ...en.tree, parents: [a, db.rootId].sort(compareIds).reverse() } }))
       yield* expectRejected(e, /sorted/)
     }).pipe(Effect.provide(env())))
 
@@ -321,10 +322,10 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       // one tip named 50,000 times (3 MB): refused before any settings state is folded (or cached) for it
       yield* expectRejected(yield* forged(Array.from({ length: 50_000 }, () => db.rootId)), /pinned settings tips must be sorted and without duplicates/)
       const second = yield* write(db, admin, "_settings", "motto", "hi")
-      const both = [db.rootId, second].sort()
+      const both = [db.rootId, second].sort(compareIds)
       yield* expectRejected(yield* forged([both[1], both[0]]), /pinned settings tips must be sorted and without duplicates/)
       yield* expectRejected(yield* forged([db.rootId, 7]), /malformed metadata/)
-      const many = Array.from({ length: 1_025 }, (_, i) => `bafyr4i${String(i).padStart(52, "a")}`).sort()
+      const many = Array.from({ length: 1_025 }, (_, i) => `bafyr4i${String(i).padStart(52, "a")}`).sort(compareIds)
       yield* expectRejected(yield* forged(many), /an entry pins at most 1024 settings tips, this one 1025/)
     }).pipe(Effect.provide(env())))
 

@@ -9,7 +9,8 @@
  * only inside functions.
  */
 import { Deleted, Doc, DocFormatError, List, type Value } from "../Doc.js"
-import { comparePositions, compareStrings, makePosition, type Position } from "./Position.js"
+import { compareNames } from "../../schema/Ids.js"
+import { comparePositions, makePosition, type Position } from "./Position.js"
 
 /**
  * The most arrays and objects a Doc's JSON may nest, as the reference's serde_json reads it (its
@@ -19,7 +20,7 @@ import { comparePositions, compareStrings, makePosition, type Position } from ".
  */
 export const MAX_JSON_DEPTH = 127
 
-/** The reference's serde JSON with children keys sorted (deterministic). */
+/** The reference's serde JSON with children keys sorted as its BTreeMap sorts them (UTF-8 bytes): deterministic. */
 export const serialize = (doc: Doc): string => {
   const parts: string[] = []
   try {
@@ -99,7 +100,7 @@ const writeDoc = (doc: Doc, out: string[], depth: number): void => {
   if (depth > MAX_JSON_DEPTH) throw new TooDeep()
   if (depth + 1 > MAX_JSON_DEPTH) throw new TooDeep(["children"])
   out.push(doc.atomic ? `{"_a":true,"children":{` : `{"children":{`)
-  const keys = [...doc["children"].keys()].sort(compareStrings)
+  const keys = [...doc["children"].keys()].sort(compareNames)
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) out.push(",")
     out.push(JSON.stringify(keys[i]!), ":")

@@ -13,7 +13,7 @@ import type * as Scope from "effect/Scope"
 import { type DagNode, DagIndex, nodeOf } from "../../core/Dag.js"
 import { decodeTrusted, type StoredEntry, storeDataOfBytes, subtree } from "../../core/Entry.js"
 import { StorageError } from "../../schema/Errors.js"
-import { compareIds } from "../../schema/Ids.js"
+import { compareIds, compareNames } from "../../schema/Ids.js"
 import { type CachedState, Storage, type StorageShape } from "../../services/Storage.js"
 import { RecentEntries } from "./RecentEntries.js"
 import { claim, holdInProcess, openClient } from "./SqliteOpen.js"
@@ -324,7 +324,7 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
           Effect.map((rows) =>
             rows
               .filter((r) => r.key.startsWith(prefix))
-              .sort((a, b) => compareIds(a.key, b.key))
+              .sort((a, b) => compareNames(a.key, b.key))
               .map((r) => [r.key, r.value] as const)
           )
         )
