@@ -75,6 +75,9 @@ export const isConfigured = (auth: AuthSettings): boolean => {
   return false
 }
 
+/** Whether a database is open to all: its auth holds an active global grant (anyone may read, and push). */
+export const isOpen = (state: AuthState): boolean => state._tag === "Present" && activeGlobal(state.auth) !== undefined
+
 /** The active global grant, if any. */
 export const activeGlobal = (auth: AuthSettings): AuthKey | undefined =>
   auth.global !== undefined && auth.global.status === "Active" ? auth.global : undefined

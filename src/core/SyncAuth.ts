@@ -7,6 +7,9 @@
 /** The domain separator of sync-request signatures. */
 export const DOMAIN = "eidetica/sync/tree-request/v1"
 
+/** The domain separator of push (SendEntries) signatures. */
+export const PUSH_DOMAIN = "eidetica/sync/send-entries/v1"
+
 /**
  * The answer to a proof whose nonce the server has seen. A client's nonces are random, so it means
  * the server saw this very request before: a transport resent it (a reused connection failed
@@ -37,8 +40,8 @@ export interface SigningInput {
  * domain, the server pubkey, the tree ID, the tip count (8 BE bytes), each tip, the timestamp
  * (8 BE bytes), the nonce.
  */
-export const signingBytes = (input: SigningInput): Uint8Array => {
-  const fields: Array<Uint8Array> = [
+export const signingBytes = (input: SigningInput): Uint8Array =>
+  framed([
     utf8.encode(DOMAIN),
     utf8.encode(input.serverPubkey),
     utf8.encode(input.treeId),
@@ -46,7 +49,29 @@ export const signingBytes = (input: SigningInput): Uint8Array => {
     ...input.tips.map((tip) => utf8.encode(tip)),
     u64(input.timestampMs),
     Uint8Array.from(input.nonce)
-  ]
+  ])
+
+/** What a push signature binds: the server, every pushed entry (by ID, in the order sent), the time and a nonce. */
+export interface PushSigningInput {
+  readonly serverPubkey: string
+  readonly entryIds: ReadonlyArray<string>
+  readonly timestampMs: number
+  readonly nonce: Uint8Array | ReadonlyArray<number>
+}
+
+/** The signed bytes of a push, framed as `signingBytes`: the push domain, the server, the ID count and each ID, the timestamp, the nonce. */
+export const pushSigningBytes = (input: PushSigningInput): Uint8Array =>
+  framed([
+    utf8.encode(PUSH_DOMAIN),
+    utf8.encode(input.serverPubkey),
+    u64(input.entryIds.length),
+    ...input.entryIds.map((id) => utf8.encode(id)),
+    u64(input.timestampMs),
+    Uint8Array.from(input.nonce)
+  ])
+
+/** Every field as `u64 BE length ‖ bytes`, in order. */
+const framed = (fields: ReadonlyArray<Uint8Array>): Uint8Array => {
   const size = fields.reduce((n, f) => n + 8 + f.length, 0)
   const out = new Uint8Array(size)
   let offset = 0

@@ -230,7 +230,10 @@ export const make = (options: SyncLayerOptions = {}) =>
         // parents first: a child's height is above each of its parents'
         const heights = yield* storage.heights(entryIds)
         const ordered = [...heights.keys()].sort((x, y) => heights.get(x)! - heights.get(y)! || (x < y ? -1 : x > y ? 1 : 0))
-        const pushed = yield* push(pull, address, treeId, ordered)
+        // a database open to all takes unproven pushes (as far as we know: a peer that disagrees refuses)
+        const open = yield* Effect.map(Server.authStateOf(env, treeId), Settings.isOpen).pipe(Effect.orElseSucceed(() => false))
+        const proof = open ? undefined : { signer: yield* defaultSigner(treeId), serverPubkey: connected.peer.public_key }
+        const pushed = yield* push(pull, address, treeId, ordered, proof)
         return { received: 0, sent: pushed.sent, roundTrips: connected.roundTrips + pushed.roundTrips } satisfies SyncResult
       })
 

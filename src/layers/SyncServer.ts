@@ -20,7 +20,14 @@ import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
 import type { StateCache } from "../database/StateCache.js"
 import { stateOf } from "../database/StoreState.js"
 import * as Permission from "../schema/Permission.js"
-import { PROTOCOL_VERSION, type SyncRequest, type SyncResponse, type SyncTreeRequest, type TreeInfo } from "../schema/Protocol.js"
+import {
+  PROTOCOL_VERSION,
+  type SyncRequest,
+  type SyncRequestAuth,
+  type SyncResponse,
+  type SyncTreeRequest,
+  type TreeInfo
+} from "../schema/Protocol.js"
 import type { AuthShape } from "../services/Auth.js"
 import type { InstanceShape } from "../services/Instance.js"
 import type { StorageShape } from "../services/Storage.js"
@@ -72,9 +79,6 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
     })
 
 
-  const isOpen = (state: Settings.AuthState): boolean =>
-    state._tag === "Present" && Settings.activeGlobal(state.auth) !== undefined
-
   /** Atomically mark a (key, nonce) pair spent; false when it already was. */
   const spend = (key: string, nonce: ReadonlyArray<number>, timestampMs: number, now: number): boolean => {
     if (now >= nextSweep) {
@@ -89,19 +93,27 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
 
   /** Check a request's proof of key possession: signed for this server, fresh. (The nonce is spent by the caller.) */
   const verifyProof = (request: SyncTreeRequest) =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       const treeId = request.tree_id
       const proof = request.auth
       if (proof === undefined) {
-        return yield* new Refusal({ message: `Authentication required to read database '${treeId}'` })
+        return Effect.fail(new Refusal({ message: `Authentication required to read database '${treeId}'` }))
       }
-      const bytes = SyncAuth.signingBytes({
-        serverPubkey: instance.deviceId,
-        treeId,
-        tips: request.our_tips,
-        timestampMs: proof.timestamp_ms,
-        nonce: proof.nonce
-      })
+      return checkProof(
+        proof,
+        SyncAuth.signingBytes({
+          serverPubkey: instance.deviceId,
+          treeId,
+          tips: request.our_tips,
+          timestampMs: proof.timestamp_ms,
+          nonce: proof.nonce
+        })
+      )
+    })
+
+  /** Check a proof's signature over `bytes` (which name this server) and its freshness. */
+  const checkProof = (proof: SyncRequestAuth, bytes: Uint8Array) =>
+    Effect.gen(function*() {
       if (!(yield* auth.verify(proof.key, proof.signature, bytes))) {
         return yield* new Refusal({
           message: "Authentication failed: invalid request signature (or signed for another server)"
@@ -119,7 +131,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
     Effect.gen(function*() {
       const treeId = request.tree_id
       const state = yield* authState(treeId)
-      if (isOpen(state)) {
+      if (Settings.isOpen(state)) {
         // a proof made for another server: the client believes it talks to another peer; tell it
         if (request.auth !== undefined) yield* verifyProof(request)
         return
@@ -142,7 +154,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       if (!settings.syncEnabled) continue
       const root = yield* storage.get(treeId)
       if (Option.isNone(root) || !Entry.isRoot(root.value.entry)) continue
-      if (!isOpen(yield* authState(treeId))) continue
+      if (!Settings.isOpen(yield* authState(treeId))) continue
       out.push({ tree_id: treeId, name: null, entry_count: yield* storage.count(treeId), last_modified: 0 })
     }
     return out
@@ -252,7 +264,34 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       return response
     })
 
-  const onSendEntries = (wire: ReadonlyArray<string>, peer: string | undefined) =>
+  /**
+   * Pushes into a database without an active global grant need a proof, signed for this server
+   * over every pushed entry's ID, from a key holding some permission there now (as reads do): a key
+   * revoked here can push no more, its own client's commits made before it learned of the
+   * revocation included. (Entries it signed before its revocation may still arrive through a
+   * member that relays them: each entry is judged by the settings it pins.)
+   */
+  const authorizePush = (trees: ReadonlySet<string>, ids: ReadonlyArray<string>, proof: SyncRequestAuth | undefined) =>
+    Effect.gen(function*() {
+      let checked: { readonly now: number } | undefined
+      for (const treeId of trees) {
+        const state = yield* authState(treeId)
+        if (Settings.isOpen(state)) continue
+        if (proof === undefined) return yield* new Refusal({ message: `Authentication required to write to database '${treeId}'` })
+        checked ??= yield* checkProof(
+          proof,
+          SyncAuth.pushSigningBytes({ serverPubkey: instance.deviceId, entryIds: ids, timestampMs: proof.timestamp_ms, nonce: proof.nonce })
+        )
+        if (state._tag !== "Present" || Settings.permissionOf(state.auth, proof.key) === undefined) {
+          return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
+        }
+      }
+      if (checked !== undefined && proof !== undefined && !spend(proof.key, proof.nonce, proof.timestamp_ms, checked.now)) {
+        return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
+      }
+    })
+
+  const onSendEntries = (wire: ReadonlyArray<string>, proof: SyncRequestAuth | undefined, peer: string | undefined) =>
     Effect.gen(function*() {
       const decoded: Array<StoredEntry> = []
       const reasons: Array<string> = []
@@ -279,6 +318,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         trees.add(result.right.treeId)
       }
       for (const treeId of trees) yield* gate(treeId)
+      yield* authorizePush(trees, ids, proof)
       const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded, peer)
       for (const r of report.rejected) reasons.push(r.message)
       if (reasons.length > 0) {
@@ -296,7 +336,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       ? onHandshake(request.Handshake)
       : "SyncTree" in request
       ? onSyncTree(request.SyncTree)
-      : onSendEntries(request.SendEntries, context.peer)
+      : onSendEntries(request.SendEntries, request.auth, context.peer)
     return answer.pipe(
       Effect.catchAllCause((cause) =>
         Effect.gen(function*() {

@@ -48,7 +48,8 @@ export class AuthenticationRequired extends Schema.TaggedError<AuthenticationReq
   { detail: Schema.String }
 ) {
   override get message() {
-    return `Authentication required: ${this.detail}`
+    // the reference's words: "Authentication required to read database '<id>'"
+    return /^(to|for) /.test(this.detail) ? `Authentication required ${this.detail}` : `Authentication required: ${this.detail}`
   }
 }
 

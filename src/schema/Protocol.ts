@@ -2,7 +2,10 @@
  * The sync protocol (version 0): JSON messages shaped like the reference's serde output
  * (externally tagged enums, snake_case fields). Entries travel as the standard base64 of their
  * DAG-CBOR bytes, so the receiver recomputes each ID over exactly the bytes that were sent.
- * Our additions: `known` and `cursor` on SyncTree requests, `next` on paged responses.
+ * Our additions: `known` and `cursor` on SyncTree requests, `next` on paged responses, and `auth`
+ * beside `SendEntries` (the pusher's proof of membership of a database without a global grant).
+ * Read as serde reads: an optional field may be absent or `null` (serde writes `None` as `null`),
+ * and fields a struct does not know are ignored, so a later version may add some.
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -113,7 +116,8 @@ export type TreeInfo = typeof TreeInfo.Type
 export const HandshakeResponse = Schema.Struct({
   device_id: PubKey,
   public_key: PubKey,
-  display_name: Schema.String,
+  /** The reference's `Option<String>` (we always send one). */
+  display_name: Schema.optional(Schema.String),
   protocol_version: Count,
   challenge_response: Base64,
   new_challenge: Bytes32,
@@ -164,8 +168,16 @@ export const SyncTreeMessage = Schema.Struct({ SyncTree: SyncTreeRequest })
  */
 export const MAX_SEND_ENTRIES = 16_384
 
-/** The push message: entries for the receiver to verify and store. */
-export const SendEntriesMessage = Schema.Struct({ SendEntries: Schema.Array(WireEntry).pipe(Schema.maxItems(MAX_SEND_ENTRIES)) })
+/**
+ * The push message: entries for the receiver to verify and store. OUR ADDITION: `auth`, beside the
+ * kind (the reference's body is the bare array), proves the pusher holds a key of each database the
+ * entries belong to (`SyncAuth.pushSigningBytes`); a database without a global grant takes pushes
+ * only so proven, so a key revoked there can no longer push into it.
+ */
+export const SendEntriesMessage = Schema.Struct({
+  SendEntries: Schema.Array(WireEntry).pipe(Schema.maxItems(MAX_SEND_ENTRIES)),
+  auth: Schema.optional(SyncRequestAuth)
+})
 
 /** Every request a peer may send. */
 export const SyncRequest = Schema.Union(HandshakeMessage, SyncTreeMessage, SendEntriesMessage)
@@ -287,8 +299,9 @@ export const errorResponse = (message: string): SyncResponse => ({ Error: messag
 
 type Member = (input: unknown) => Either.Either<unknown, ParseResult.ParseError>
 
+// fields a struct does not know are dropped, as serde ignores them: a later protocol version may add some
 const decoder = <A, I>(schema: Schema.Schema<A, I>): Member =>
-  Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })
+  Schema.decodeUnknownEither(schema, { onExcessProperty: "ignore", errors: "first" })
 
 const decodeSendEntries = decoder(SendEntriesMessage)
 
@@ -336,6 +349,21 @@ const decodeTaggedEither = <A>(
   }
 }
 
+/**
+ * The message with the `null` fields of its body left out: serde writes an absent `Option` as
+ * `null`, which reads here as an absent optional field. (Done before decoding rather than with a
+ * nullable schema, whose refusals would quote the whole value back.)
+ */
+const withoutNulls = (input: object, kind: string): unknown => {
+  const body: unknown = (input as Record<string, unknown>)[kind]
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return input
+  const values = body as Record<string, unknown>
+  if (!Object.keys(values).some((k) => values[k] === null)) return input
+  const kept: Record<string, unknown> = {}
+  for (const k of Object.keys(values)) if (values[k] !== null) kept[k] = values[k]
+  return { ...input, [kind]: kept }
+}
+
 // Dispatch on the single key first, so an unknown kind or a bad field gets a short, precise
 // message instead of the union's report of every member that did not match.
 const dispatch = <A>(
@@ -352,7 +380,8 @@ const dispatch = <A>(
       })
     )
   }
-  const keys = Object.keys(input)
+  // a push's proof sits beside its kind (see SendEntriesMessage)
+  const keys = Object.keys(input).filter((k) => !(k === "auth" && what === "request" && "SendEntries" in input))
   if (keys.length !== 1) {
     return Either.left(
       new MalformedMessage({
@@ -376,7 +405,7 @@ const dispatch = <A>(
       new MalformedMessage({ detail: `a ${what} must not nest arrays and objects more than ${MAX_MESSAGE_DEPTH} deep` })
     )
   }
-  return Either.mapBoth(member(input), {
+  return Either.mapBoth(member(withoutNulls(input, kind)), {
     onLeft: (error) => new MalformedMessage({ detail: formatIssues(error) }),
     onRight: (value) => value as A
   })

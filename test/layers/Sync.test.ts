@@ -11,6 +11,7 @@ import * as SyncAuth from "../../src/core/SyncAuth.js"
 import * as BootstrapRequests from "../../src/database/BootstrapRequests.js"
 import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
+import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { DocStore } from "../../src/database/Stores.js"
 import { parseAddress } from "../../src/layers/Sync.js"
 import * as SimNetwork from "../../src/layers/TransportSim.js"
@@ -820,6 +821,83 @@ describe("Sync end to end over HTTP", () => {
         const alone = yield* a.sync.handle({ SendEntries: [Buffer.from(forged.bytes).toString("base64")] }, {})
         expect(errorOf(alone)).toMatch(/^Rejected 1 entries/)
         expect(yield* readData(a, treeId)).toMatchObject({ good: 1 })
+      })
+    ))
+})
+
+describe("pushes into a database without a global grant", () => {
+  /** A private database on A served over HTTP; B holds it through a member key. */
+  const pushSetup = Effect.gen(function*() {
+    const { a, db, signer: admin, treeId } = yield* privateServer
+    // B's device key is the member: what B's engine signs with when no user is logged in
+    const b = yield* makeNode()
+    const member = b.instance.device
+    yield* grant(a, treeId, admin, member.publicKey, Permission.Write(10))
+    yield* a.sync.enableHttpTransport()
+    const address = yield* a.sync.startServer("127.0.0.1:0")
+    yield* b.sync.enableHttpTransport()
+    yield* b.sync.syncWithPeer(address, treeId, { signer: member })
+    return { a, b, db, admin, member, address, treeId }
+  })
+  const wireOf = (node: Node, id: string) =>
+    Effect.map(node.storage.get(id), (e) => Buffer.from(Option.getOrThrow(e).bytes).toString("base64"))
+  const pushProof = (node: Node, signer: { publicKey: string; secretKey: string }, serverPubkey: string, entryIds: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const nonce = yield* node.auth.randomBytes(32)
+      const timestampMs = yield* Clock.currentTimeMillis
+      const signature = yield* node.auth.sign(signer.secretKey, SyncAuth.pushSigningBytes({ serverPubkey, entryIds, timestampMs, nonce }))
+      return { key: signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature }
+    })
+
+  it.live("take a push only with a fresh proof, for this server and these entries, from a key holding a permission there", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, b, member, treeId } = yield* pushSetup
+        const e = yield* write(b, treeId, member, "from-b", 1)
+        const wire = yield* wireOf(b, e)
+        const stranger = yield* a.auth.generateKey
+        const me = a.instance.deviceId
+        const refusals: ReadonlyArray<[SyncRequest, RegExp]> = [
+          [{ SendEntries: [wire] }, new RegExp(`^Authentication required to write to database '${treeId}'$`)],
+          [{ SendEntries: [wire], auth: yield* pushProof(b, stranger, me, [e]) }, /^Permission denied: key .* may not push to database/],
+          [{ SendEntries: [wire], auth: yield* pushProof(b, member, b.instance.deviceId, [e]) }, /^Authentication failed: invalid request signature/],
+          [{ SendEntries: [wire], auth: yield* pushProof(b, member, me, [fabricatedId]) }, /^Authentication failed: invalid request signature/],
+          [
+            { SendEntries: [wire], auth: { ...(yield* pushProof(b, member, me, [e])), timestamp_ms: 1 } },
+            /^Authentication failed: invalid request signature/
+          ]
+        ]
+        for (const [request, expected] of refusals) {
+          expect(errorOf(yield* a.sync.handle(request, {}))).toMatch(expected)
+          expect((yield* a.storage.has([e])).size).toBe(0)
+        }
+        const proof = yield* pushProof(b, member, me, [e])
+        expect(yield* a.sync.handle({ SendEntries: [wire], auth: proof }, {})).toBe("Ack")
+        expect((yield* a.storage.has([e])).size).toBe(1)
+        expect(errorOf(yield* a.sync.handle({ SendEntries: [wire], auth: proof }, {}))).toBe(SyncAuth.NONCE_SPENT)
+      })
+    ))
+
+  it.live("a key revoked here pushes no more, though its client, not told, still pins the settings from before", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, address, admin, b, member, treeId } = yield* pushSetup
+        // the engine's push (signed with the member key B holds) lands while the key is a member
+        const first = yield* write(b, treeId, member, "before", 1)
+        expect((yield* b.sync.pushEntries(address, treeId, [first])).sent).toBe(1)
+        expect((yield* a.storage.has([first])).size).toBe(1)
+        const revocation = Transaction.begin({ rootId: treeId }, admin)
+        yield* a.run(new SettingsStore(revocation).revokeAuthKey(member.publicKey))
+        yield* a.run(Transaction.commit(revocation))
+        // B has not heard of it: its commit pins the old settings, valid by the entry's own rules
+        const after = yield* write(b, treeId, member, "after", 1)
+        const viaPush = yield* Effect.flip(b.sync.pushEntries(address, treeId, [after], {}))
+        expect(viaPush._tag).toBe("PermissionDenied")
+        expect(viaPush.message).toContain("may not push to database")
+        const viaSync = yield* Effect.flip(b.sync.syncWithPeer(address, treeId, { signer: member }))
+        expect(viaSync._tag).toBe("PermissionDenied")
+        expect((yield* a.storage.has([after])).size).toBe(0)
+        expect(yield* readData(a, treeId)).not.toHaveProperty("after")
       })
     ))
 })

@@ -379,7 +379,7 @@ describe("TransportHttp", () => {
           [{ SendEntries: [], SyncTree: {} }, "exactly one key"],
           [{ SyncTree: { tree_id: entryId(1) } }, "SyncTree.our_tips: is missing"],
           [{ SyncTree: { tree_id: "nope", our_tips: [] } }, "SyncTree.tree_id"],
-          [{ SyncTree: { tree_id: entryId(1), our_tips: [], bogus: 1 } }, "SyncTree.bogus: is unexpected"],
+          [{ SyncTree: { tree_id: entryId(1), our_tips: [], peer_pubkey: 7 } }, "SyncTree.peer_pubkey"],
           [{ SendEntries: ["not base64!"] }, "SendEntries[0]"],
           [{ SendEntries: "AAAA" }, "SendEntries"],
           [

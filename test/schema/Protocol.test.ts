@@ -46,6 +46,43 @@ describe("Protocol decoding", () => {
   })
 })
 
+describe("Protocol read as serde reads", () => {
+  it("an optional field may be null (serde's None) and unknown fields are ignored, in requests and responses", () => {
+    const request = decodeRequestEither({
+      SyncTree: {
+        tree_id: treeId,
+        our_tips: [],
+        peer_pubkey: null,
+        requesting_key: null,
+        requesting_key_name: null,
+        requested_permission: null,
+        metadata: null,
+        auth: null,
+        a_field_of_a_later_version: { any: 1 }
+      }
+    })
+    expect(Either.getOrThrow(request)).toEqual({ SyncTree: { tree_id: treeId, our_tips: [] } })
+    const handshake = decodeRequestEither({
+      Handshake: {
+        device_id: `ed25519:${"A".repeat(43)}=`,
+        public_key: `ed25519:${"A".repeat(43)}=`,
+        display_name: null,
+        protocol_version: 0,
+        challenge: Array(32).fill(1),
+        listen_addresses: [],
+        later: true
+      }
+    })
+    expect(Either.isRight(handshake)).toBe(true)
+    const bootstrap = decodeResponseEither({
+      Bootstrap: { tree_id: treeId, root_entry: "AAAA", all_entries: [], key_approved: false, granted_permission: null, next: null }
+    })
+    expect(Either.getOrThrow(bootstrap)).toEqual({ Bootstrap: { tree_id: treeId, root_entry: "AAAA", all_entries: [], key_approved: false } })
+    // a wrong type is still refused, naming the field
+    expect(detail(decodeRequestEither({ SyncTree: { tree_id: treeId, our_tips: [], peer_pubkey: 7 } }))).toMatch(/SyncTree\.peer_pubkey/)
+  })
+})
+
 describe("Protocol permissions", () => {
   it("a requested priority is a u32: 2^32-1 decodes, 2^32 and fractions are MalformedMessage naming the field", () => {
     const ask = (priority: number) =>

@@ -20,6 +20,7 @@ import { hintedSigner, rootSigners } from "../../database/VerifyAhead.js"
 import {
   AuthenticationRequired,
   BootstrapPending,
+  type CryptoError,
   type HandshakeFailed,
   InvalidEntry,
   type NoTransportEnabled,
@@ -244,7 +245,7 @@ export const syncAs = (
       heldTips = theirTips.filter((t) => held.has(t))
       const toSend = yield* storage.missing(treeId, heldTips)
       pushedTips = yield* storage.tips(treeId)
-      const pushed = yield* push(deps, address, treeId, toSend)
+      const pushed = yield* push(deps, address, treeId, toSend, { signer, serverPubkey: peer.public_key })
       sent = pushed.sent
       roundTrips += pushed.roundTrips
     }
@@ -254,14 +255,33 @@ export const syncAs = (
     return { received, sent, roundTrips } satisfies SyncResult
   }).pipe(Effect.scoped) // a prefetched page still in flight when we stop early is interrupted
 
-/** Send entries (parents first) with SendEntries, in pages under the message cap. */
-export const push = (deps: PullDeps, address: Address, treeId: string, ids: ReadonlyArray<string>) =>
+/** Who proves a push: the key, and the server's device key the proof is made for. */
+export interface PushProof {
+  readonly signer: Signer
+  readonly serverPubkey: string
+}
+
+/**
+ * Send entries (parents first) with SendEntries, in pages under the message cap, each page proven
+ * by `proof` when given (a database without a global grant takes only proven pushes).
+ */
+export const push = (deps: PullDeps, address: Address, treeId: string, ids: ReadonlyArray<string>, proof?: PushProof) =>
   Effect.gen(function*() {
+    let done = 0
     let sent = 0
     let roundTrips = 0
-    while (sent < ids.length) {
-      const { wire } = yield* encodePage(deps.storage, ids.slice(sent, sent + MAX_PUSH_IDS), deps.pageBytes)
-      const response = yield* deps.send(address, { SendEntries: wire })
+    while (done < ids.length) {
+      const page = yield* encodePage(deps.storage, ids.slice(done, done + MAX_PUSH_IDS), deps.pageBytes)
+      done += Math.max(1, page.consumed)
+      if (page.wire.length === 0) continue
+      const message = (): Effect.Effect<SyncRequest, CryptoError> =>
+        proof === undefined
+          ? Effect.succeed({ SendEntries: page.wire })
+          : Effect.map(signPush(deps.auth, proof, page.sent), (auth) => ({ SendEntries: page.wire, auth }))
+      const signedSend = Effect.flatMap(message(), (m) => deps.send(address, m))
+      // a push the server has seen already (resent by the transport after a lost answer) is signed anew, once
+      const response = yield* Effect.flatMap(signedSend, (r) =>
+        proof !== undefined && typeof r === "object" && "Error" in r && r.Error === SyncAuth.NONCE_SPENT ? signedSend : Effect.succeed(r))
       roundTrips++
       if (typeof response === "object" && "Error" in response) {
         return yield* remoteError(deps, address, treeId, response.Error)
@@ -269,7 +289,7 @@ export const push = (deps: PullDeps, address: Address, treeId: string, ids: Read
       if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
         return yield* unexpected(address, `a ${describeResponse(response)} response to pushed entries`)
       }
-      sent += wire.length
+      sent += page.wire.length
     }
     return { sent, roundTrips }
   })
@@ -294,6 +314,17 @@ const signRequest = (auth: AuthShape, signer: Signer, serverPubkey: string, tree
     )
     return { key: signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature } satisfies
       SyncRequestAuth
+  })
+
+const signPush = (auth: AuthShape, proof: PushProof, entryIds: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const nonce = yield* auth.randomBytes(32)
+    const timestampMs = yield* Clock.currentTimeMillis
+    const signature = yield* auth.sign(
+      proof.signer.secretKey,
+      SyncAuth.pushSigningBytes({ serverPubkey: proof.serverPubkey, entryIds, timestampMs, nonce })
+    )
+    return { key: proof.signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature } satisfies SyncRequestAuth
   })
 
 const remoteError = (deps: PullDeps, address: Address, treeId: string, text: string) => {

@@ -11,21 +11,27 @@ import type { StorageShape } from "../../services/Storage.js"
 /** Entries read from storage at a time while filling a page. */
 export const FETCH_CHUNK = 256
 
-/** Encode entries (by ID, in order) until the page budget is used; `more` when some were left. */
+/**
+ * Encode entries (by ID, in order) until the page budget is used; `more` when some were left,
+ * `sent` the IDs of the page, `consumed` how many of `ids` it covers (IDs not held are skipped).
+ */
 export const encodePage = (storage: StorageShape, ids: ReadonlyArray<string>, budget: number) =>
   Effect.gen(function*() {
     const wire: Array<string> = []
+    const sent: Array<string> = []
     let used = 0
     for (let offset = 0; offset < ids.length; offset += FETCH_CHUNK) {
-      const chunk = yield* storage.getBytes(ids.slice(offset, offset + FETCH_CHUNK))
+      const asked = ids.slice(offset, offset + FETCH_CHUNK)
+      const chunk = yield* storage.getBytes(asked)
       for (const e of chunk) {
         const cost = SyncAuth.wireCost(e.bytes.length)
-        if (wire.length > 0 && used + cost > budget) return { wire, more: true }
+        if (wire.length > 0 && used + cost > budget) return { wire, sent, more: true, consumed: offset + asked.indexOf(e.id) }
         wire.push(toBase64(e.bytes))
+        sent.push(e.id)
         used += cost
       }
     }
-    return { wire, more: false }
+    return { wire, sent, more: false, consumed: ids.length }
   })
 
 /** Whether a string is an entry ID. */
