@@ -147,6 +147,22 @@ export const noEntriesSignedBy = (
     return result(violations)
   }).pipe(Effect.orDie)
 
+/** Every peer's `data` store of `treeId` holds each written key with the value written (keys written once). */
+export const noLostWrites = (
+  peers: ReadonlyArray<CheckedPeer>,
+  treeId: string,
+  writes: ReadonlyMap<string, unknown>
+): Effect.Effect<InvariantResult> =>
+  Effect.gen(function* () {
+    const violations: Array<string> = []
+    for (const p of peers) {
+      const data = JSON.parse(yield* stateJson(p.storage, treeId, "data")) as Record<string, unknown>
+      const wrong = [...writes].filter(([k, v]) => JSON.stringify(data[k]) !== JSON.stringify(v))
+      if (wrong.length > 0) violations.push(`${p.name} reads ${wrong.length} written keys wrongly, e.g. ${wrong.slice(0, 3).map(([k, v]) => `${k}=${JSON.stringify(data[k])} (wrote ${JSON.stringify(v)})`).join(", ")}`)
+    }
+    return result(violations)
+  }).pipe(Effect.orDie)
+
 // ---------------------------------------------------------------------------------------------
 // helpers
 
