@@ -192,6 +192,16 @@ export class User {
     return this.runner.run(Effect.map(this.service.trackedDatabases, (all) => [...all]))
   }
 
+  /**
+   * End this login: the user's keys leave this object and, once its last login on the instance has
+   * ended, the instance (the background sync and `sync()` no longer sign with them). Later calls
+   * needing a key reject (PermissionDenied, or KeyNotFound for a key id); databases opened before
+   * keep their key, so drop them too. `loginUser` again to continue.
+   */
+  logout(): Promise<void> {
+    return this.runner.run(this.service.logout)
+  }
+
   /** Approve a pending bootstrap request with one of this user's Admin keys. */
   approveBootstrapRequest(sync: Sync, requestId: string, approvingKeyId: string): Promise<void> {
     if (!(sync instanceof Sync)) return Promise.reject(new InvalidArgument("approveBootstrapRequest expects instance.sync() first"))

@@ -89,8 +89,10 @@ export const make = Effect.gen(function* () {
     return pair
   })
 
-  /** Keys of the users logged in during this instance's life. */
+  /** Keys of the users logged in now (the sync engine and `Sync` sign with them). */
   const session = new Map<string, Signer>()
+  /** How many live logins each user has: its keys leave the session when the last logs out. */
+  const logins = new Map<string, number>()
 
   const readUser = (username: string) =>
     Effect.flatMap(storage.getMeta(userKey(username)), (o) =>
@@ -180,6 +182,7 @@ export const make = Effect.gen(function* () {
         })
       }
       for (const [keyId, k] of keys) session.set(keyId, k.signer)
+      logins.set(username, (logins.get(username) ?? 0) + 1)
       const keysRef = yield* Ref.make(keys)
       return makeUser(record, rootSigner, sealKey, keysRef)
     })
@@ -192,6 +195,12 @@ export const make = Effect.gen(function* () {
   ): User => {
     const username = record.username
     const userDb = { rootId: record.userDatabaseId }
+    let loggedOut = false
+    /** What a user does with its keys, refused once it has logged out. */
+    const active = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | PermissionDenied, R> =>
+      Effect.suspend((): Effect.Effect<A, E | PermissionDenied, R> =>
+        loggedOut ? Effect.fail(new PermissionDenied({ detail: `user ${username} has logged out; log in again` })) : effect
+      )
     const signer = (keyId: string) =>
       Effect.flatMap(Ref.get(keysRef), (keys) => {
         const k = keys.get(keyId)
@@ -224,7 +233,7 @@ export const make = Effect.gen(function* () {
         [...keys.values()].map((k) => k.info).sort((a, b) => Number(b.isDefault) - Number(a.isDefault) || a.createdAt - b.createdAt)
       ),
       addKey: (displayName) =>
-        Effect.gen(function* () {
+        active(Effect.gen(function* () {
           const pair = yield* auth.generateKey
           const createdAt = yield* Clock.currentTimeMillis
           const info: UserKeyInfo = { keyId: pair.publicKey, displayName, isDefault: false, createdAt }
@@ -240,34 +249,34 @@ export const make = Effect.gen(function* () {
           yield* Ref.update(keysRef, (keys) => new Map(keys).set(pair.publicKey, { signer: pair, info }))
           session.set(pair.publicKey, pair)
           return pair.publicKey
-        }),
+        })),
       signer,
       createDatabase: (settings, keyId) =>
-        Effect.gen(function* () {
+        active(Effect.gen(function* () {
           const s = yield* signer(keyId)
           const db = yield* run(DatabaseOps.create({ signer: s, settings }))
           yield* storage.setMeta(trackingKey(db.rootId, username), JSON.stringify({ keyId, syncSettings: SyncSettings.disabled } satisfies Tracking))
           return { db, signer: s } satisfies OpenDatabase
-        }),
-      openDatabase: openWith,
+        })),
+      openDatabase: (databaseId) => active(openWith(databaseId)),
       findDatabase: (name) =>
-        Effect.gen(function* () {
+        active(Effect.gen(function* () {
           const tracked = yield* user.trackedDatabases
           for (const t of tracked) {
             const found = yield* run(DatabaseOps.name({ rootId: t.databaseId })).pipe(Effect.orElseSucceed(() => undefined))
             if (found === name) return yield* openWith(t.databaseId)
           }
           return yield* new DatabaseNotFound({ name })
-        }),
+        })),
       trackDatabase: (tracked) =>
-        Effect.gen(function* () {
+        active(Effect.gen(function* () {
           yield* signer(tracked.keyId)
           yield* storage.setMeta(
             trackingKey(tracked.databaseId, username),
             JSON.stringify({ keyId: tracked.keyId, syncSettings: tracked.syncSettings } satisfies Tracking)
           )
-        }),
-      untrackDatabase: (databaseId) => storage.deleteMeta(trackingKey(databaseId, username)),
+        })),
+      untrackDatabase: (databaseId) => active(storage.deleteMeta(trackingKey(databaseId, username))),
       trackedDatabases: Effect.map(storage.listMeta("tracking/"), (rows) =>
         rows.flatMap(([key, value]) => {
           const parsed = parseTrackingKey(key)
@@ -275,7 +284,19 @@ export const make = Effect.gen(function* () {
           const t = JSON.parse(value) as Tracking
           return [{ databaseId: parsed.db, keyId: t.keyId, syncSettings: t.syncSettings }]
         })
-      )
+      ),
+      logout: Effect.gen(function* () {
+        if (loggedOut) return
+        loggedOut = true
+        const keys = yield* Ref.getAndSet(keysRef, new Map())
+        const left = (logins.get(username) ?? 1) - 1
+        if (left > 0) {
+          logins.set(username, left)
+          return
+        }
+        logins.delete(username)
+        for (const keyId of keys.keys()) session.delete(keyId)
+      })
     }
     return user
   }

@@ -63,6 +63,13 @@ export interface User {
   readonly untrackDatabase: (databaseId: string) => Effect.Effect<void, UserWriteError>
   /** The databases this user tracks. */
   readonly trackedDatabases: Effect.Effect<ReadonlyArray<TrackedDatabase>, StorageError | InvalidEntry>
+  /**
+   * End this login: its keys leave this object (what needs one then fails: PermissionDenied, or
+   * KeyNotFound for a key id) and, once the user's last login on the instance has ended, the
+   * instance's session, so neither the sync engine nor `Sync` signs with them any more. Databases
+   * opened before keep the key they were opened with: drop them too. Logging in again starts anew.
+   */
+  readonly logout: Effect.Effect<void>
 }
 
 /** The Instance service interface. */

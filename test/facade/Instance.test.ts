@@ -387,6 +387,32 @@ for (const [label, backendOf] of backends) {
       await rejection(user.openDatabase("not-an-id"), "TreeNotFound")
     })
 
+    it("logout: the user's keys leave the instance, nothing signs with them until a new login", async () => {
+      await instance.createUser("alice", "pw")
+      await instance.createUser("mallory")
+      await instance.enableSync()
+      await instance.sync().enableHttpTransport()
+      const alice = await instance.loginUser("alice", "pw")
+      const key = await alice.getDefaultKey()
+      const db = await alice.createDatabase(Doc.from({ name: "mine" }), key)
+      const twice = await instance.loginUser("alice", "pw") // a second login of the same user
+      await alice.logout()
+      await alice.logout() // idempotent
+      await rejection(alice.openDatabase(db.rootId), "PermissionDenied", PermissionDenied)
+      await rejection(alice.createDatabase(Doc.from({ name: "x" }), key), "PermissionDenied", PermissionDenied)
+      await rejection(alice.addKey("laptop"), "PermissionDenied", PermissionDenied)
+      expect(await alice.listKeys()).toEqual([])
+      // the other login still holds the keys: the instance still signs with them
+      expect((await twice.openDatabase(db.rootId)).rootId).toBe(db.rootId)
+      await twice.logout()
+      // no login left: code of another user of the instance cannot sign with alice's key
+      await instance.loginUser("mallory")
+      const asked = instance.sync().syncWithPeerForBootstrap("127.0.0.1:1", db.rootId, key, Permission.Admin(0))
+      expect((await rejection(asked, "KeyNotFound", KeyNotFound)).key).toBe(key)
+      const again = await instance.loginUser("alice", "pw")
+      expect((await again.openDatabase(db.rootId)).rootId).toBe(db.rootId)
+    })
+
     it("users cannot use each other's keys", async () => {
       await instance.createUser("alice")
       await instance.createUser("bob")
