@@ -11,7 +11,6 @@ import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
@@ -38,17 +37,6 @@ import { encodePage, fromBase64, toBase64, truncate } from "./internal/SyncWire.
 
 /** The most IDs (`our_tips` plus `known`) one SyncTree request may carry. */
 export const MAX_REQUEST_IDS = 16_384
-
-/** Whether one of these entries of `treeId` writes `pubkey` an Active key record in its settings. */
-const grantedIn = (entries: ReadonlyArray<StoredEntry>, treeId: string, pubkey: string): boolean =>
-  entries.some((e) => {
-    if (e.treeId !== treeId) return false
-    const data = e.entry.subtrees.find((s) => s.name === Entry.SETTINGS)?.data
-    if (data === undefined) return false
-    const delta = Option.getOrUndefined(Option.liftThrowable(Doc.decode)(data))
-    const auth = delta === undefined ? undefined : Settings.authOf(delta, { keys: new Set([pubkey]), global: false, all: false })
-    return auth?._tag === "Present" && auth.auth.keys[pubkey]?.status === "Active"
-  })
 
 /** The display name this node gives in handshakes. */
 export const DISPLAY_NAME = "Eidetica Peer"
@@ -278,19 +266,12 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
 
   /**
    * Pushes into a database without an active global grant need a proof, signed for this server
-   * over every pushed entry's ID, from a key holding some permission there now (as reads do), or
-   * granted one by a settings entry of the push itself (a device granted elsewhere, while the
-   * granting admin is away; the grant is validated as any entry): a key revoked here can push no
-   * more, its own client's commits made before it learned of the revocation included. (Entries it
-   * signed before its revocation may still arrive through a member that relays them: each entry is
-   * judged by the settings it pins.)
+   * over every pushed entry's ID, from a key holding some permission there now (as reads do): a key
+   * revoked here can push no more, its own client's commits made before it learned of the
+   * revocation included. (Entries it signed before its revocation may still arrive through a
+   * member that relays them: each entry is judged by the settings it pins.)
    */
-  const authorizePush = (
-    trees: ReadonlySet<string>,
-    ids: ReadonlyArray<string>,
-    pushed: ReadonlyArray<StoredEntry>,
-    proof: SyncRequestAuth | undefined
-  ) =>
+  const authorizePush = (trees: ReadonlySet<string>, ids: ReadonlyArray<string>, proof: SyncRequestAuth | undefined) =>
     Effect.gen(function*() {
       let checked: { readonly now: number } | undefined
       for (const treeId of trees) {
@@ -301,9 +282,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           proof,
           SyncAuth.pushSigningBytes({ serverPubkey: instance.deviceId, entryIds: ids, timestampMs: proof.timestamp_ms, nonce: proof.nonce })
         )
-        const member = state._tag === "Present" && Settings.permissionOf(state.auth, proof.key) !== undefined
-        const revoked = state._tag === "Present" && state.auth.keys[proof.key]?.status === "Revoked"
-        if (!member && (revoked || !grantedIn(pushed, treeId, proof.key))) {
+        if (state._tag !== "Present" || Settings.permissionOf(state.auth, proof.key) === undefined) {
           return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
         }
       }
@@ -339,7 +318,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         trees.add(result.right.treeId)
       }
       for (const treeId of trees) yield* gate(treeId)
-      yield* authorizePush(trees, ids, decoded, proof)
+      yield* authorizePush(trees, ids, proof)
       const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded, peer)
       for (const r of report.rejected) reasons.push(r.message)
       if (reasons.length > 0) {

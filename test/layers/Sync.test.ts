@@ -900,27 +900,6 @@ describe("pushes into a database without a global grant", () => {
         expect(yield* readData(a, treeId)).not.toHaveProperty("after")
       })
     ))
-
-  it.live("a device granted elsewhere pushes its grant with its writes, while the granting admin is away", () =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        const { a, signer: admin, treeId } = yield* privateServer
-        yield* a.sync.enableHttpTransport()
-        const address = yield* a.sync.startServer("127.0.0.1:0")
-        // B got the database through the admin's key (another device of the admin) ...
-        const b = yield* makeNode()
-        yield* b.sync.enableHttpTransport()
-        yield* b.sync.syncWithPeer(address, treeId, { signer: admin })
-        // ... and the admin, on B, grants B's device key, which then writes: A has seen neither
-        const granted = yield* grant(b, treeId, admin, b.instance.device.publicKey, Permission.Write(10))
-        const written = yield* write(b, treeId, b.instance.device, "from-the-new-device", 1)
-        // the write alone is refused (A does not know the key); with the grant it is taken
-        const alone = yield* Effect.flip(b.sync.pushEntries(address, treeId, [written]))
-        expect(alone.message).toContain("may not push to database")
-        expect((yield* b.sync.pushEntries(address, treeId, [granted, written])).sent).toBe(2)
-        expect(yield* readData(a, treeId)).toMatchObject({ "from-the-new-device": 1 })
-      })
-    ))
 })
 
 describe("Sync server under hostile input", () => {
