@@ -9,6 +9,7 @@ import { Doc } from "../../src/core/Doc.js"
 import * as Entry from "../../src/core/Entry.js"
 import * as SyncAuth from "../../src/core/SyncAuth.js"
 import * as BootstrapRequests from "../../src/database/BootstrapRequests.js"
+import { sigKeyOf } from "../../src/database/Database.js"
 import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
@@ -898,6 +899,30 @@ describe("pushes into a database without a global grant", () => {
         expect(viaSync._tag).toBe("PermissionDenied")
         expect((yield* a.storage.has([after])).size).toBe(0)
         expect(yield* readData(a, treeId)).not.toHaveProperty("after")
+
+        // nor through a throwaway key that a settings entry of the push itself "grants"
+        const throwaway = yield* b.auth.generateKey
+        const selfGrant = yield* b.run(
+          Effect.gen(function*() {
+            const txn = Transaction.begin({ rootId: treeId }, throwaway)
+            yield* new SettingsStore(txn).setAuthKey(throwaway.publicKey, { permission: Permission.Write(10) })
+            const staged = txn.staged.get(Entry.SETTINGS)!
+            const tips = yield* b.storage.storeTips(treeId, Entry.SETTINGS)
+            const data = yield* staged.codec.encode(Entry.SETTINGS, staged.delta)
+            const unsigned = yield* Transaction.nextEntry(b.storage, treeId, tips, [{ name: Entry.SETTINGS, parents: tips, data }], sigKeyOf(throwaway))
+            return Entry.stored(Entry.withSignature(unsigned, yield* b.auth.sign(throwaway.secretKey, Entry.signingBytes(unsigned))))
+          })
+        )
+        const ids = [after, selfGrant.id]
+        const bypass = yield* a.sync.handle(
+          {
+            SendEntries: [yield* wireOf(b, after), Buffer.from(selfGrant.bytes).toString("base64")],
+            auth: yield* pushProof(b, throwaway, a.instance.deviceId, ids)
+          },
+          {}
+        )
+        expect(errorOf(bypass)).toMatch(/^Permission denied: key .* may not push to database/)
+        expect((yield* a.storage.has(ids)).size).toBe(0)
       })
     ))
 })
