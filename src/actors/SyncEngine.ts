@@ -88,7 +88,10 @@ export const syncClient = (sync: SyncShape) =>
     sync.pushEntries(address, treeId, entryIds, { expectPeer: peer }).pipe(
       Effect.catchTags({
         RemoteError: () => run(address, treeId),
-        InvalidEntry: () => run(address, treeId)
+        InvalidEntry: () => run(address, treeId),
+        // pushed unproven to a database we hold as open, which the peer no longer is: a sync pulls
+        // its settings (the global grant's removal) and pushes again, proven
+        AuthenticationRequired: () => run(address, treeId)
       }),
       Effect.mapError((e): PeerActor.PeerFailure => ({ _tag: e._tag, message: e.message || e._tag }))
     )

@@ -355,6 +355,8 @@ const decodeTaggedEither = <A>(
  * nullable schema, whose refusals would quote the whole value back.)
  */
 const withoutNulls = (input: object, kind: string): unknown => {
+  // a push's proof beside its kind is an optional field too
+  if (kind === "SendEntries" && (input as Record<string, unknown>)["auth"] === null) return withoutNulls({ SendEntries: (input as Record<string, unknown>)["SendEntries"] }, kind)
   const body: unknown = (input as Record<string, unknown>)[kind]
   if (typeof body !== "object" || body === null || Array.isArray(body)) return input
   const values = body as Record<string, unknown>

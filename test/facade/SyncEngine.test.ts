@@ -139,6 +139,46 @@ describe("Promise facade: background sync", () => {
     expect(await (await mine.docStore("notes")).get("secret")).toBe("for bob")
   })
 
+  it("a database made private while a member still holds it as open: the member's commits still arrive, proven", async () => {
+    for (const i of [a, b]) {
+      await i.enableSync()
+      await i.sync().enableHttpTransport()
+    }
+    await a.createUser("alice")
+    const alice = await a.loginUser("alice")
+    const key = await alice.getDefaultKey()
+    const db = await alice.createDatabase(Doc.from({ name: "notes" }), key)
+    await b.createUser("bob")
+    const bob = await b.loginUser("bob")
+    const bobKey = await bob.getDefaultKey()
+    const open = await db.newTransaction()
+    await (await open.settings()).setGlobalPermission(Permission.Write(10))
+    await (await open.settings()).setAuthKey(bobKey, { permission: Permission.Write(10) })
+    await open.commit()
+    await alice.trackDatabase({ databaseId: db.rootId, keyId: key, syncSettings: ONLINE })
+    const address = await a.sync().startServer("127.0.0.1:0")
+    await b.sync().syncWithPeer(address, db.rootId)
+    await bob.trackDatabase({ databaseId: db.rootId, keyId: bobKey, syncSettings: { ...ONLINE, intervalSeconds: 3_600 } })
+    const handle = await b.sync().registerSyncPeer({ peerPubkey: a.deviceId, treeId: db.rootId, addresses: [{ transportType: "http", address }] })
+    await within(handle.waitForInitialSync(), 5_000)
+    // A closes the database to the public; B is not told, so it pushes unproven and is refused
+    const close = await db.newTransaction()
+    await (await close.settings()).revokeGlobalPermission()
+    await close.commit()
+    const mine = await bob.openDatabase(db.rootId)
+    const t = await mine.newTransaction()
+    await (await t.docStore("notes")).set("from-bob", "x")
+    await t.commit()
+    // the refusal makes the engine sync (pulling the new settings) and push again, proven: no interval needed
+    let arrived: unknown
+    for (let i = 0; i < 50 && arrived === undefined; i++) {
+      arrived = await (await db.docStore("notes")).get("from-bob")
+      if (arrived === undefined) await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(arrived).toBe("x")
+    expect((await handle.status()).lastError).toBeUndefined()
+  })
+
   it("waitForInitialSync of an unreachable peer rejects with InstanceClosed when the instance closes", async () => {
     await a.enableSync()
     await a.sync().enableHttpTransport()

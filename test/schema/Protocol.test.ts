@@ -78,6 +78,8 @@ describe("Protocol read as serde reads", () => {
       Bootstrap: { tree_id: treeId, root_entry: "AAAA", all_entries: [], key_approved: false, granted_permission: null, next: null }
     })
     expect(Either.getOrThrow(bootstrap)).toEqual({ Bootstrap: { tree_id: treeId, root_entry: "AAAA", all_entries: [], key_approved: false } })
+    // a push's proof beside its kind may be null too
+    expect(Either.getOrThrow(decodeRequestEither({ SendEntries: [], auth: null }))).toEqual({ SendEntries: [] })
     // a wrong type is still refused, naming the field
     expect(detail(decodeRequestEither({ SyncTree: { tree_id: treeId, our_tips: [], peer_pubkey: 7 } }))).toMatch(/SyncTree\.peer_pubkey/)
   })
