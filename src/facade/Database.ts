@@ -358,11 +358,11 @@ const storeName = (name: unknown, readOnly = false): string => {
 const checkPassword = (password: unknown): string => checkString(password, "a store's password must be a non-empty string")
 
 /** How to open a store of each type, for the refusal of opening it as another. */
-const openWith: Record<string, string> = {
-  [Stores.DOCSTORE]: "docStore(name)",
-  [Stores.TABLE]: "table(name)",
-  [PasswordStore.TYPE_ID]: "encryptedDocStore(name, password) or encryptedTable(name, password)"
-}
+const openWith = new Map<string, string>([
+  [Stores.DOCSTORE, "docStore(name)"],
+  [Stores.TABLE, "table(name)"],
+  [PasswordStore.TYPE_ID, "encryptedDocStore(name, password) or encryptedTable(name, password)"]
+])
 
 /**
  * Refuses to open a store as a type other than the one it is registered with: a table read as a
@@ -375,7 +375,7 @@ const ofType = (db: DatabaseOps.Database, store: string, wanted: string) =>
     const type = registration instanceof Doc ? registration.get("type_id") : undefined
     return typeof type !== "string" || type === wanted
       ? Effect.void
-      : Effect.fail(new InvalidArgument(`store ${store} is a ${type} store, not a ${wanted} store: open it with ${openWith[type] ?? "its own store type"}`))
+      : Effect.fail(new InvalidArgument(`store ${store} is a ${type} store, not a ${wanted} store: open it with ${openWith.get(type) ?? "its own store type"}`))
   })
 
 /** Values that are not plain data (functions, class instances, bad paths) reject as InvalidArgument. */

@@ -355,15 +355,16 @@ const decodeTaggedEither = <A>(
  * nullable schema, whose refusals would quote the whole value back.)
  */
 const withoutNulls = (input: object, kind: string): unknown => {
-  // a push's proof beside its kind is an optional field too
-  if (kind === "SendEntries" && (input as Record<string, unknown>)["auth"] === null) return withoutNulls({ SendEntries: (input as Record<string, unknown>)["SendEntries"] }, kind)
-  const body: unknown = (input as Record<string, unknown>)[kind]
+  const message = input as Record<string, unknown>
+  // a push's proof, beside its kind, is an optional field too
+  if (kind === "SendEntries" && message["auth"] === null) return { SendEntries: message["SendEntries"] }
+  const body = message[kind]
   if (typeof body !== "object" || body === null || Array.isArray(body)) return input
   const values = body as Record<string, unknown>
   if (!Object.keys(values).some((k) => values[k] === null)) return input
   const kept: Record<string, unknown> = {}
   for (const k of Object.keys(values)) if (values[k] !== null) kept[k] = values[k]
-  return { ...input, [kind]: kept }
+  return { ...message, [kind]: kept }
 }
 
 // Dispatch on the single key first, so an unknown kind or a bad field gets a short, precise

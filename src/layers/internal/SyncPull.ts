@@ -128,13 +128,8 @@ export const syncAs = (
     // once, so they are checked while the previous page is still being stored; the page after it
     // is asked for at once too (as if this one were stored), up to PREFETCH_PAGES ahead of the
     // page being stored, so the verifier always has the next page in hand
-    const signedSend = (pageTips: ReadonlyArray<string>) => Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r))
-    // a request the server has seen already (resent by the transport after a lost answer) is signed anew, once
     const request = (pageTips: ReadonlyArray<string>) =>
-      Effect.flatMap(signedSend(pageTips), (response) =>
-        typeof response === "object" && "Error" in response && response.Error === SyncAuth.NONCE_SPENT
-          ? signedSend(pageTips)
-          : Effect.succeed(response))
+      signedAnewIfSeen(Effect.flatMap(requestFor(pageTips, known), (r) => send(address, r)))
     interface Fetched {
       readonly response: SyncResponse
       readonly decoded: Effect.Effect.Success<ReturnType<typeof decodeAll>> | undefined
@@ -274,14 +269,10 @@ export const push = (deps: PullDeps, address: Address, treeId: string, ids: Read
       const page = yield* encodePage(deps.storage, ids.slice(done, done + MAX_PUSH_IDS), deps.pageBytes)
       done += Math.max(1, page.consumed)
       if (page.wire.length === 0) continue
-      const message = (): Effect.Effect<SyncRequest, CryptoError> =>
-        proof === undefined
-          ? Effect.succeed({ SendEntries: page.wire })
-          : Effect.map(signPush(deps.auth, proof, page.sent), (auth) => ({ SendEntries: page.wire, auth }))
-      const signedSend = Effect.flatMap(message(), (m) => deps.send(address, m))
-      // a push the server has seen already (resent by the transport after a lost answer) is signed anew, once
-      const response = yield* Effect.flatMap(signedSend, (r) =>
-        proof !== undefined && typeof r === "object" && "Error" in r && r.Error === SyncAuth.NONCE_SPENT ? signedSend : Effect.succeed(r))
+      const message: Effect.Effect<SyncRequest, CryptoError> = proof === undefined
+        ? Effect.succeed({ SendEntries: page.wire })
+        : Effect.map(signPush(deps.auth, proof, page.sent), (auth) => ({ SendEntries: page.wire, auth }))
+      const response = yield* signedAnewIfSeen(Effect.flatMap(message, (m) => deps.send(address, m)))
       roundTrips++
       if (typeof response === "object" && "Error" in response) {
         return yield* remoteError(deps, address, treeId, response.Error)
@@ -315,6 +306,14 @@ const signRequest = (auth: AuthShape, signer: Signer, serverPubkey: string, tree
     return { key: signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature } satisfies
       SyncRequestAuth
   })
+
+/**
+ * Send a signed message, and once more (signed anew: `send` signs each time it runs) if the server
+ * has seen its nonce: it saw this very message, resent by the transport after a lost answer.
+ */
+const signedAnewIfSeen = <E, R>(send: Effect.Effect<SyncResponse, E, R>): Effect.Effect<SyncResponse, E, R> =>
+  Effect.flatMap(send, (response) =>
+    typeof response === "object" && "Error" in response && response.Error === SyncAuth.NONCE_SPENT ? send : Effect.succeed(response))
 
 const signPush = (auth: AuthShape, proof: PushProof, entryIds: ReadonlyArray<string>) =>
   Effect.gen(function*() {
