@@ -226,6 +226,12 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         granted = decision.permission
       } else {
         yield* authorizeRead(request)
+        // a proven requesting key that asks for nothing: its answer says what it holds (the
+        // reference's auto-detection), and an unproven one is served as anyone is
+        if (request.requesting_key !== undefined && request.auth?.key === request.requesting_key) {
+          const state = yield* authState(treeId)
+          if (state._tag === "Present") granted = Settings.permissionOf(state.auth, request.requesting_key)
+        }
       }
       if (request.our_tips.length === 0) {
         const all = yield* storage.ancestors(treeId, yield* storage.tips(treeId))

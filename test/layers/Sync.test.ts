@@ -144,6 +144,25 @@ describe("Sync handler: read authorization (scenarios 12-18)", () => {
       expect(response.Incremental.next).toBeUndefined()
     }))
 
+  it.scoped("a proven requesting key that asks for no permission is told what it holds; unproven, nothing", () =>
+    Effect.gen(function*() {
+      const { a, treeId, signer } = yield* privateServer
+      const writer = yield* a.auth.generateKey
+      yield* grant(a, treeId, signer, writer.publicKey, Permission.Write(7))
+      const asking = (auth: SyncRequest) => a.sync.handle(auth, {})
+      const proof = yield* signProof(a.auth, writer, { serverPubkey: a.instance.deviceId, treeId, tips: [], timestampMs: yield* Clock.currentTimeMillis })
+      const told = yield* asking({ SyncTree: { tree_id: treeId, our_tips: [], requesting_key: writer.publicKey, auth: proof } })
+      if (typeof told !== "object" || !("Bootstrap" in told)) throw new Error(text(told))
+      expect(told.Bootstrap.key_approved).toBe(true)
+      expect(told.Bootstrap.granted_permission).toEqual(Permission.Write(7))
+      // a proof by another key than the one named tells nothing about the named key
+      const other = yield* signProof(a.auth, signer, { serverPubkey: a.instance.deviceId, treeId, tips: [], timestampMs: yield* Clock.currentTimeMillis })
+      const untold = yield* asking({ SyncTree: { tree_id: treeId, our_tips: [], requesting_key: writer.publicKey, auth: other } })
+      if (typeof untold !== "object" || !("Bootstrap" in untold)) throw new Error(text(untold))
+      expect(untold.Bootstrap.key_approved).toBe(false)
+      expect(untold.Bootstrap.granted_permission).toBeUndefined()
+    }))
+
   it.scoped("14: a signed pull by a key granted Read is served", () =>
     Effect.gen(function*() {
       const { a, treeId, signer } = yield* privateServer
