@@ -64,11 +64,16 @@ export const begin = (db: Database, signer: Signer): Transaction => ({
 })
 
 /** The staged delta of a store, created on first use. Reserved stores keep their own type. */
-export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec, byCommit = false): Doc => {
+export const stage = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec): Doc => {
   // misuse, a defect (the Promise API's InvalidArgument): the write would never be stored
   if (txn.committed) throw new TypeError("this transaction is committed, so a write to it would never be stored; begin a new one")
-  if (txn.committing && !byCommit)
+  if (txn.committing)
     throw new TypeError("this transaction is being committed, so a write to it now might not be in its entry; await commit() first, or begin a new one")
+  return stagedDelta(txn, store, typeId, codec)
+}
+
+/** The staged delta of a store, created on first use, unguarded: what the commit itself adds (`_index`). */
+const stagedDelta = (txn: Transaction, store: string, typeId: string, codec: StoreCodec = plainStoreCodec): Doc => {
   let s = txn.staged.get(store)
   if (s === undefined) {
     s = { delta: Doc.empty(), typeId, codec }
@@ -211,7 +216,7 @@ const commitOnce = (txn: Transaction): Effect.Effect<string, CommitError, Databa
       const registration = Doc.empty()
       registration.set("type_id", s.typeId)
       registration.set("config", s.config ?? Doc.empty())
-      stage(txn, Entry.INDEX, "_index", plainStoreCodec, true).set(name, registration)
+      stagedDelta(txn, Entry.INDEX, "_index").set(name, registration)
     }
     const subtrees: Array<{ name: string; parents: ReadonlyArray<string>; data: Uint8Array }> = []
     for (const [name, s] of txn.staged) {

@@ -12,8 +12,8 @@ export interface Position {
   unique_id: string
 }
 
-/** Plain code-unit string order: the unique-id tie-break here, and the order of Doc keys. */
-export const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+/** Plain code-unit string order: the unique-id tie-break (UUIDs in lower-case hex, so their byte order too). */
+const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 
