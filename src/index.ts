@@ -27,6 +27,8 @@ export type { HttpOptions, PeerAddress, SyncError, SyncOptions, SyncResult, Sync
 
 /** Entries: encoding, IDs, signing bytes. */
 export * as Entry from "./core/Entry.js"
+/** Database tickets: `eidetica:?db=<ID>&pr=<transport>:<address>…`. */
+export * as Ticket from "./core/Ticket.js"
 /** The Doc/List CRDT: `Doc.from({...})`, `Doc.empty()`. */
 export { Deleted, Doc, List } from "./core/Doc.js"
 /** Plain values and CRDT values. */

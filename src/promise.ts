@@ -59,7 +59,8 @@ export {
   DatabaseNotFound,
   MailboxFull,
   InvalidRequestState,
-  RequestNotFound
+  RequestNotFound,
+  InvalidTicket
 } from "./facade/Errors.js"
 /** Types of the errors API. */
 export type { EideticaErrorClass, EideticaErrorOptions } from "./facade/Errors.js"

@@ -1,6 +1,6 @@
 /**
  * The `eidetica` command: serve (a sync node on an embedded SQLite data directory), info, health,
- * db (create, list, put, get, grant) and sync. Every command takes `--json` for machine output.
+ * db (create, list, put, get, grant), ticket and sync. Every command takes `--json` for machine output.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem, HttpClient, HttpClientRequest } from "@effect/platform"
@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Doc } from "../core/Doc.js"
+import * as Ticket from "../core/Ticket.js"
 import * as Database from "../database/Database.js"
 import { SettingsStore } from "../database/SettingsStore.js"
 import { DocStore, DocStoreView } from "../database/Stores.js"
@@ -80,15 +81,23 @@ const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
       yield* sync.enableHttpTransport()
       const address = yield* sync.startServer(`${o.host}:${o.port}`)
       const served = [...(yield* instance.trackedDatabases)].filter(([, s]) => s.syncEnabled).map(([id]) => id)
+      // a database tracked but not (yet) held here has no ticket
+      const tickets: Record<string, string> = {}
+      for (const id of served) {
+        const ticket = yield* Effect.option(sync.createTicket(id))
+        if (Option.isSome(ticket)) tickets[id] = ticket.value
+      }
       yield* out(
         o.json,
-        { deviceId: instance.deviceId, address, dataDir: dirOf(o.dataDir), databases: served },
+        { deviceId: instance.deviceId, address, dataDir: dirOf(o.dataDir), databases: served, tickets },
         [
           `eidetica sync node`,
           `  device id: ${instance.deviceId}`,
           `  address:   ${address}   (POST /api/v0, GET /health)`,
           `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
-          `  serving:   ${served.length === 0 ? "no databases yet (stop the node, then: eidetica db create <name>; in a checkout: npm run -s cli -- db create <name>)" : served.join(", ")}`,
+          served.length === 0
+            ? `  serving:   no databases yet (stop the node, then: eidetica db create <name>; in a checkout: npm run -s cli -- db create <name>)`
+            : [`  serving:`, ...served.map((id) => `    ${tickets[id] ?? id}`)].join("\n"),
           `Press Ctrl+C to stop.`
         ].join("\n")
       )
@@ -262,6 +271,36 @@ const dbGrant = Command.make(
     )
 ).pipe(Command.withDescription("give a key access to a database (Read, or Write with --write)"))
 
+const ticketCmd = Command.make(
+  "ticket",
+  {
+    id: dbId,
+    host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("the address other devices reach the node's `serve` at")),
+    port: Options.integer("port").pipe(Options.withAlias("p"), Options.withDefault(3000), Options.withDescription("the port `serve` listens on")),
+    dataDir,
+    json
+  },
+  (o) =>
+    withEngine(
+      o.dataDir,
+      Effect.gen(function* () {
+        const instance = yield* Instance
+        const held = yield* (yield* Storage).has([o.id])
+        if (!held.has(o.id)) {
+          return yield* new CommandFailed({ message: `this node holds no database ${o.id} (eidetica db list shows what it holds)` })
+        }
+        const ticket = Ticket.format({ databaseId: o.id, addresses: [{ transport_type: "http", address: `${o.host}:${o.port}` }] })
+        const served = (yield* instance.trackedDatabases).get(o.id)?.syncEnabled === true
+        yield* out(
+          o.json,
+          { databaseId: o.id, ticket, served },
+          served ? ticket : `${ticket}\n(note: this node does not serve ${o.id}: it is not tracked with sync enabled)`
+        )
+      }),
+      true
+    )
+).pipe(Command.withDescription("print a ticket for a database, to sync it from another node: eidetica sync <ticket>"))
+
 const db = Command.make("db").pipe(
   Command.withSubcommands([dbCreate, dbList, dbPut, dbGet, dbGrant]),
   Command.withDescription("create, list, read and write databases")
@@ -269,7 +308,12 @@ const db = Command.make("db").pipe(
 
 const syncCmd = Command.make(
   "sync",
-  { address: Args.text({ name: "address" }).pipe(Args.withDescription("the peer's host:port")), id: dbId, dataDir, json },
+  {
+    address: Args.text({ name: "address" }).pipe(Args.withDescription("the peer's host:port, or a ticket (eidetica:?db=…&pr=…)")),
+    id: dbId.pipe(Args.withDescription("the database's id (left out with a ticket, which names it)"), Args.optional),
+    dataDir,
+    json
+  },
   (o) =>
     withEngine(
       o.dataDir,
@@ -277,10 +321,18 @@ const syncCmd = Command.make(
         const user = yield* nodeUser
         const sync = yield* Sync
         yield* sync.enableHttpTransport()
-        const result = yield* sync.syncWithPeer(o.address, o.id)
+        const isTicket = o.address.toLowerCase().startsWith(Ticket.SCHEME)
+        const id = isTicket ? (yield* Ticket.parse(o.address)).databaseId : Option.getOrUndefined(o.id)
+        if (id === undefined) {
+          return yield* new CommandFailed({ message: "sync needs the database id after the address (or a ticket in place of both)" })
+        }
+        if (isTicket && Option.isSome(o.id) && o.id.value !== id) {
+          return yield* new CommandFailed({ message: `the ticket names database ${id}, not ${o.id.value}` })
+        }
+        const result = yield* isTicket ? sync.syncWithTicket(o.address) : sync.syncWithPeer(o.address, id)
         const key = yield* user.getDefaultKey
         // keep serving what we synced
-        yield* user.trackDatabase({ databaseId: o.id, keyId: key, syncSettings: SERVED })
+        yield* user.trackDatabase({ databaseId: id, keyId: key, syncSettings: SERVED })
         yield* out(o.json, { ...result }, `received ${result.received}, sent ${result.sent}`)
       })
     )
@@ -288,7 +340,7 @@ const syncCmd = Command.make(
 
 /** The root command. */
 export const command = Command.make("eidetica").pipe(
-  Command.withSubcommands([serve, info, health, db, syncCmd]),
+  Command.withSubcommands([serve, info, health, db, ticketCmd, syncCmd]),
   Command.withDescription("eidetica-ts: a local-first, peer-to-peer database and sync node")
 )
 

@@ -138,6 +138,8 @@ export const MailboxFull = fromSchema(Errors.MailboxFull)
 export const InvalidRequestState = fromSchema(Errors.InvalidRequestState)
 /** @see Errors.RequestNotFound */
 export const RequestNotFound = fromSchema(Errors.RequestNotFound)
+/** @see Errors.InvalidTicket */
+export const InvalidTicket = fromSchema(Errors.InvalidTicket)
 
 /** The instance types of the named error classes, so they can be used as types too. */
 export type Defect = InstanceType<typeof Defect>
@@ -207,6 +209,8 @@ export type MailboxFull = InstanceType<typeof MailboxFull>
 export type InvalidRequestState = InstanceType<typeof InvalidRequestState>
 /** No bootstrap request by that id. */
 export type RequestNotFound = InstanceType<typeof RequestNotFound>
+/** An unreadable ticket. */
+export type InvalidTicket = InstanceType<typeof InvalidTicket>
 
 /** Turn anything an engine operation failed with into the facade error for it. */
 export const fromFailure = (error: unknown): EideticaError => {

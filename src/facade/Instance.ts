@@ -9,6 +9,7 @@ import * as Eidetica from "../layers/Eidetica.js"
 import * as Errors from "../schema/Errors.js"
 import type { SyncSettings, TrackedDatabase } from "../schema/SyncSettings.js"
 import { Instance as InstanceTag, type InstanceShape, type User as UserService, type UserKeyInfo } from "../services/Instance.js"
+import { Sync as SyncTag } from "../services/Sync.js"
 import { checkString } from "./Check.js"
 import { Database } from "./Database.js"
 import { fromFailure, InvalidArgument } from "./Errors.js"
@@ -180,6 +181,30 @@ export class User {
   /** Track a database (or update its tracking) with one of this user's keys and sync settings. */
   trackDatabase(options: TrackOptions): Promise<void> {
     return this.runner.attempt(() => this.runner.run(this.service.trackDatabase(checkTracked(options))))
+  }
+
+  /**
+   * Share a database (the reference's `share`): enable its sync for this user (tracking it with the
+   * default key, synced on commit, when the user does not track it yet) and resolve with a ticket
+   * naming it and this node's running server, for another device's `sync.syncWithTicket`.
+   */
+  share(databaseId: string): Promise<string> {
+    return this.runner.attempt(() => {
+      const id = checkString(databaseId, "share expects a database id")
+      const service = this.service
+      return this.runner.run(
+        Effect.gen(function*() {
+          const ticket = yield* Effect.flatMap(SyncTag, (sync) => sync.createTicket(id))
+          const tracked = (yield* service.trackedDatabases).find((t) => t.databaseId === id)
+          const keyId = tracked?.keyId ?? (yield* service.getDefaultKey)
+          const syncSettings = tracked?.syncSettings ?? { syncEnabled: true, syncOnCommit: true, properties: {} }
+          if (tracked?.syncSettings.syncEnabled !== true) {
+            yield* service.trackDatabase({ databaseId: id, keyId, syncSettings: { ...syncSettings, syncEnabled: true } })
+          }
+          return ticket
+        })
+      )
+    })
   }
 
   /** Stop tracking a database. */

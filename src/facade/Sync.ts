@@ -76,6 +76,47 @@ export class Sync {
     })
   }
 
+  /**
+   * A ticket for a database this node holds, `eidetica:?db=<ID>&pr=http:<host>:<port>`, naming the
+   * running server's address (none while no server runs). Give it to another device's
+   * `syncWithTicket` (a QR code, a link). `user.share(databaseId)` also enables the sync.
+   */
+  createTicket(databaseId: string): Promise<string> {
+    return this.runner.attempt(() => {
+      const tree = checkString(databaseId, "createTicket expects a database id")
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.createTicket(tree)))
+    })
+  }
+
+  /**
+   * Sync the database a ticket names with the peers it names, all at once: the first to succeed
+   * wins (each has 30 s); when all fail, rejects with the last failure. A ticket that cannot be
+   * read or names no address rejects with InvalidTicket.
+   */
+  syncWithTicket(ticket: string): Promise<SyncResult> {
+    return this.runner.attempt(() => {
+      const text = checkString(ticket, "syncWithTicket expects a ticket, eidetica:?db=…&pr=…")
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.syncWithTicket(text)))
+    })
+  }
+
+  /**
+   * `syncWithPeerForBootstrap` with a ticket's database and addresses (the reference's
+   * `bootstrap_with_ticket`): asks for access with a logged-in user's key and a permission; rejects
+   * with BootstrapPending (carrying `requestId`) until an admin approves.
+   */
+  bootstrapWithTicket(ticket: string, keyId: string, permission: Permission.Permission): Promise<SyncResult> {
+    return this.runner.attempt(() => {
+      const text = checkString(ticket, "bootstrapWithTicket expects a ticket, eidetica:?db=…&pr=…")
+      const key = checkString(keyId, "bootstrapWithTicket expects a key id")
+      const requested = checkPermission(permission, "bootstrapWithTicket")
+      return this.runner.run(
+        Effect.flatMap(sessionSigner(key), (signer) =>
+          Effect.flatMap(SyncTag, (sync) => sync.syncWithTicket(text, { signer, request: { permission: requested } })))
+      )
+    })
+  }
+
   /** Enable the iroh transport. SEAM: not in the Sync service yet. */
   enableIrohTransport(): Promise<void> {
     return notYet("enableIrohTransport")
@@ -92,13 +133,8 @@ export class Sync {
       const key = checkString(keyId, "syncWithPeerForBootstrap expects a key id")
       const requested = checkPermission(permission, "syncWithPeerForBootstrap")
       return this.runner.run(
-        Effect.gen(function*() {
-          const instance = yield* InstanceTag
-          const signer = yield* instance.sessionSigner(key)
-          if (signer === undefined) return yield* new KeyNotFound({ key })
-          const sync = yield* SyncTag
-          return yield* sync.syncWithPeer(peer, tree, { signer, request: { permission: requested } })
-        })
+        Effect.flatMap(sessionSigner(key), (signer) =>
+          Effect.flatMap(SyncTag, (sync) => sync.syncWithPeer(peer, tree, { signer, request: { permission: requested } })))
       )
     })
   }
@@ -277,6 +313,12 @@ const checkPeer = (info: SyncPeerOptions) => {
     displayName: typeof info.displayName === "string" ? info.displayName : undefined
   }
 }
+
+/** The signer of a logged-in user's key, by its id. */
+const sessionSigner = (keyId: string) =>
+  Effect.flatMap(InstanceTag, (instance) =>
+    Effect.flatMap(instance.sessionSigner(keyId), (signer) =>
+      signer === undefined ? Effect.fail(new KeyNotFound({ key: keyId })) : Effect.succeed(signer)))
 
 const notYet = <A>(what: string): Promise<A> =>
   Promise.reject(new NotImplemented(`${what} is not available in this build of eidetica-ts yet`))

@@ -6,6 +6,7 @@
  * server's handler in `SyncServer.ts`. Servers and transports live in the layer's scope: closing it
  * stops them.
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -18,18 +19,21 @@ import * as Scope from "effect/Scope"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
+import * as Ticket from "../core/Ticket.js"
 import type { Signer } from "../database/Database.js"
 import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
 import { StateCache } from "../database/StateCache.js"
 import {
   type AuthenticationRequired,
   HandshakeFailed,
+  InvalidTicket,
   NoTransportEnabled,
   NoTransportForAddress,
   type PermissionDenied,
   ProtocolVersionMismatch,
   ServerAlreadyRunning,
   ServerNotRunning,
+  TransportError,
   TreeNotFound
 } from "../schema/Errors.js"
 import {
@@ -85,7 +89,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     const router = yield* SubscriptionRef.make(TransportRouter.empty)
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
-    let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly transportType: string } | undefined
+    let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly bound: Address } | undefined
     const remembered = options.remembered ?? MAX_REMEMBERED
     /** Verified handshakes by formatted address, the `remembered` most recent. */
     const handshakes = new Map<string, HandshakeResponse>()
@@ -131,7 +135,7 @@ export const make = (options: SyncLayerOptions = {}) =>
             public_key: instance.deviceId,
             protocol_version: PROTOCOL_VERSION,
             challenge: Array.from(challenge),
-            listen_addresses: server === undefined ? [] : [{ transport_type: server.transportType, address: server.address }]
+            listen_addresses: server === undefined ? [] : [server.bound]
           }
         })
         if (typeof response === "object" && "Error" in response) {
@@ -238,6 +242,33 @@ export const make = (options: SyncLayerOptions = {}) =>
       })
 
     // ---------------------------------------------------------------------------------------
+    // tickets
+
+    const createTicket: SyncShape["createTicket"] = (treeId) =>
+      Effect.gen(function*() {
+        if (!isEntryId(treeId) || !(yield* storage.has([treeId])).has(treeId)) return yield* new TreeNotFound({ treeId })
+        return Ticket.format({ databaseId: treeId, addresses: server === undefined ? [] : [server.bound] })
+      })
+
+    const syncWithTicket: SyncShape["syncWithTicket"] = (text, syncOptions) =>
+      Effect.gen(function*() {
+        const ticket = yield* Ticket.parse(text)
+        if (ticket.addresses.length === 0) {
+          return yield* new InvalidTicket({ reason: "Ticket has no address hints (the node that made it was running no server)" })
+        }
+        // the reference's try_addresses_concurrently: the first success wins (the others are
+        // interrupted); when every address fails, the last failure is the answer
+        return yield* Effect.raceAll(ticket.addresses.map((address) =>
+          syncWithPeer(address, ticket.databaseId, syncOptions).pipe(
+            Effect.timeoutFail({
+              duration: TICKET_ATTEMPT_TIMEOUT,
+              onTimeout: () => new TransportError({ address: formatAddress(address), reason: `no sync within ${Duration.format(TICKET_ATTEMPT_TIMEOUT)}` })
+            })
+          )
+        ))
+      })
+
+    // ---------------------------------------------------------------------------------------
     // transports and server
 
     const enableTransport: SyncShape["enableTransport"] = (transport) =>
@@ -267,7 +298,7 @@ export const make = (options: SyncLayerOptions = {}) =>
           )
           // as peers dial it: `host:port` for http (API.md), `type:address` for any other transport
           const address = bound.transport_type === "http" ? bound.address : formatAddress(bound)
-          server = { scope, address, transportType: bound.transport_type }
+          server = { scope, address, bound }
           return bound.address
         })
       )
@@ -294,6 +325,8 @@ export const make = (options: SyncLayerOptions = {}) =>
       getServerAddress,
       syncWithPeer,
       pushEntries,
+      createTicket,
+      syncWithTicket,
       handle
     })
   })
@@ -328,6 +361,9 @@ export const parseAddress = (target: string | Address): Effect.Effect<Address, N
 /** A peer's refusal of the key that proved our read access. */
 const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | AuthenticationRequired =>
   e._tag === "PermissionDenied" || e._tag === "AuthenticationRequired"
+
+/** How long each address of a ticket is given to complete a sync (the reference's 30 s). */
+export const TICKET_ATTEMPT_TIMEOUT = Duration.seconds(30)
 
 /** Keys tried, at most, when a sync names none and the best one is refused. */
 const MAX_SIGNER_ATTEMPTS = 8

@@ -279,6 +279,15 @@ export class RequestNotFound extends Schema.TaggedError<RequestNotFound>()("Requ
   }
 }
 
+/** A ticket (`eidetica:?db=…&pr=…`) that cannot be read, or that gives no address to sync with. */
+export class InvalidTicket extends Schema.TaggedError<InvalidTicket>()("InvalidTicket", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Invalid ticket: ${this.reason}`
+  }
+}
+
 /** A feature this build does not have yet (the iroh transport). */
 export class NotImplemented extends Schema.TaggedError<NotImplemented>()("NotImplemented", {
   feature: Schema.String

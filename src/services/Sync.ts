@@ -11,6 +11,7 @@ import type {
   CryptoError,
   HandshakeFailed,
   InvalidEntry,
+  InvalidTicket,
   MalformedMessage,
   NoTransportEnabled,
   NoTransportForAddress,
@@ -119,6 +120,21 @@ export interface SyncShape {
     entryIds: ReadonlyArray<string>,
     options?: PushOptions
   ) => Effect.Effect<SyncResult, SyncError>
+  /**
+   * A ticket for a database this node holds, `eidetica:?db=<ID>&pr=<transport>:<address>`, naming
+   * the running server's address (none while no server runs, as the reference's). Give it to
+   * another device's `syncWithTicket`. A server bound to all interfaces (`0.0.0.0`) is named so:
+   * bind the address other devices dial to give a ticket they can use.
+   */
+  readonly createTicket: (treeId: string) => Effect.Effect<string, TreeNotFound | StorageError>
+  /**
+   * Sync the ticket's database with the peers it names (bootstrap or incremental, both directions),
+   * all at once, each within 30 seconds: the first to succeed wins and the others are stopped;
+   * when all fail, the last failure is the answer. Options as `syncWithPeer`'s (a `request` makes
+   * it the reference's `bootstrap_with_ticket`). A ticket that cannot be read, or names no
+   * address, fails with InvalidTicket.
+   */
+  readonly syncWithTicket: (ticket: string, options?: SyncOptions) => Effect.Effect<SyncResult, SyncError | InvalidTicket>
   /** The server's handler: answers one request; problems become `{"Error": …}` responses, never failures. */
   readonly handle: (request: SyncRequest, context: RequestContext) => Effect.Effect<SyncResponse>
 }

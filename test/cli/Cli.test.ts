@@ -23,7 +23,7 @@ afterAll(() => {
 
 /** Start `eidetica serve --json` on a free port and wait for its first line. */
 const serve = (dataDir: string) =>
-  new Promise<{ address: string; deviceId: string; databases: Array<string> }>((resolve, reject) => {
+  new Promise<{ address: string; deviceId: string; databases: Array<string>; tickets: Record<string, string> }>((resolve, reject) => {
     const child = spawn("node", ["--import", "tsx", main, "serve", "--port", "0", "--json", "--data-dir", dataDir], { stdio: ["ignore", "pipe", "pipe"] })
     children.push(child)
     let buffer = ""
@@ -74,8 +74,10 @@ describe("eidetica command line", () => {
     expect(bInfo.key).not.toBe(bInfo.deviceId)
     expect(await cli("db", "grant", id, bInfo.key, "--write", "--data-dir", a)).toBe(`granted Write(10) to ${bInfo.key}`)
     const node = await serve(a)
+    // the node prints a ticket per database it serves: B syncs with it alone
+    expect(node.tickets[id]).toBe(`eidetica:?db=${id}&pr=http:${node.address}`)
     // B fetches it (its key, not its device key, proves Read), writes, and pushes back
-    expect(JSON.parse(await cli("sync", `http://${node.address}/`, id, "--json", "--data-dir", b)).received).toBeGreaterThan(0)
+    expect(JSON.parse(await cli("sync", node.tickets[id]!, "--json", "--data-dir", b)).received).toBeGreaterThan(0)
     expect(await cli("db", "get", id, "secret", "--data-dir", b)).toBe("s3cret")
     await cli("db", "put", id, "from", "B", "--data-dir", b)
     expect(JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b)).sent).toBe(1)
@@ -102,6 +104,15 @@ describe("eidetica command line", () => {
     const absent = await failure("db", "get", id, "nokey", "--data-dir", a)
     expect(absent.code).toBe(1)
     expect(absent.stderr).toBe(`eidetica: no value at "nokey" in store data of ${id}`)
+    // a ticket names the database and the address `serve` listens on
+    expect(JSON.parse(await cli("ticket", id, "--host", "192.168.1.20", "--port", "4000", "--json", "--data-dir", a))).toEqual({
+      databaseId: id,
+      ticket: `eidetica:?db=${id}&pr=http:192.168.1.20:4000`,
+      served: true
+    })
+    const badTicket = await failure("sync", "eidetica:?pr=http:127.0.0.1:1", "--data-dir", a)
+    expect(badTicket.code).toBe(1)
+    expect(badTicket.stderr).toBe("eidetica: Invalid ticket: it names no database (no db= parameter)")
     const down = await failure("health", "127.0.0.1:1", "--json")
     expect(down.code).toBe(1)
     expect(JSON.parse(down.stdout)).toMatchObject({ address: "127.0.0.1:1", healthy: false })
