@@ -150,6 +150,13 @@ export const backoffDelay = (attempt: number, backoff: Backoff, r: number): numb
   return Math.max(0, Math.min(backoff.capMs, Math.round(jittered)))
 }
 
+/**
+ * Milliseconds of Effect's `currentTimeNanos`: monotonic with the default clock (a wall-clock
+ * jump, an NTP correction or a manual change, does not move it), virtual time under a test clock.
+ * Retries are scheduled by it; statuses show wall-clock times.
+ */
+const monotonicMillis = Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
+
 /** Build a peer actor in the current scope; supervise its `run`. */
 export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -301,7 +308,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         const result = yield* Effect.either(
           syncing ? attempt((a) => options.client.sync(a, treeId)) : attempt((a) => options.client.push(a, treeId, entries))
         )
-        const now = yield* Clock.currentTimeMillis
+        const now = yield* monotonicMillis
+        const wall = yield* Clock.currentTimeMillis
+        const shown = (at: number) => wall + (at - now)
         if (result._tag === "Right") {
           for (const id of entries) t.entries.delete(id)
           // a sync asked for while this one ran is kept: it may need what arrived meanwhile
@@ -310,7 +319,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           t.retryAt = undefined
           t.dirty = true
           yield* persist(treeId, t)
-          yield* publish(t, { state: "idle", lastSync: now, lastError: undefined, retryAt: undefined })
+          yield* publish(t, { state: "idle", lastSync: wall, lastError: undefined, retryAt: undefined })
           if (syncing) yield* Deferred.succeed(t.initial, undefined)
           return true
         }
@@ -320,7 +329,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         // while it ran (it stood in for it), and a flush counts: the caller asked for this
         // attempt, waits for it and is told it failed, so it is a retry, not a side effect of work.
         if (!forced && t.attempts > 0 && t.attempts < backoff.maxAttempts && t.retryAt !== undefined && now < t.retryAt) {
-          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: t.retryAt })
+          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: shown(t.retryAt) })
           yield* persist(treeId, t)
           return false
         }
@@ -331,7 +340,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         } else {
           const r = backoff.jitter === 0 ? 0.5 : yield* Random.next
           t.retryAt = now + backoffDelay(t.attempts, backoff, r)
-          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: t.retryAt })
+          yield* publish(t, { state: "backoff", lastError: result.left.message, retryAt: shown(t.retryAt) })
         }
         yield* persist(treeId, t)
         return false
@@ -346,11 +355,14 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         const s = yield* SubscriptionRef.get(t.status)
         if (s.state !== "syncing") continue
         if (t.attempts >= backoff.maxAttempts) yield* publish(t, { state: "failed", retryAt: undefined })
-        else if (t.attempts > 0) yield* publish(t, { state: "backoff", retryAt: t.retryAt })
+        else if (t.attempts > 0) {
+          const shown = t.retryAt === undefined ? undefined : (yield* Clock.currentTimeMillis) + t.retryAt - (yield* monotonicMillis)
+          yield* publish(t, { state: "backoff", retryAt: shown })
+        }
         else yield* publish(t, { state: "idle", retryAt: undefined })
       }
       while (true) {
-        const now = yield* Clock.currentTimeMillis
+        const now = yield* monotonicMillis
         const flushGen = flushRequested
         const forced = flushGen > flushCompleted
         const work = [...trees].filter(([, t]) => due(t, now, forced))
@@ -493,6 +505,7 @@ interface TreeState {
   syncGen: number
   /** Consecutive failures of the schedule's attempts (the first, timed retries, flushes); not of early ones. */
   attempts: number
+  /** When the next timed retry is due, in `monotonicMillis` (statuses show it in wall-clock time). */
   retryAt: number | undefined
   /** Run at the next turn even in backoff or failed (new work after giving up, a new address). */
   trigger: boolean

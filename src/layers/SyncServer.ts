@@ -58,8 +58,13 @@ export const authStateOf = (env: Context.Context<IngestEnv | StateCache>, treeId
 /** Build the handler; it keeps the spent nonces of signed requests for the freshness window. */
 export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
   const { auth, env, instance, pageBytes, storage } = deps
-  /** Spent (key, nonce) pairs of signed requests, with when they may be forgotten. */
-  const spent = new Map<string, number>()
+  /**
+   * Spent (key, nonce) pairs of signed requests, with when they may be forgotten: once the wall
+   * clock has passed the end of the request's window AND a window's worth of monotonic time has
+   * passed (Effect's `currentTimeNanos`), so a wall-clock jump forward and back does not forget a
+   * nonce whose request is still fresh.
+   */
+  const spent = new Map<string, { readonly until: number; readonly untilMono: number }>()
   let nextSweep = 0
 
   const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
@@ -80,19 +85,22 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
 
 
   /** Atomically mark a (key, nonce) pair spent; false when it already was. */
-  const spend = (key: string, nonce: ReadonlyArray<number>, timestampMs: number, now: number): boolean => {
-    if (now >= nextSweep) {
-      for (const [id, until] of spent) if (until < now) spent.delete(id)
-      nextSweep = now + 1_000
-    }
-    const id = `${key}|${Buffer.from(nonce).toString("hex")}`
-    if (spent.has(id)) return false
-    spent.set(id, Math.max(timestampMs, now) + SyncAuth.FRESHNESS_WINDOW_MS)
-    return true
-  }
+  const spend = (key: string, nonce: ReadonlyArray<number>, timestampMs: number, now: number) =>
+    Effect.map(Clock.currentTimeNanos, (nanos): boolean => {
+      const mono = Number(nanos / 1_000_000n)
+      if (mono >= nextSweep) {
+        for (const [id, e] of spent) if (e.until < now && e.untilMono < mono) spent.delete(id)
+        nextSweep = mono + 1_000
+      }
+      const id = `${key}|${Buffer.from(nonce).toString("hex")}`
+      if (spent.has(id)) return false
+      const ahead = Math.max(0, timestampMs - now)
+      spent.set(id, { until: Math.max(timestampMs, now) + SyncAuth.FRESHNESS_WINDOW_MS, untilMono: mono + ahead + SyncAuth.FRESHNESS_WINDOW_MS })
+      return true
+    })
 
   /** Check a request's proof of key possession: signed for this server, fresh. (The nonce is spent by the caller.) */
-  const verifyProof = (request: SyncTreeRequest) =>
+  const verifyProof = (request: SyncTreeRequest, fresh = true) =>
     Effect.suspend(() => {
       const treeId = request.tree_id
       const proof = request.auth
@@ -107,12 +115,13 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           tips: request.our_tips,
           timestampMs: proof.timestamp_ms,
           nonce: proof.nonce
-        })
+        }),
+        fresh
       )
     })
 
   /** Check a proof's signature over `bytes` (which name this server) and its freshness. */
-  const checkProof = (proof: SyncRequestAuth, bytes: Uint8Array) =>
+  const checkProof = (proof: SyncRequestAuth, bytes: Uint8Array, fresh = true) =>
     Effect.gen(function*() {
       if (!(yield* auth.verify(proof.key, proof.signature, bytes))) {
         return yield* new Refusal({
@@ -120,7 +129,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         })
       }
       const now = yield* Clock.currentTimeMillis
-      if (!SyncAuth.isFresh(proof.timestamp_ms, now)) {
+      if (fresh && !SyncAuth.isFresh(proof.timestamp_ms, now)) {
         return yield* new Refusal({ message: "Authentication failed: request timestamp outside the freshness window" })
       }
       return { proof, now }
@@ -132,8 +141,10 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       const treeId = request.tree_id
       const state = yield* authState(treeId)
       if (Settings.isOpen(state)) {
-        // a proof made for another server: the client believes it talks to another peer; tell it
-        if (request.auth !== undefined) yield* verifyProof(request)
+        // a proof made for another server: the client believes it talks to another peer; tell it.
+        // Its age does not matter: anyone may read an open database, and a peer whose clock is off
+        // must not be refused what the reference serves it (and README promises).
+        if (request.auth !== undefined) yield* verifyProof(request, false)
         return
       }
       const { now, proof } = yield* verifyProof(request)
@@ -141,7 +152,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
       if (permission === undefined) {
         return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not read database '${treeId}'` })
       }
-      if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
+      if (!(yield* spend(proof.key, proof.nonce, proof.timestamp_ms, now))) {
         return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
       }
     })
@@ -202,7 +213,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         }
         const decision = BootstrapRequests.decide(yield* authState(treeId), proof.key, request.requested_permission)
         if (decision._tag === "Refused") return yield* new Refusal({ message: `Permission denied: ${decision.reason}` })
-        if (!spend(proof.key, proof.nonce, proof.timestamp_ms, now)) {
+        if (!(yield* spend(proof.key, proof.nonce, proof.timestamp_ms, now))) {
           return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
         }
         if (decision._tag === "Pending") {
@@ -292,7 +303,7 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
         }
       }
-      if (checked !== undefined && proof !== undefined && !spend(proof.key, proof.nonce, proof.timestamp_ms, checked.now)) {
+      if (checked !== undefined && proof !== undefined && !(yield* spend(proof.key, proof.nonce, proof.timestamp_ms, checked.now))) {
         return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
       }
     })

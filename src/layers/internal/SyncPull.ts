@@ -337,7 +337,11 @@ const remoteError = (deps: PullDeps, address: Address, treeId: string, text: str
   if (text.startsWith("Authentication failed")) {
     // The peer may have restarted with another identity: handshake again next time.
     deps.forgetHandshake(address)
-    return new PermissionDenied({ detail: text })
+    // the peer's words stay as the reference has them; the user is told what to check
+    const hint = text.includes("freshness window")
+      ? " (this device's clock and the peer's differ by more than 60 s: check the date and time on both)"
+      : ""
+    return new PermissionDenied({ detail: text + hint })
   }
   return new RemoteError({ address: formatAddress(address), detail: truncate(text, 500) })
 }
