@@ -74,7 +74,7 @@ export interface Backoff {
 /** The default retry policy: 2 s doubling to 64 s, ±10% jitter, "failed" after 10 attempts. */
 export const defaultBackoff: Backoff = { baseMs: 2_000, capMs: 64_000, jitter: 0.1, maxAttempts: 10 }
 
-/** The default mailbox capacity: databases with pending work per peer. */
+/** The default mailbox capacity: databases with pending work per peer, of those the actor does not know (registered ones always get in). */
 export const DEFAULT_CAPACITY = 1_024
 
 /** The most entries a database's pending work is saved as a list; past it, it is saved as a full sync. */
@@ -88,11 +88,17 @@ export interface Options {
   /** The peer's addresses, read before each attempt (they may change). */
   readonly addresses: Effect.Effect<ReadonlyArray<Address>>
   readonly store?: PendingStore | undefined
-  /** Databases with pending work the mailbox holds at most (default 1,024). */
+  /** Databases with pending work the mailbox holds at most, registered ones (`addTree`) aside (default 1,024). */
   readonly capacity?: number | undefined
   readonly backoff?: Partial<Backoff> | undefined
   /** Work loaded from the store at start. */
   readonly initial?: ReadonlyMap<string, PendingWork> | undefined
+  /**
+   * Resolves once peers can be reached at all (a transport is enabled): rounds wait for it, so
+   * work loaded at a restart is not failed (a retry spent, a row saved) for want of a transport.
+   * A flush does not wait: it is told what failed.
+   */
+  readonly ready?: Effect.Effect<void> | undefined
 }
 
 /** What a flush of one peer did. */
@@ -157,6 +163,9 @@ export const backoffDelay = (attempt: number, backoff: Backoff, r: number): numb
  */
 const monotonicMillis = Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
 
+/** A `monotonicMillis` instant as wall-clock time, as statuses show it. */
+const wallTime = (at: number) => Effect.zipWith(Clock.currentTimeMillis, monotonicMillis, (wall, mono) => wall + (at - mono))
+
 /** Build a peer actor in the current scope; supervise its `run`. */
 export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -173,6 +182,11 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
     let preferred = 0
     /** Set as the actor's scope closes: no round runs any more, so nothing may start waiting for one. */
     let closed = false
+    /**
+     * Trees given new entries (a commit's push) since the round began: each goes before the round's
+     * next sync, so a commit does not wait behind a round of interval syncs (one per database).
+     */
+    const pushed = new Set<string>()
 
     const tree = (treeId: string) =>
       Effect.gen(function*() {
@@ -212,7 +226,10 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
     const enqueue = (treeId: string, mutate: (t: TreeState) => boolean, alwaysTrigger = false) =>
       Effect.gen(function*() {
         const existing = trees.get(treeId)
-        if ((existing === undefined || !hasWork(existing)) && busy() >= capacity) {
+        // a database the actor knows (registered) always gets its work in: bounding those too let the
+        // same first `capacity` of them in at every interval (they fire together, in one order), and
+        // the rest never synced. The bound is on work for databases it does not know.
+        if (existing === undefined && busy() >= capacity) {
           return yield* new MailboxFull({ actor: `peer ${options.peer}`, capacity })
         }
         const t = existing ?? (yield* tree(treeId))
@@ -234,7 +251,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
       enqueue(treeId, (t) => {
         const before = t.entries.size
         for (const id of entryIds) t.entries.add(id)
-        return t.entries.size !== before
+        if (t.entries.size === before) return false
+        pushed.add(treeId)
+        return true
       })
 
     const sync: PeerActor["sync"] = (treeId) =>
@@ -355,10 +374,7 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
         const s = yield* SubscriptionRef.get(t.status)
         if (s.state !== "syncing") continue
         if (t.attempts >= backoff.maxAttempts) yield* publish(t, { state: "failed", retryAt: undefined })
-        else if (t.attempts > 0) {
-          const shown = t.retryAt === undefined ? undefined : (yield* Clock.currentTimeMillis) + t.retryAt - (yield* monotonicMillis)
-          yield* publish(t, { state: "backoff", retryAt: shown })
-        }
+        else if (t.attempts > 0) yield* publish(t, { state: "backoff", retryAt: t.retryAt === undefined ? undefined : yield* wallTime(t.retryAt) })
         else yield* publish(t, { state: "idle", retryAt: undefined })
       }
       while (true) {
@@ -379,11 +395,27 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           yield* next === undefined ? wait : Effect.timeoutOption(wait, Duration.millis(Math.max(0, next - now)))
           continue
         }
+        if (!forced && options.ready !== undefined) {
+          // no transport yet: wait for one (or for a flush, which runs regardless), then look again
+          const ready = yield* Effect.raceFirst(Effect.as(options.ready, true), Effect.as(Queue.take(wake), false))
+          if (!ready) continue
+        }
         let delivered = 0
         let failed = 0
+        const ran = new Set<TreeState>()
+        pushed.clear()
         for (const [treeId, t] of work) {
+          // commits pushed while the round ran go first (each once a round; a sync delivers them too)
+          for (const hotId of pushed) {
+            pushed.delete(hotId)
+            const hot = trees.get(hotId)
+            if (hot === undefined || ran.has(hot) || hot.sync || !hot.trigger || hot.entries.size === 0) continue
+            ran.add(hot)
+            yield* runTree(hotId, hot, false)
+          }
           // removed meanwhile, or removed and added again: its old work went with the old registration
-          if (trees.get(treeId) !== t) continue
+          if (trees.get(treeId) !== t || ran.has(t) || !hasWork(t)) continue
+          ran.add(t)
           if (yield* runTree(treeId, t, forced)) delivered++
           else failed++
         }

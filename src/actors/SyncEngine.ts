@@ -4,6 +4,7 @@
  * in `sync/pending/<peer>/<tree>`; both come back when the layer starts again. One subscription
  * to write events feeds the database actors, so commits are never blocked by sync.
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -172,6 +173,12 @@ export const make = (options: Options = {}): Effect.Effect<
         )
       )
 
+    /** Completed once a transport is enabled (none is ever disabled): peer actors' rounds wait for it. */
+    const transportReady = yield* Deferred.make<void>()
+    yield* Effect.forkScoped(
+      Stream.runForEach(Stream.take(Stream.filter(sync.transportCount, (n) => n > 0), 1), () => Deferred.succeed(transportReady, undefined))
+    )
+
     const peers = yield* SyncSupervisor.make(
       (peer) =>
         Effect.flatMap(loadPending(peer), (initial) =>
@@ -182,7 +189,9 @@ export const make = (options: Options = {}): Effect.Effect<
             store: pendingStore(peer),
             capacity: options.capacity,
             backoff: options.backoff,
-            initial
+            initial,
+            // a client of one's own (tests, the simulation's drivers) needs no transport of the Sync service
+            ready: options.client === undefined ? Deferred.await(transportReady) : undefined
           })
         ),
       { name: "peer" }
@@ -218,10 +227,15 @@ export const make = (options: Options = {}): Effect.Effect<
       })
 
     const allTrees = () => [...records.values()].flatMap((r) => Object.keys(r.trees))
+    /** Whether some peer syncs this database: a lookup per peer (every write asks, so no list is built). */
+    const syncedWithSomePeer = (treeId: string) => {
+      for (const r of records.values()) if (Object.hasOwn(r.trees, treeId)) return true
+      return false
+    }
 
     const onWrite = (event: WriteEvent) =>
       Effect.gen(function*() {
-        if (!allTrees().includes(event.treeId)) return
+        if (!syncedWithSomePeer(event.treeId)) return
         const settings = yield* settingsOf(event.treeId)
         if (settings?.syncEnabled !== true) return
         const actor = yield* databases.get(event.treeId)

@@ -328,6 +328,40 @@ describe("PeerActor", () => {
       expect([...peer.state.delivered].sort()).toEqual(["a", "a2", "c"])
     }))
 
+  it.scoped("registered databases past the capacity still get their work in (an interval of each syncs each)", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      const { actor } = yield* startActor(peer.client, { capacity: 2 })
+      const registered = ["r1", "r2", "r3", "r4", "r5"]
+      for (const id of registered) yield* actor.addTree(id)
+      // the interval: every registered database asks for a sync at once, past the capacity
+      for (const id of registered) yield* actor.sync(id)
+      // work for a database the actor does not know is still bounded
+      expect((yield* Effect.flip(actor.push("stranger", ["x"])))._tag).toBe("MailboxFull")
+      yield* Deferred.succeed(gate, undefined)
+      for (const id of registered) yield* waitFor(actor, (s) => s.lastSync !== undefined && s.state === "idle", id)
+      expect(peer.state.calls.map((c) => c.treeId).sort()).toEqual(registered)
+    }))
+
+  it.scoped("a commit pushed during a round of interval syncs goes before the rest of the round", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const gate = yield* Deferred.make<void>()
+      peer.state.gate = gate
+      const { actor } = yield* startActor(peer.client)
+      for (let i = 0; i < 50; i++) yield* actor.sync(`db-${i}`)
+      while (peer.state.calls.length === 0) yield* Effect.yieldNow()
+      // a commit in another database while the round's first sync runs
+      yield* actor.push("hot", ["e1"])
+      yield* Deferred.succeed(gate, undefined)
+      yield* waitFor(actor, (s) => s.pendingEntries === 0 && s.lastSync !== undefined, "hot")
+      expect(peer.state.calls.findIndex((c) => c.treeId === "hot")).toBe(1)
+      yield* waitFor(actor, (s) => s.lastSync !== undefined, "db-49")
+      expect(peer.state.calls.filter((c) => c.op === "sync")).toHaveLength(50)
+    }))
+
   it.scoped("a defect restarts the actor after 100 ms and it finishes the work", () =>
     Effect.gen(function*() {
       const peer = fakePeer()
