@@ -11,14 +11,16 @@ import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import { Doc } from "../core/Doc.js"
 import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
-import { ingestPartial, type IngestEnv } from "../database/Ingest.js"
+import { ingest as ingestWhole, ingestPartial, type IngestEnv, type IngestReport } from "../database/Ingest.js"
 import type { StateCache } from "../database/StateCache.js"
 import { stateOf } from "../database/StoreState.js"
+import type { AuthSettings } from "../schema/Auth.js"
 import * as Permission from "../schema/Permission.js"
 import {
   PROTOCOL_VERSION,
@@ -40,6 +42,30 @@ export const MAX_REQUEST_IDS = 16_384
 
 /** The display name this node gives in handshakes. */
 export const DISPLAY_NAME = "Eidetica Peer"
+
+/**
+ * Whether one of these entries of `treeId` grants `pubkey`: a `_settings` entry signed (as its
+ * hint names, by public key) by a key holding Admin in `current` (the database's auth here now),
+ * writing `pubkey` an Active record with no more authority than that signer holds now. The signer's
+ * claim and the change's own rules are checked when the push is ingested, all or nothing; the
+ * server passes only the entries new to it, so a grant it already stores (say before a later
+ * revocation) is no grant. A client asks it of what it would push, against the auth it holds.
+ */
+export const grantIn = (entries: ReadonlyArray<StoredEntry>, treeId: string, pubkey: string, current: AuthSettings): boolean =>
+  entries.some((e) => {
+    if (e.treeId !== treeId || e.entry.sig.sig === undefined || !("Direct" in e.entry.sig.key)) return false
+    const hint = e.entry.sig.key.Direct.hint
+    if (hint.pubkey === undefined || hint.is_global === true) return false
+    const signer = current.keys[hint.pubkey]
+    if (signer === undefined || signer.status !== "Active" || !Permission.canAdmin(signer.permissions)) return false
+    const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
+    if (data === undefined) return false
+    const delta = Option.getOrUndefined(Option.liftThrowable(Doc.decode)(data))
+    if (delta === undefined) return false
+    const written = Settings.authOf(delta, { all: false, keys: new Set([pubkey]), global: false })
+    const record = written._tag === "Present" ? written.auth.keys[pubkey] : undefined
+    return record !== undefined && record.status === "Active" && Permission.compare(record.permissions, signer.permissions) <= 0
+  })
 
 /** What the handler works over. */
 export interface ServerDeps {
@@ -80,6 +106,13 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
 
   const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
     Effect.provide(ingestPartial(entries, "remote", peer), env)
+
+  /** Store a batch whole, or (an entry of it invalid) nothing, reporting the first invalid entry. */
+  const ingestAllOrNothing = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
+    Effect.provide(ingestWhole(entries, "remote", peer), env).pipe(
+      Effect.map((stored): IngestReport => ({ stored, rejected: [] })),
+      Effect.catchTag("InvalidEntry", (invalid) => Effect.succeed<IngestReport>({ stored: [], rejected: [invalid] }))
+    )
 
   const authState = (treeId: string) => authStateOf(env, treeId)
 
@@ -309,10 +342,21 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
    * revoked here can push no more, its own client's commits made before it learned of the
    * revocation included. (Entries it signed before its revocation may still arrive through a
    * member that relays them: each entry is judged by the settings it pins.)
+   * One exception, for a device granted by an admin who has not synced here since: a key this
+   * database does not know (not revoked here) may push if the push carries a grant to it, a
+   * settings entry new here signed by a key that holds Admin here now (see `grantIn`). Such a push
+   * is stored whole or not at all (the caller's part): a grant that does not validate, or any other
+   * entry of the push that does not, lets nothing in. Returns whether the push came in by a grant.
    */
-  const authorizePush = (trees: ReadonlySet<string>, ids: ReadonlyArray<string>, proof: SyncRequestAuth | undefined) =>
+  const authorizePush = (
+    trees: ReadonlySet<string>,
+    ids: ReadonlyArray<string>,
+    fresh: ReadonlyArray<StoredEntry>,
+    proof: SyncRequestAuth | undefined
+  ) =>
     Effect.gen(function*() {
       let checked: { readonly now: number } | undefined
+      let byGrant = false
       for (const treeId of trees) {
         const state = yield* authState(treeId)
         if (Settings.isOpen(state)) continue
@@ -321,13 +365,16 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           proof,
           SyncAuth.pushSigningBytes({ serverPubkey: instance.deviceId, entryIds: ids, timestampMs: proof.timestamp_ms, nonce: proof.nonce })
         )
-        if (state._tag !== "Present" || Settings.permissionOf(state.auth, proof.key) === undefined) {
+        if (state._tag === "Present" && Settings.permissionOf(state.auth, proof.key) !== undefined) continue
+        if (state._tag !== "Present" || state.auth.keys[proof.key] !== undefined || !grantIn(fresh, treeId, proof.key, state.auth)) {
           return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
         }
+        byGrant = true
       }
       if (checked !== undefined && proof !== undefined && !(yield* spend(proof.key, proof.nonce, proof.timestamp_ms, checked.now))) {
         return yield* new Refusal({ message: SyncAuth.NONCE_SPENT })
       }
+      return byGrant
     })
 
   const onSendEntries = (wire: ReadonlyArray<string>, proof: SyncRequestAuth | undefined, peer: string | undefined) =>
@@ -357,12 +404,17 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         trees.add(result.right.treeId)
       }
       for (const treeId of trees) yield* gate(treeId)
-      yield* authorizePush(trees, ids, proof)
-      const report = decoded.length === 0 ? { stored: [], rejected: [] } : yield* ingest(decoded, peer)
+      const byGrant = yield* authorizePush(trees, ids, decoded, proof)
+      const report = decoded.length === 0
+        ? { stored: [], rejected: [] }
+        : byGrant
+        ? yield* ingestAllOrNothing(decoded, peer)
+        : yield* ingest(decoded, peer)
       for (const r of report.rejected) reasons.push(r.message)
       if (reasons.length > 0) {
+        // all-or-nothing: every entry of the push was refused, for the first reason found
         const response: SyncResponse = {
-          Error: `Rejected ${reasons.length} entries: ${truncate(reasons[0]!, 300)}`
+          Error: `Rejected ${byGrant ? decoded.length : reasons.length} entries: ${truncate(reasons[0]!, 300)}`
         }
         return response
       }

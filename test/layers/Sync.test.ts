@@ -15,6 +15,7 @@ import * as Transaction from "../../src/database/Transaction.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { DocStore } from "../../src/database/Stores.js"
 import { parseAddress } from "../../src/layers/Sync.js"
+import { Instance } from "../../src/services/Instance.js"
 import * as SimNetwork from "../../src/layers/TransportSim.js"
 import * as Server from "../../src/layers/SyncServer.js"
 import { API_PATH } from "../../src/layers/TransportHttp.js"
@@ -942,6 +943,236 @@ describe("pushes into a database without a global grant", () => {
         )
         expect(errorOf(bypass)).toMatch(/^Permission denied: key .* may not push to database/)
         expect((yield* a.storage.has(ids)).size).toBe(0)
+      })
+    ))
+})
+
+describe("a push carrying a grant to its key (a device granted by an admin elsewhere)", () => {
+  /**
+   * A private database on A (the server) over HTTP; B, another device of its admin, holds it
+   * through the admin's key; a second admin, Admin(5), and a Write(10) key that A and B both know.
+   */
+  const grantSetup = Effect.gen(function*() {
+    const { a, signer: admin, treeId, user, key } = yield* privateServer
+    const lesser = yield* a.auth.generateKey
+    const writer = yield* a.auth.generateKey
+    yield* grant(a, treeId, admin, lesser.publicKey, Permission.Admin(5))
+    yield* grant(a, treeId, admin, writer.publicKey, Permission.Write(10))
+    yield* a.sync.enableHttpTransport()
+    const address = yield* a.sync.startServer("127.0.0.1:0")
+    const b = yield* makeNode()
+    yield* b.sync.enableHttpTransport()
+    yield* b.sync.syncWithPeer(address, treeId, { signer: admin })
+    return { a, b, admin, lesser, writer, address, treeId, user, key }
+  })
+  type Key = { readonly publicKey: string; readonly secretKey: string }
+  const wireOf = (node: Node, id: string) =>
+    Effect.map(node.storage.get(id), (e) => Buffer.from(Option.getOrThrow(e).bytes).toString("base64"))
+  /** Push by hand from `from` to `to`, proven by `signer`: entries `from` holds (by ID) or made by hand. */
+  const pushBy = (from: Node, to: Node, signer: Key, entries: ReadonlyArray<string | Entry.StoredEntry>) =>
+    Effect.gen(function*() {
+      const wire: Array<string> = []
+      const ids: Array<string> = []
+      for (const e of entries) {
+        wire.push(typeof e === "string" ? yield* wireOf(from, e) : Buffer.from(e.bytes).toString("base64"))
+        ids.push(typeof e === "string" ? e : e.id)
+      }
+      const nonce = yield* from.auth.randomBytes(32)
+      const timestampMs = yield* Clock.currentTimeMillis
+      const signature = yield* from.auth.sign(
+        signer.secretKey,
+        SyncAuth.pushSigningBytes({ serverPubkey: to.instance.deviceId, entryIds: ids, timestampMs, nonce })
+      )
+      return yield* to.sync.handle(
+        { SendEntries: wire, auth: { key: signer.publicKey, timestamp_ms: timestampMs, nonce: Array.from(nonce), signature } },
+        {}
+      )
+    })
+  /** A settings entry made by hand on `node` (not stored, nothing checked): `change` staged, hinted as `signer`, signed by `signWith`. */
+  const settingsBy = (node: Node, treeId: string, signer: Key, change: (s: SettingsStore) => Effect.Effect<void>, signWith: Key = signer) =>
+    node.run(
+      Effect.gen(function*() {
+        const txn = Transaction.begin({ rootId: treeId }, signer)
+        yield* change(new SettingsStore(txn))
+        const staged = txn.staged.get(Entry.SETTINGS)!
+        const tips = yield* node.storage.storeTips(treeId, Entry.SETTINGS)
+        const data = yield* staged.codec.encode(Entry.SETTINGS, staged.delta)
+        const unsigned = yield* Transaction.nextEntry(node.storage, treeId, tips, [{ name: Entry.SETTINGS, parents: tips, data }], sigKeyOf(signer))
+        return Entry.stored(Entry.withSignature(unsigned, yield* node.auth.sign(signWith.secretKey, Entry.signingBytes(unsigned))))
+      })
+    )
+  const PUSH_REFUSED = /^Permission denied: key .* may not push to database/
+  const permissionAt = (node: Node, treeId: string, pubkey: string) =>
+    Effect.map(node.run(Server.authStateOf(node.context, treeId)), (state) => (state._tag === "Present" ? state.auth.keys[pubkey] : undefined))
+  const storedOf = (node: Node, ids: ReadonlyArray<string>) => Effect.map(node.storage.has(ids), (held) => held.size)
+
+  it.live("is taken, whole, when the grant is new here and signed by a key Admin here now", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, admin, b, treeId } = yield* grantSetup
+        const device = yield* b.auth.generateKey
+        const granted = yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+        const written = yield* write(b, treeId, device, "from-the-new-device", 1)
+        // the write alone is refused (A does not know the key); with the grant it is taken
+        expect(errorOf(yield* pushBy(b, a, device, [written]))).toMatch(PUSH_REFUSED)
+        expect(yield* pushBy(b, a, device, [granted, written])).toEqual({ Count: 2 })
+        expect(yield* readData(a, treeId)).toMatchObject({ "from-the-new-device": 1 })
+        expect(yield* permissionAt(a, treeId, device.publicKey)).toMatchObject({ status: "Active" })
+        // a member now: its next push needs no grant
+        const next = yield* write(b, treeId, device, "next", 2)
+        expect(yield* pushBy(b, a, device, [next])).toBe("Ack")
+      })
+    ))
+
+  it.live("syncWithPeer of the granted device pushes it in pages: those the server refuses before the grant's are passed over", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, address, admin, b, treeId } = yield* grantSetup
+        for (let i = 0; i < 20; i++) yield* write(b, treeId, admin, `old-${i}`, "x".repeat(200))
+        expect((yield* b.sync.syncWithPeer(address, treeId, { signer: admin })).sent).toBe(20)
+        // P, with pages of a few entries, gets the database and its grant from B, which serves it
+        yield* b.run(Effect.flatMap(Instance, (i) => i.createUser("bea")))
+        const bea = yield* b.run(Effect.flatMap(Instance, (i) => i.loginUser("bea")))
+        yield* b.run(enableSync(bea, treeId, yield* bea.getDefaultKey))
+        const bAddress = yield* b.sync.startServer("127.0.0.1:0")
+        const p = yield* makeNode({ pageBytes: 2_000 })
+        yield* p.sync.enableHttpTransport()
+        const device = p.instance.device
+        yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+        yield* p.sync.syncWithPeer(bAddress, treeId, { signer: device })
+        yield* write(p, treeId, device, "from-p", 1)
+        const result = yield* p.sync.syncWithPeer(address, treeId)
+        expect(result.sent).toBeGreaterThanOrEqual(2)
+        expect(yield* readData(a, treeId)).toMatchObject({ "from-p": 1 })
+        expect(yield* permissionAt(a, treeId, device.publicKey)).toMatchObject({ status: "Active" })
+      })
+    ))
+
+  it.live("bypass: a grant the key made itself, or by a key that is Write only or no longer Admin here, lets nothing in", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, admin, b, lesser, treeId, writer } = yield* grantSetup
+        const device = yield* b.auth.generateKey
+        const toDevice = (s: SettingsStore) => s.setAuthKey(device.publicKey, { permission: Permission.Write(10) })
+        // self-made
+        const selfMade = yield* settingsBy(b, treeId, device, toDevice)
+        expect(errorOf(yield* pushBy(b, a, device, [selfMade]))).toMatch(PUSH_REFUSED)
+        // by a Write(10) key
+        const byWriter = yield* settingsBy(b, treeId, writer, toDevice)
+        expect(errorOf(yield* pushBy(b, a, device, [byWriter]))).toMatch(PUSH_REFUSED)
+        expect(yield* storedOf(a, [selfMade.id, byWriter.id])).toBe(0)
+        // by an admin revoked here since: valid by the settings it pins (B has not heard), refused
+        const byRevoked = yield* grant(b, treeId, lesser, device.publicKey, Permission.Write(10))
+        const written = yield* write(b, treeId, device, "via-a-revoked-admin", 1)
+        const revocation = Transaction.begin({ rootId: treeId }, admin)
+        yield* a.run(new SettingsStore(revocation).revokeAuthKey(lesser.publicKey))
+        yield* a.run(Transaction.commit(revocation))
+        expect(errorOf(yield* pushBy(b, a, device, [byRevoked, written]))).toMatch(PUSH_REFUSED)
+        expect(yield* storedOf(a, [byRevoked, written])).toBe(0)
+        expect(yield* permissionAt(a, treeId, device.publicKey)).toBeUndefined()
+        expect(yield* readData(a, treeId)).not.toHaveProperty("via-a-revoked-admin")
+      })
+    ))
+
+  it.live("bypass: an admin granting more than it holds, or changing beside the grant what it may not, lets nothing in", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, admin, b, lesser, treeId } = yield* grantSetup
+        const device = yield* b.auth.generateKey
+        // Admin(5) granting Admin(1): refused at the gate
+        const tooMuch = yield* settingsBy(b, treeId, lesser, (s) => s.setAuthKey(device.publicKey, { permission: Permission.Admin(1) }))
+        expect(errorOf(yield* pushBy(b, a, device, [tooMuch]))).toMatch(PUSH_REFUSED)
+        // a grant it may make, with a demotion of the Admin(0) beside it: the settings rules refuse the entry
+        const beside = yield* settingsBy(b, treeId, lesser, (s) =>
+          Effect.zipRight(
+            s.setAuthKey(device.publicKey, { permission: Permission.Write(10) }),
+            s.setAuthKey(admin.publicKey, { permission: Permission.Write(10) })
+          ))
+        expect(errorOf(yield* pushBy(b, a, device, [beside]))).toMatch(/^Rejected 1 entries: .*cannot modify key/)
+        expect(yield* storedOf(a, [tooMuch.id, beside.id])).toBe(0)
+        expect(yield* permissionAt(a, treeId, device.publicKey)).toBeUndefined()
+        expect(yield* permissionAt(a, treeId, admin.publicKey)).toMatchObject({ permissions: Permission.Admin(0), status: "Active" })
+      })
+    ))
+
+  it.live("bypass: replaying a grant stored here before the key was removed or revoked lets nothing in; a revoked key stays refused", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, address, admin, treeId } = yield* grantSetup
+        for (const how of ["removed", "revoked"] as const) {
+          // a device of the admin of its own each time (what one leaves unsent does not hang over the other)
+          const b = yield* makeNode()
+          yield* b.sync.enableHttpTransport()
+          yield* b.sync.syncWithPeer(address, treeId, { signer: admin })
+          const device = yield* b.auth.generateKey
+          const granted = yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+          const first = yield* write(b, treeId, device, `${how}-first`, 1)
+          expect(yield* pushBy(b, a, device, [granted, first])).toEqual({ Count: 2 })
+          const txn = Transaction.begin({ rootId: treeId }, admin)
+          if (how === "removed") Transaction.stage(txn, Entry.SETTINGS, "settings").removePath(`auth.keys.${device.publicKey}`)
+          else yield* a.run(new SettingsStore(txn).revokeAuthKey(device.publicKey))
+          yield* a.run(Transaction.commit(txn))
+          expect(yield* permissionAt(a, treeId, device.publicKey)).toEqual(how === "removed" ? undefined : expect.objectContaining({ status: "Revoked" }))
+          // B has not heard: its next write pins the grant; pushed with the grant again
+          const second = yield* write(b, treeId, device, `${how}-second`, 2)
+          expect(errorOf(yield* pushBy(b, a, device, [granted, second]))).toMatch(PUSH_REFUSED)
+          expect(yield* storedOf(a, [second])).toBe(0)
+          if (how === "revoked") {
+            // a new grant by an admin who has not heard of the revocation: still refused
+            const again = yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+            const third = yield* write(b, treeId, device, `${how}-third`, 3)
+            expect(errorOf(yield* pushBy(b, a, device, [again, third]))).toMatch(PUSH_REFUSED)
+            expect(yield* storedOf(a, [again, third])).toBe(0)
+          }
+        }
+        expect(yield* readData(a, treeId)).toMatchObject({ "removed-first": 1, "revoked-first": 1 })
+        expect(yield* readData(a, treeId)).not.toHaveProperty("removed-second")
+        expect(yield* readData(a, treeId)).not.toHaveProperty("revoked-second")
+      })
+    ))
+
+  it.live("bypass: a genuine grant pushed with a forged entry, or a grant whose signature is forged, lets nothing in", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, admin, b, treeId } = yield* grantSetup
+        // a grant naming the admin, signed by the key it grants
+        const other = yield* b.auth.generateKey
+        const fakeAdmin = yield* settingsBy(b, treeId, admin, (s) => s.setAuthKey(other.publicKey, { permission: Permission.Write(10) }), other)
+        expect(errorOf(yield* pushBy(b, a, other, [fakeAdmin]))).toMatch(/^Rejected 1 entries: .*signature/)
+        expect(yield* storedOf(a, [fakeAdmin.id])).toBe(0)
+        expect(yield* permissionAt(a, treeId, other.publicKey)).toBeUndefined()
+        const device = yield* b.auth.generateKey
+        const stranger = yield* b.auth.generateKey
+        const granted = yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+        const written = yield* write(b, treeId, device, "genuine", 1)
+        // the same entry, its signature made by another key than the one it names
+        const original = Option.getOrThrow(yield* b.storage.get(written)).entry
+        const forged = Entry.stored(Entry.withSignature(original, yield* b.auth.sign(stranger.secretKey, Entry.signingBytes(original))))
+        const answer = errorOf(yield* pushBy(b, a, device, [granted, written, forged]))
+        expect(answer).toMatch(/^Rejected 3 entries: .*signature/)
+        expect(yield* storedOf(a, [granted, written, forged.id])).toBe(0)
+        expect(yield* permissionAt(a, treeId, device.publicKey)).toBeUndefined()
+        // the genuine pair alone is taken
+        expect(yield* pushBy(b, a, device, [granted, written])).toEqual({ Count: 2 })
+      })
+    ))
+
+  it.live("bypass: a grant in another database opens nothing in this one", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const { a, address, admin, b, key, treeId, user } = yield* grantSetup
+        const other = yield* a.run(user.createDatabase(Doc.from({ name: "other" }), key))
+        yield* a.run(enableSync(user, other.db.rootId, key))
+        yield* b.sync.syncWithPeer(address, other.db.rootId, { signer: admin })
+        const device = yield* b.auth.generateKey
+        const grantThere = yield* grant(b, other.db.rootId, admin, device.publicKey, Permission.Write(10))
+        const here = yield* write(b, treeId, admin, "by-the-admin", 1)
+        expect(errorOf(yield* pushBy(b, a, device, [grantThere, here]))).toMatch(new RegExp(`may not push to database '${treeId}'`))
+        expect(yield* storedOf(a, [grantThere, here])).toBe(0)
+        // a settings entry of this database granting the key, but claiming to be of the other: refused too
+        const crossed = yield* settingsBy(b, other.db.rootId, admin, (s) => s.setAuthKey(device.publicKey, { permission: Permission.Write(10) }))
+        expect(errorOf(yield* pushBy(b, a, device, [crossed, here]))).toMatch(new RegExp(`may not push to database '${treeId}'`))
+        expect(yield* storedOf(a, [crossed.id, here])).toBe(0)
       })
     ))
 })
