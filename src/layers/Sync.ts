@@ -16,6 +16,7 @@ import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Scope from "effect/Scope"
+import * as Entry from "../core/Entry.js"
 import type { StoredEntry } from "../core/Entry.js"
 import * as Settings from "../core/Settings.js"
 import * as SyncAuth from "../core/SyncAuth.js"
@@ -45,14 +46,14 @@ import {
 import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
-import { Sync, type SyncResult, type SyncShape } from "../services/Sync.js"
+import { Sync, type SyncOptions, type SyncResult, type SyncShape } from "../services/Sync.js"
 import {
   formatAddress,
   TransportRouter,
   type TransportShape
 } from "../services/Transport.js"
 import { WriteEvents } from "../services/WriteEvents.js"
-import { type PullDeps, push, remember, syncAs } from "./internal/SyncPull.js"
+import { frontierKeyOf, type PullDeps, push, remember, syncAs } from "./internal/SyncPull.js"
 import { isEntryId, truncate } from "./internal/SyncWire.js"
 import * as Server from "./SyncServer.js"
 import { makeHttp } from "./TransportHttp.js"
@@ -170,7 +171,8 @@ export const make = (options: SyncLayerOptions = {}) =>
 
     /**
      * Every key that may prove our read access when the caller names none, best first: the
-     * `defaultSigner` choice, then the other logged-in users' keys, then the device key. The auth we
+     * `defaultSigner` choice (the device key when the database's auth knows it and no user's key),
+     * then the other logged-in users' keys, then the device key. The auth we
      * hold may be stale or absent (a database we do not have yet, a key granted since our last
      * sync), so a refused key is not the end: the next is tried.
      */
@@ -180,7 +182,12 @@ export const make = (options: SyncLayerOptions = {}) =>
         let best: Signer | undefined
         if (session.length > 0 && (yield* storage.has([treeId])).has(treeId)) {
           const state = yield* Server.authStateOf(env, treeId)
-          if (state._tag === "Present") best = Settings.strongest(state.auth, session)?.signer
+          if (state._tag === "Present") {
+            // no user's key known there, the device's is: it proves (a push signed by a user's
+            // key the database does not know is refused, and a push is tried with one key only)
+            best = Settings.strongest(state.auth, session)?.signer ??
+              (state.auth.keys[instance.deviceId]?.status === "Active" ? instance.device : undefined)
+          }
         }
         const ordered = best === undefined ? [...session, instance.device] : [best, ...session, instance.device]
         const unique = new Map(ordered.map((s) => [s.publicKey, s]))
@@ -210,16 +217,60 @@ export const make = (options: SyncLayerOptions = {}) =>
       remembered
     }
 
+    /**
+     * One sync proven by `signer`, as `syncAs`; but when the peer refuses the key our read access
+     * while the database's auth as held here gives that key an active record (a device granted by
+     * an admin on another device, who has not synced with this peer since), and what the peer may
+     * lack carries that grant, it is pushed first (the peer takes a push that carries a grant to
+     * its key from a key Admin there), then the sync runs again. Nothing changes on the normal path.
+     */
+    const syncGranted = (address: Address, treeId: string, signer: Signer, syncOptions: SyncOptions | undefined) =>
+      Effect.catchTag(syncAs(pull, address, treeId, signer, syncOptions), "PermissionDenied", (denied) =>
+        Effect.gen(function*() {
+          if (syncOptions?.request !== undefined || !/ may not read database /.test(denied.detail)) return yield* denied
+          const held = yield* heldAuth(treeId)
+          if (held === undefined || held.keys[signer.publicKey]?.status !== "Active") return yield* denied
+          // all the peer may lack: what we have not seen it hold (the root, at least, it holds);
+          // pushed only if it carries a grant to the key the peer would take (else it is refused)
+          const ids = yield* storage.missing(treeId, [treeId, ...(frontiers.get(frontierKeyOf(address, treeId)) ?? [])])
+          const pending = new Set(ids)
+          const settings = (yield* storage.storeEntries(treeId, Entry.SETTINGS)).filter((r) => pending.has(r.id))
+          const grants = new Set<string>()
+          for (const e of yield* storage.getMany(settings.map((r) => r.id))) {
+            if (Server.grantIn([e], treeId, signer.publicKey, held)) grants.add(e.id)
+          }
+          if (grants.size === 0) return yield* denied
+          const connected = yield* connect(address, syncOptions?.expectPeer)
+          const proof = { signer, serverPubkey: connected.peer.public_key }
+          const pushed = yield* Effect.either(push(pull, address, treeId, ids, proof, grants))
+          // still refused (no grant the peer takes): the answer is the first refusal
+          if (Either.isLeft(pushed)) return isRefusal(pushed.left) ? yield* denied : yield* pushed.left
+          const synced = yield* syncAs(pull, address, treeId, signer, syncOptions)
+          return {
+            received: synced.received,
+            sent: synced.sent + pushed.right.sent,
+            roundTrips: synced.roundTrips + pushed.right.roundTrips + 1
+          } satisfies SyncResult
+        }))
+
+    /** The database's auth as held here; undefined when we do not hold the database or it has none. */
+    const heldAuth = (treeId: string) =>
+      Effect.gen(function*() {
+        if (!(yield* storage.has([treeId])).has(treeId)) return undefined
+        const state = yield* Server.authStateOf(env, treeId)
+        return state._tag === "Present" ? state.auth : undefined
+      }).pipe(Effect.orElseSucceed(() => undefined))
+
     const syncWithPeer: SyncShape["syncWithPeer"] = (target, treeId, syncOptions) =>
       Effect.gen(function*() {
         const address = yield* peerAddress(target, treeId)
         if (syncOptions?.signer !== undefined || syncOptions?.request !== undefined) {
-          return yield* syncAs(pull, address, treeId, syncOptions.signer ?? (yield* defaultSigner(treeId)), syncOptions)
+          return yield* syncGranted(address, treeId, syncOptions.signer ?? (yield* defaultSigner(treeId)), syncOptions)
         }
         // no key named: the best key first; a refusal tries the next, and the first refusal is the answer
         let refusal: PermissionDenied | AuthenticationRequired | undefined
         for (const signer of yield* defaultSigners(treeId)) {
-          const attempt = yield* Effect.either(syncAs(pull, address, treeId, signer, syncOptions))
+          const attempt = yield* Effect.either(syncGranted(address, treeId, signer, syncOptions))
           if (Either.isRight(attempt)) return attempt.right
           if (!isRefusal(attempt.left)) return yield* attempt.left
           refusal ??= attempt.left

@@ -373,6 +373,125 @@ describe("SyncEngine over HTTP", () => {
     }))
 })
 
+describe("SyncEngine: a device granted by an admin on another device", () => {
+  /** A key's record in a database's auth as `node` holds it. */
+  const readAuthKey = (node: Node, treeId: string, pubkey: string) =>
+    node.run(Effect.map(new DocStoreView({ rootId: treeId }, "_settings").getAll(), (all) => (all as { auth?: { keys?: Record<string, unknown> } }).auth?.keys?.[pubkey])).pipe(Effect.orDie)
+
+  /**
+   * S serves a private database of its admin; L, another device of that admin, got it from S and
+   * grants P's device key Write(10); P gets the database and the grant from L, then L is gone (it
+   * never syncs with S again). S has not seen the grant, so it does not know P's key.
+   */
+  const grantedElsewhere = Effect.gen(function*() {
+    const s = yield* makeNode()
+    const alice = yield* userOn(s, "alice")
+    const { db, signer: admin } = yield* s.run(alice.user.createDatabase(Doc.from({ name: "private" }), alice.key)).pipe(Effect.orDie)
+    const treeId = db.rootId
+    yield* track(s, alice.user, alice.key, treeId)
+    yield* write(s, treeId, admin, "on-s", "1")
+    const lScope = yield* Scope.make()
+    const l = yield* Scope.extend(makeNode(), lScope)
+    const leslie = yield* userOn(l, "leslie")
+    yield* track(l, leslie.user, leslie.key, treeId)
+    yield* l.sync.syncWithPeer(s.address, treeId, { signer: admin }).pipe(Effect.orDie)
+    // what P sends, by kind
+    const sent = { SyncTree: 0, SendEntries: 0 }
+    const p = yield* makeNode({
+      storage: "memory",
+      sync: {
+        wrapTransport: (t) => ({
+          ...t,
+          send: (address, request) => {
+            if ("SyncTree" in request) sent.SyncTree++
+            if ("SendEntries" in request) sent.SendEntries++
+            return t.send(address, request)
+          }
+        })
+      }
+    })
+    const pat = yield* userOn(p, "pat")
+    const device = p.instance.device
+    yield* l.run(
+      Effect.gen(function*() {
+        const txn = Transaction.begin({ rootId: treeId }, admin)
+        yield* new SettingsStore(txn).setAuthKey(device.publicKey, { permission: Permission.Write(10) })
+        return yield* Transaction.commit(txn)
+      })
+    ).pipe(Effect.orDie)
+    yield* track(p, pat.user, pat.key, treeId)
+    yield* p.sync.syncWithPeer(l.address, treeId, { signer: device }).pipe(Effect.orDie)
+    yield* Scope.close(lScope, Exit.void)
+    return { s, p, admin, device, treeId, sent }
+  })
+
+  it.scopedLive("its engine gets its writes and the grant to S, with no call from L", () =>
+    Effect.gen(function*() {
+      const { device, p, s, sent, treeId } = yield* grantedElsewhere
+      yield* write(p, treeId, device, "before", "from P")
+      const handle = yield* register(p, s, treeId)
+      yield* handle.waitForInitialSync.pipe(Effect.timeout("5 seconds"), Effect.orDie)
+      expect(yield* readKey(s, treeId, "before")).toBe("from P")
+      expect(yield* readAuthKey(s, treeId, device.publicKey)).toMatchObject({ status: "Active" })
+      // from now on P's key is known there: a commit is one push, proven by the device key (the
+      // database knows no key of P's logged-in user), nothing more
+      yield* poll(handle.status, (x) => x.state === "idle")
+      sent.SyncTree = 0
+      sent.SendEntries = 0
+      yield* write(p, treeId, device, "after", "from P too")
+      yield* eventually(s, treeId, "after", "from P too")
+      const status = yield* poll(handle.status, (x) => x.state === "idle" && x.pendingEntries === 0)
+      expect(status.lastError).toBeUndefined()
+      expect(sent).toEqual({ SyncTree: 0, SendEntries: 1 })
+    }))
+
+  it.scopedLive("removed on S, granted again on another device: its engine relays the new grant to S, then its writes", () =>
+    Effect.gen(function*() {
+      const { admin, device, p, s, treeId } = yield* grantedElsewhere
+      const handle = yield* register(p, s, treeId)
+      yield* handle.waitForInitialSync.pipe(Effect.timeout("5 seconds"), Effect.orDie)
+      // the admin removes P's key on S; later, on another device (L2, which syncs only with P), grants it again
+      yield* s.run(
+        Effect.gen(function*() {
+          const txn = Transaction.begin({ rootId: treeId }, admin)
+          Transaction.stage(txn, "_settings", "settings").removePath(`auth.keys.${device.publicKey}`)
+          return yield* Transaction.commit(txn)
+        })
+      ).pipe(Effect.orDie)
+      const l2 = yield* makeNode()
+      const lee = yield* userOn(l2, "lee")
+      yield* track(l2, lee.user, lee.key, treeId)
+      yield* l2.sync.syncWithPeer(s.address, treeId, { signer: admin }).pipe(Effect.orDie)
+      yield* l2.run(
+        Effect.gen(function*() {
+          const txn = Transaction.begin({ rootId: treeId }, admin)
+          yield* new SettingsStore(txn).setAuthKey(device.publicKey, { permission: Permission.Write(10) })
+          return yield* Transaction.commit(txn)
+        })
+      ).pipe(Effect.orDie)
+      yield* p.sync.syncWithPeer(l2.address, treeId, { signer: device }).pipe(Effect.orDie)
+      yield* l2.sync.stopServer.pipe(Effect.orDie)
+      // P's engine relays what it got from L2 (the grant among it) to S, which does not know its key
+      // now, then pushes its write
+      yield* write(p, treeId, device, "back", "again")
+      yield* eventually(s, treeId, "back", "again")
+      expect(yield* readAuthKey(s, treeId, device.publicKey)).toMatchObject({ status: "Active" })
+      expect((yield* poll(handle.status, (x) => x.state === "idle" && x.pendingEntries === 0)).lastError).toBeUndefined()
+    }))
+
+  it.scopedLive("syncWithPeer pushes the grant along; the write alone is refused", () =>
+    Effect.gen(function*() {
+      const { device, p, s, treeId } = yield* grantedElsewhere
+      const written = yield* write(p, treeId, device, "by-hand", "from P")
+      const alone = yield* Effect.flip(p.sync.pushEntries(s.address, treeId, [written]))
+      expect(alone._tag).toBe("PermissionDenied")
+      // no key named: P's user key (unknown everywhere) is refused, then the device key is granted
+      const result = yield* p.sync.syncWithPeer(s.address, treeId).pipe(Effect.orDie)
+      expect(result.sent).toBeGreaterThanOrEqual(2)
+      expect(yield* readKey(s, treeId, "by-hand")).toBe("from P")
+    }))
+})
+
 const FAKE_ADDRESS = { transport_type: "fake", address: "peer" } as const
 const PEER = "ed25519:peer"
 

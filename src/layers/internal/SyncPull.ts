@@ -94,7 +94,7 @@ export const syncAs = (
     let roundTrips = connected.roundTrips
     let received = 0
     let theirTips: ReadonlyArray<string> | undefined
-    const frontierKey = `${formatAddress(address)}\u0000${treeId}`
+    const frontierKey = frontierKeyOf(address, treeId)
     const requestFor = (tips: ReadonlyArray<string>, known: ReadonlyArray<string>) =>
       Effect.map(signRequest(auth, signer, peer.public_key, treeId, tips), (proof): SyncRequest => ({
         SyncTree: {
@@ -259,12 +259,24 @@ export interface PushProof {
 /**
  * Send entries (parents first) with SendEntries, in pages under the message cap, each page proven
  * by `proof` when given (a database without a global grant takes only proven pushes).
+ * `grants`: the push carries these grants to the proving key, which the peer has not seen, so
+ * the peer refuses its pages until the one with a grant: pages refused before it are passed over
+ * (the peer may hold all they carry; if not, the grant's page is refused as lacking their
+ * entries); a refused page with a grant ends the push (what follows would be refused too).
  */
-export const push = (deps: PullDeps, address: Address, treeId: string, ids: ReadonlyArray<string>, proof?: PushProof) =>
+export const push = (
+  deps: PullDeps,
+  address: Address,
+  treeId: string,
+  ids: ReadonlyArray<string>,
+  proof?: PushProof,
+  grants?: ReadonlySet<string>
+) =>
   Effect.gen(function*() {
     let done = 0
     let sent = 0
     let roundTrips = 0
+    let refused: string | undefined
     while (done < ids.length) {
       const page = yield* encodePage(deps.storage, ids.slice(done, done + MAX_PUSH_IDS), deps.pageBytes)
       done += Math.max(1, page.consumed)
@@ -275,6 +287,11 @@ export const push = (deps: PullDeps, address: Address, treeId: string, ids: Read
       const response = yield* signedAnewIfSeen(Effect.flatMap(message, (m) => deps.send(address, m)))
       roundTrips++
       if (typeof response === "object" && "Error" in response) {
+        const beforeGrant = grants !== undefined && sent === 0 && !page.sent.some((id) => grants.has(id))
+        if (beforeGrant && response.Error.startsWith("Permission denied")) {
+          refused ??= response.Error
+          continue
+        }
         return yield* remoteError(deps, address, treeId, response.Error)
       }
       if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
@@ -282,8 +299,12 @@ export const push = (deps: PullDeps, address: Address, treeId: string, ids: Read
       }
       sent += page.wire.length
     }
+    if (sent === 0 && refused !== undefined) return yield* remoteError(deps, address, treeId, refused)
     return { sent, roundTrips }
   })
+
+/** The key of a (peer address, tree) pair in `PullDeps.frontiers`. */
+export const frontierKeyOf = (address: Address, treeId: string): string => `${formatAddress(address)}\u0000${treeId}`
 
 /** Keep `value` under `key` as the newest, the oldest dropped past `limit` (a node syncing with ever new addresses). */
 export const remember = <V>(map: Map<string, V>, key: string, value: V, limit: number): void => {
