@@ -4,6 +4,7 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -34,8 +35,16 @@ const dataDir = Options.text("data-dir").pipe(
   Options.withDescription("where the node keeps its SQLite file (default .eidetica, or env EIDETICA_DATA_DIR)"),
   Options.optional
 )
-const host = Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("address to listen on"))
-const port = Options.integer("port").pipe(Options.withAlias("p"), Options.withDefault(3000), Options.withDescription("port to listen on (0 picks a free one)"))
+// as the reference's, the environment may set them (a container, a service file); a flag wins
+const host = Options.text("host").pipe(
+  Options.withFallbackConfig(Config.string("EIDETICA_HOST").pipe(Config.withDefault("127.0.0.1"))),
+  Options.withDescription("address to listen on (default 127.0.0.1, or env EIDETICA_HOST)")
+)
+const port = Options.integer("port").pipe(
+  Options.withAlias("p"),
+  Options.withFallbackConfig(Config.integer("EIDETICA_PORT").pipe(Config.withDefault(3000))),
+  Options.withDescription("port to listen on, 0 picks a free one (default 3000, or env EIDETICA_PORT)")
+)
 
 const dirOf = (dir: Option.Option<string>) =>
   Option.getOrElse(dir, () => process.env.EIDETICA_DATA_DIR ?? ".eidetica")
@@ -275,8 +284,8 @@ const ticketCmd = Command.make(
   "ticket",
   {
     id: dbId,
-    host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("the address other devices reach the node's `serve` at")),
-    port: Options.integer("port").pipe(Options.withAlias("p"), Options.withDefault(3000), Options.withDescription("the port `serve` listens on")),
+    host,
+    port,
     dataDir,
     json
   },

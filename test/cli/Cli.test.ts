@@ -8,6 +8,8 @@ import { afterAll, describe, expect, it } from "vitest"
 const exec = promisify(execFile)
 const main = join(import.meta.dirname, "../../src/cli/main.ts")
 const cli = async (...args: Array<string>) => (await exec("node", ["--import", "tsx", main, ...args], { timeout: 60_000 })).stdout.trim()
+const cliWithEnv = async (env: Record<string, string>, ...args: Array<string>) =>
+  (await exec("node", ["--import", "tsx", main, ...args], { timeout: 60_000, env: { ...process.env, ...env } })).stdout.trim()
 
 const dirs: Array<string> = []
 const children: Array<ChildProcess> = []
@@ -104,8 +106,9 @@ describe("eidetica command line", () => {
     const absent = await failure("db", "get", id, "nokey", "--data-dir", a)
     expect(absent.code).toBe(1)
     expect(absent.stderr).toBe(`eidetica: no value at "nokey" in store data of ${id}`)
-    // a ticket names the database and the address `serve` listens on
-    expect(JSON.parse(await cli("ticket", id, "--host", "192.168.1.20", "--port", "4000", "--json", "--data-dir", a))).toEqual({
+    // a ticket names the database and the address `serve` listens on (flags, or as serve, the environment)
+    const env = { EIDETICA_HOST: "192.168.1.20", EIDETICA_PORT: "5000" }
+    expect(JSON.parse(await cliWithEnv(env, "ticket", id, "--port", "4000", "--json", "--data-dir", a))).toEqual({
       databaseId: id,
       ticket: `eidetica:?db=${id}&pr=http:192.168.1.20:4000`,
       served: true
