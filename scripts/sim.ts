@@ -1,7 +1,7 @@
 /**
  * Run seeded simulations from the command line:
  *
- *   npm run sim -- --seeds 100 --peers 3-7 [--steps 60] [--start 0] [--mode engine|manual]
+ *   npm run sim -- --seeds 100 --peers 3-7 [--steps 60] [--start 0] [--mode engine|manual] [--topology mesh|line|star]
  *   npm run sim -- --seed 1234 --peers 5 --steps 60 [--trace trace.json]
  *
  * Peer counts cycle through the range, one seed after another. Every failing seed (a broken
@@ -16,8 +16,8 @@ import * as Simulation from "../src/testing/Simulation.js"
 export const faults: Simulation.Faults = { dropRate: 0.1, duplicateRate: 0.05, partitionRate: 0.05, crashRate: 0.02 }
 
 const usage = `usage:
-  npm run sim -- --seeds N [--peers 3-7] [--steps 60] [--start 0] [--mode engine|manual]
-  npm run sim -- --seed S [--peers 5] [--steps 60] [--mode engine|manual] [--trace trace.json]`
+  npm run sim -- --seeds N [--peers 3-7] [--steps 60] [--start 0] [--mode engine|manual] [--topology mesh|line|star]
+  npm run sim -- --seed S [--peers 5] [--steps 60] [--mode engine|manual] [--topology mesh|line|star] [--trace trace.json]`
 
 const parsed = (() => {
   try {
@@ -29,6 +29,7 @@ const parsed = (() => {
         peers: { type: "string", default: "3" },
         steps: { type: "string", default: "60" },
         mode: { type: "string", default: "engine" },
+        topology: { type: "string", default: "mesh" },
         trace: { type: "string" },
         help: { type: "boolean", short: "h" }
       }
@@ -63,6 +64,12 @@ const minPeers = Math.max(2, Number(range[1]))
 const maxPeers = Math.max(minPeers, Number(range[2] ?? range[1]))
 const steps = int("steps", values.steps)
 const mode = values.mode === "manual" ? "manual" : "engine"
+const topologies = ["mesh", "line", "star"] as const
+const topology = topologies.find((t) => t === values.topology)
+if (topology === undefined) {
+  console.error(`--topology must be mesh, line or star, got ${JSON.stringify(values.topology)}`)
+  process.exit(2)
+}
 const single = values.seed !== undefined
 const first = single ? int("seed", values.seed) : int("start", values.start)
 const count = single ? 1 : int("seeds", values.seeds ?? "10")
@@ -73,10 +80,10 @@ for (let i = 0; i < count; i++) {
   const seed = first + i
   const peers = single ? minPeers : minPeers + (i % (maxPeers - minPeers + 1))
   const t0 = performance.now()
-  const replay = `npm run sim -- --seed ${seed} --peers ${peers} --steps ${steps}${mode === "manual" ? " --mode manual" : ""}`
+  const replay = `npm run sim -- --seed ${seed} --peers ${peers} --steps ${steps}${mode === "manual" ? " --mode manual" : ""}${topology === "mesh" ? "" : ` --topology ${topology}`}`
   let report: Simulation.Report
   try {
-    report = await Simulation.run({ peers, seed, steps, faults, mode })
+    report = await Simulation.run({ peers, seed, steps, faults, mode, topology })
   } catch (error) {
     // a run that throws (a defect in the engine or the kit) is a failed seed, not the end of the sweep
     console.log(`CRASH seed ${seed}, ${peers} peers, ${steps} steps: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
@@ -100,7 +107,7 @@ for (let i = 0; i < count; i++) {
 }
 const seconds = (performance.now() - started) / 1000
 console.log(
-  `${count} seeds (${first}..${first + count - 1}), peers ${minPeers}-${maxPeers}, ${steps} steps, ${mode}: ` +
+  `${count} seeds (${first}..${first + count - 1}), peers ${minPeers}-${maxPeers}, ${steps} steps, ${mode}${topology === "mesh" ? "" : `, ${topology}`}: ` +
     `${count - failed.length} passed, ${failed.length} failed in ${seconds.toFixed(1)} s (${((count / seconds) * 60).toFixed(1)} seeds/min)` +
     (failed.length > 0 ? `; failing seeds: ${failed.join(", ")}` : "")
 )

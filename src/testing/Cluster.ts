@@ -46,6 +46,18 @@ export type PeerServices = Storage | Auth | Cipher | StateCache | WriteEvents.Wr
 /** The background engine's layer over a peer's services (e.g. the actors' `SyncEngine` layer). */
 export type EngineLayer = Layer.Layer<SyncEngine, never, PeerServices>
 
+/** Which peers of a cluster register each other for the room. */
+export type Topology = "mesh" | "line" | "star" | "none"
+
+/** The pairs of peers (by index) that register each other under a topology of `n` peers. */
+export const links = (topology: Topology, n: number): ReadonlyArray<readonly [number, number]> => {
+  const pairs: Array<readonly [number, number]> = []
+  if (topology === "mesh") for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) pairs.push([a, b])
+  if (topology === "line") for (let a = 0; a + 1 < n; a++) pairs.push([a, a + 1])
+  if (topology === "star") for (let b = 1; b < n; b++) pairs.push([0, b])
+  return pairs
+}
+
 /** Options of a cluster. */
 export interface ClusterOptions {
   /** How many peers (named `sim-peer-0` …). */
@@ -56,8 +68,12 @@ export interface ClusterOptions {
   readonly engine?: EngineLayer | undefined
   /** Set up the cluster room (default true): see `Cluster.room`. */
   readonly room?: boolean | undefined
-  /** With an engine and a room: which peers register each other ("mesh", the default, or none). */
-  readonly topology?: "mesh" | "none" | undefined
+  /**
+   * With an engine and a room: which peers register each other: "mesh" (the default: every pair),
+   * "line" (each with the next: 0-1, 1-2, …, so entries reach the far end only relayed), "star"
+   * (peer 0 with every other: the others reach each other only through it), or "none".
+   */
+  readonly topology?: Topology | undefined
   /** The room's periodic sync interval (default 60 s). */
   readonly intervalSeconds?: number | undefined
 }
@@ -289,8 +305,8 @@ export const make = (options: ClusterOptions): Effect.Effect<Cluster, never, Sco
         yield* Effect.orDie(state.user.trackDatabase({ databaseId: id, keyId: state.key, syncSettings: settings }))
       }
       roomId = id
-      if (options.engine !== undefined && (options.topology ?? "mesh") === "mesh") {
-        for (let a = 0; a < peers.length; a++) for (let b = a + 1; b < peers.length; b++) yield* autoSync(a, b, id)
+      if (options.engine !== undefined) {
+        for (const [a, b] of links(options.topology ?? "mesh", peers.length)) yield* autoSync(a, b, id)
       }
       return id
     })

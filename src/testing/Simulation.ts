@@ -60,6 +60,11 @@ export interface Options {
   readonly forgeRate?: number | undefined
   /** "engine" (default): the background engine moves entries; "manual": random explicit exchanges do. */
   readonly mode?: "engine" | "manual" | undefined
+  /**
+   * With the engine: which peers register each other (default "mesh", every pair). "line" and
+   * "star" make most entries arrive relayed: convergence then rests on the engine's relaying.
+   */
+  readonly topology?: "mesh" | "line" | "star" | undefined
 }
 
 /** What a run found. */
@@ -168,7 +173,7 @@ const simulate = (options: Options, clock: SimClock.SimClock) =>
     const network = yield* SimNetwork.make({ seed: options.seed })
     const engine = options.mode === "manual" ? undefined : engineLayer
     const drive = clock.drive
-    const cluster = yield* drive(Cluster.make({ peers: n, network, engine, intervalSeconds: 600 }))
+    const cluster = yield* drive(Cluster.make({ peers: n, network, engine, intervalSeconds: 600, topology: options.topology }))
     const start = yield* clock.currentTimeMillis
     const room = cluster.room()
     const peers = cluster.peers

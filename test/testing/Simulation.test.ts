@@ -348,6 +348,27 @@ describe("Simulation.run", () => {
       expect(c.trace).not.toEqual(a.trace)
     }), 60_000)
 
+  for (const [topology, adjacent] of [
+    ["line", (a: number, b: number) => Math.abs(a - b) === 1],
+    ["star", (a: number, b: number) => a === 0 || b === 0]
+  ] as const) {
+    it(`a ${topology} of peers: entries reach non-neighbours only relayed, and every invariant holds under faults`, async () => {
+      const report = await Simulation.run({
+        peers: 4,
+        seed: 11,
+        steps: 40,
+        topology,
+        faults: { dropRate: 0.05, duplicateRate: 0.05, partitionRate: 0.05, crashRate: 0.02 }
+      })
+      expect(Simulation.passed(report)).toBe(true)
+      const index = (name: string) => Number(/^sim-peer-(\d+)$/.exec(name)?.[1] ?? NaN)
+      // the engine pushes only to the peers it registered: none between non-neighbours
+      const pushes = report.trace.filter((e) => e.type === "send" && e.kind === "SendEntries" && Number.isInteger(index(e.from)) && Number.isInteger(index(e.to)))
+      expect(pushes.length).toBeGreaterThan(0)
+      expect(pushes.filter((e) => e.type === "send" && !adjacent(index(e.from), index(e.to)))).toEqual([])
+    }, 60_000)
+  }
+
   it("run returns a Promise of the report (the contract's shape)", async () => {
     const report = await Simulation.run({ peers: 2, seed: 7, steps: 8 })
     expect(typeof report.converged).toBe("boolean")
