@@ -6,6 +6,7 @@
  * server's handler in `SyncServer.ts`. Servers and transports live in the layer's scope: closing it
  * stops them.
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -96,6 +97,8 @@ export const make = (options: SyncLayerOptions = {}) =>
     const handshakes = new Map<string, HandshakeResponse>()
     /** Per (peer, tree): tips the peer is known to hold after our last sync with it (as many). */
     const frontiers = new Map<string, ReadonlyArray<string>>()
+    /** Per (peer, tree, key): grants the peer refused, and when (monotonic ms): see `syncGranted`. */
+    const refusedGrants = new Map<string, { readonly grants: string; readonly at: number }>()
 
     const ingest = (entries: ReadonlyArray<StoredEntry>, peer?: string) =>
       Effect.provide(ingestPartial(entries, "remote", peer), env)
@@ -240,11 +243,22 @@ export const make = (options: SyncLayerOptions = {}) =>
             if (Server.grantIn([e], treeId, signer.publicKey, held)) grants.add(e.id)
           }
           if (grants.size === 0) return yield* denied
+          // the same grants refused there lately are not offered again (each offer is a page or more)
+          const offer = `${frontierKeyOf(address, treeId)}\u0000${signer.publicKey}`
+          const grantIds = [...grants].sort().join(",")
+          const now = yield* Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
+          const last = refusedGrants.get(offer)
+          if (last !== undefined && last.grants === grantIds && now - last.at < GRANT_OFFER_COOLDOWN_MS) return yield* denied
           const connected = yield* connect(address, syncOptions?.expectPeer)
           const proof = { signer, serverPubkey: connected.peer.public_key }
           const pushed = yield* Effect.either(push(pull, address, treeId, ids, proof, grants))
           // still refused (no grant the peer takes): the answer is the first refusal
-          if (Either.isLeft(pushed)) return isRefusal(pushed.left) ? yield* denied : yield* pushed.left
+          if (Either.isLeft(pushed)) {
+            if (!isRefusal(pushed.left)) return yield* pushed.left
+            remember(refusedGrants, offer, { grants: grantIds, at: now }, remembered)
+            return yield* denied
+          }
+          refusedGrants.delete(offer)
           const synced = yield* syncAs(pull, address, treeId, signer, syncOptions)
           return {
             received: synced.received,
@@ -415,6 +429,9 @@ const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | Authen
 
 /** How long each address of a ticket is given to complete a sync (the reference's 30 s). */
 export const TICKET_ATTEMPT_TIMEOUT = Duration.seconds(30)
+
+/** How long grants a peer refused are not offered to it again (unless others arrive meanwhile). */
+export const GRANT_OFFER_COOLDOWN_MS = 10 * 60_000
 
 /** Keys tried, at most, when a sync names none and the best one is refused. */
 const MAX_SIGNER_ATTEMPTS = 8

@@ -52,20 +52,42 @@ export const DISPLAY_NAME = "Eidetica Peer"
  * revocation) is no grant. A client asks it of what it would push, against the auth it holds.
  */
 export const grantIn = (entries: ReadonlyArray<StoredEntry>, treeId: string, pubkey: string, current: AuthSettings): boolean =>
-  entries.some((e) => {
-    if (e.treeId !== treeId || e.entry.sig.sig === undefined || !("Direct" in e.entry.sig.key)) return false
-    const hint = e.entry.sig.key.Direct.hint
-    if (hint.pubkey === undefined || hint.is_global === true) return false
-    const signer = current.keys[hint.pubkey]
-    if (signer === undefined || signer.status !== "Active" || !Permission.canAdmin(signer.permissions)) return false
-    const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
-    if (data === undefined) return false
-    const delta = Option.getOrUndefined(Option.liftThrowable(Doc.decode)(data))
-    if (delta === undefined) return false
-    const written = Settings.authOf(delta, { all: false, keys: new Set([pubkey]), global: false })
-    const record = written._tag === "Present" ? written.auth.keys[pubkey] : undefined
-    return record !== undefined && record.status === "Active" && Permission.compare(record.permissions, signer.permissions) <= 0
-  })
+  entries.some((e) => isGrant(e, treeId, pubkey, current))
+
+/** The entries `grantIn` counts as grants, with the key each names as its signer (not verified). */
+export const grantsIn = (
+  entries: ReadonlyArray<StoredEntry>,
+  treeId: string,
+  pubkey: string,
+  current: AuthSettings
+): Array<{ readonly entry: StoredEntry; readonly signer: string }> => {
+  const out: Array<{ readonly entry: StoredEntry; readonly signer: string }> = []
+  for (const e of entries) {
+    const signer = isGrant(e, treeId, pubkey, current)
+    if (signer !== false) out.push({ entry: e, signer })
+  }
+  return out
+}
+
+/** The most grant candidates of one push whose signatures the server checks before taking it whole. */
+export const MAX_GRANT_CANDIDATES = 8
+
+const isGrant = (e: StoredEntry, treeId: string, pubkey: string, current: AuthSettings): string | false => {
+  if (e.treeId !== treeId || e.entry.sig.sig === undefined || !("Direct" in e.entry.sig.key)) return false
+  const hint = e.entry.sig.key.Direct.hint
+  if (hint.pubkey === undefined || hint.is_global === true) return false
+  const signer = current.keys[hint.pubkey]
+  if (signer === undefined || signer.status !== "Active" || !Permission.canAdmin(signer.permissions)) return false
+  const data = Entry.subtree(e.entry, Entry.SETTINGS)?.data
+  if (data === undefined) return false
+  const delta = Option.getOrUndefined(Option.liftThrowable(Doc.decode)(data))
+  if (delta === undefined) return false
+  const written = Settings.authOf(delta, { all: false, keys: new Set([pubkey]), global: false })
+  const record = written._tag === "Present" ? written.auth.keys[pubkey] : undefined
+  return record !== undefined && record.status === "Active" && Permission.compare(record.permissions, signer.permissions) <= 0
+    ? hint.pubkey
+    : false
+}
 
 /** What the handler works over. */
 export interface ServerDeps {
@@ -366,9 +388,19 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
           SyncAuth.pushSigningBytes({ serverPubkey: instance.deviceId, entryIds: ids, timestampMs: proof.timestamp_ms, nonce: proof.nonce })
         )
         if (state._tag === "Present" && Settings.permissionOf(state.auth, proof.key) !== undefined) continue
-        if (state._tag !== "Present" || state.auth.keys[proof.key] !== undefined || !grantIn(fresh, treeId, proof.key, state.auth)) {
-          return yield* new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
+        const refused = new Refusal({ message: `Permission denied: key ${proof.key} may not push to database '${treeId}'` })
+        if (state._tag !== "Present" || state.auth.keys[proof.key] !== undefined) return yield* refused
+        // the grant's own signature, by the admin it names, is checked before the whole push is:
+        // a forged grant buys an unknown key no validation of what it pushes
+        let genuine = false
+        for (const g of grantsIn(fresh, treeId, proof.key, state.auth).slice(0, MAX_GRANT_CANDIDATES)) {
+          const sig = g.entry.entry.sig.sig!
+          if (yield* Effect.orElseSucceed(auth.verify(g.signer, sig, Entry.signingBytesOf(g.entry)), () => false)) {
+            genuine = true
+            break
+          }
         }
+        if (!genuine) return yield* refused
         byGrant = true
       }
       if (checked !== undefined && proof !== undefined && !(yield* spend(proof.key, proof.nonce, proof.timestamp_ms, checked.now))) {

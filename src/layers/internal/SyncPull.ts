@@ -260,9 +260,9 @@ export interface PushProof {
  * Send entries (parents first) with SendEntries, in pages under the message cap, each page proven
  * by `proof` when given (a database without a global grant takes only proven pushes).
  * `grants`: the push carries these grants to the proving key, which the peer has not seen, so
- * the peer refuses its pages until the one with a grant: pages refused before it are passed over
- * (the peer may hold all they carry; if not, the grant's page is refused as lacking their
- * entries); a refused page with a grant ends the push (what follows would be refused too).
+ * the peer would refuse its pages until the one with a grant: those are not sent (the peer may
+ * hold all they carry; if not, the grant's page is refused as lacking their entries); a refused
+ * page with a grant ends the push (what follows would be refused too).
  */
 export const push = (
   deps: PullDeps,
@@ -276,30 +276,23 @@ export const push = (
     let done = 0
     let sent = 0
     let roundTrips = 0
-    let refused: string | undefined
     while (done < ids.length) {
       const page = yield* encodePage(deps.storage, ids.slice(done, done + MAX_PUSH_IDS), deps.pageBytes)
       done += Math.max(1, page.consumed)
       if (page.wire.length === 0) continue
+      // before the first grant, the peer refuses every page of a key it does not know: none is sent
+      if (grants !== undefined && sent === 0 && !page.sent.some((id) => grants.has(id))) continue
       const message: Effect.Effect<SyncRequest, CryptoError> = proof === undefined
         ? Effect.succeed({ SendEntries: page.wire })
         : Effect.map(signPush(deps.auth, proof, page.sent), (auth) => ({ SendEntries: page.wire, auth }))
       const response = yield* signedAnewIfSeen(Effect.flatMap(message, (m) => deps.send(address, m)))
       roundTrips++
-      if (typeof response === "object" && "Error" in response) {
-        const beforeGrant = grants !== undefined && sent === 0 && !page.sent.some((id) => grants.has(id))
-        if (beforeGrant && response.Error.startsWith("Permission denied")) {
-          refused ??= response.Error
-          continue
-        }
-        return yield* remoteError(deps, address, treeId, response.Error)
-      }
+      if (typeof response === "object" && "Error" in response) return yield* remoteError(deps, address, treeId, response.Error)
       if (response !== "Ack" && !(typeof response === "object" && "Count" in response)) {
         return yield* unexpected(address, `a ${describeResponse(response)} response to pushed entries`)
       }
       sent += page.wire.length
     }
-    if (sent === 0 && refused !== undefined) return yield* remoteError(deps, address, treeId, refused)
     return { sent, roundTrips }
   })
 
