@@ -187,6 +187,8 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
      * next sync, so a commit does not wait behind a round of interval syncs (one per database).
      */
     const pushed = new Set<string>()
+    /** Once `options.ready` has resolved (it stays so): rounds no longer wait for it. */
+    let ready = false
 
     const tree = (treeId: string) =>
       Effect.gen(function*() {
@@ -395,9 +397,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
           yield* next === undefined ? wait : Effect.timeoutOption(wait, Duration.millis(Math.max(0, next - now)))
           continue
         }
-        if (!forced && options.ready !== undefined) {
+        if (!forced && !ready && options.ready !== undefined) {
           // no transport yet: wait for one (or for a flush, which runs regardless), then look again
-          const ready = yield* Effect.raceFirst(Effect.as(options.ready, true), Effect.as(Queue.take(wake), false))
+          ready = yield* Effect.raceFirst(Effect.as(options.ready, true), Effect.as(Queue.take(wake), false))
           if (!ready) continue
         }
         let delivered = 0
@@ -411,7 +413,9 @@ export const make = (options: Options): Effect.Effect<Actor<PeerActor>, never, S
             const hot = trees.get(hotId)
             if (hot === undefined || ran.has(hot) || hot.sync || !hot.trigger || hot.entries.size === 0) continue
             ran.add(hot)
-            yield* runTree(hotId, hot, false)
+            // in a flush's round it is one of the flush's attempts: counted, and as forced
+            const ok = yield* runTree(hotId, hot, forced)
+            if (forced) ok ? delivered++ : failed++
           }
           // removed meanwhile, or removed and added again: its old work went with the old registration
           if (trees.get(treeId) !== t || ran.has(t) || !hasWork(t)) continue

@@ -90,7 +90,8 @@ export class Sync {
 
   /**
    * Sync the database a ticket names with the peers it names, all at once: the first to succeed
-   * wins (each has 30 s); when all fail, rejects with the last failure. A ticket that cannot be
+   * wins (each has 30 s); when all fail, rejects with a node's own answer (BootstrapPending, a
+   * refusal) before a hint that could not be reached, else the last failure. A ticket that cannot be
    * read or names no address rejects with InvalidTicket.
    */
   syncWithTicket(ticket: string): Promise<SyncResult> {

@@ -47,7 +47,7 @@ import {
 import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
-import { Sync, type SyncOptions, type SyncResult, type SyncShape } from "../services/Sync.js"
+import { Sync, type SyncError, type SyncOptions, type SyncResult, type SyncShape } from "../services/Sync.js"
 import {
   formatAddress,
   TransportRouter,
@@ -254,7 +254,9 @@ export const make = (options: SyncLayerOptions = {}) =>
           const pushed = yield* Effect.either(push(pull, address, treeId, ids, proof, grants))
           // still refused (no grant the peer takes): the answer is the first refusal
           if (Either.isLeft(pushed)) {
-            if (!isRefusal(pushed.left)) return yield* pushed.left
+            // the grant's page refused as invalid there (it lacks more than a page below the grant): as refused
+            const rejected = pushed.left._tag === "RemoteError" && pushed.left.detail.startsWith("Rejected ")
+            if (!isRefusal(pushed.left) && !rejected) return yield* pushed.left
             remember(refusedGrants, offer, { grants: grantIds, at: now }, remembered)
             return yield* denied
           }
@@ -322,15 +324,20 @@ export const make = (options: SyncLayerOptions = {}) =>
           return yield* new InvalidTicket({ reason: "Ticket has no address hints (the node that made it was running no server)" })
         }
         // the reference's try_addresses_concurrently: the first success wins (the others are
-        // interrupted); when every address fails, the last failure is the answer
+        // interrupted); when every address fails, a node's own answer (pending, refused) is the
+        // answer before a hint that could not be reached; else the last failure
+        const answers: Array<SyncError> = []
         return yield* Effect.raceAll(ticket.addresses.map((address) =>
           syncWithPeer(address, ticket.databaseId, syncOptions).pipe(
             Effect.timeoutFail({
               duration: TICKET_ATTEMPT_TIMEOUT,
               onTimeout: () => new TransportError({ address: formatAddress(address), reason: `no sync within ${Duration.format(TICKET_ATTEMPT_TIMEOUT)}` })
-            })
+            }),
+            Effect.tapError((e) => Effect.sync(() => {
+              if (isAnswer(e)) answers.push(e)
+            }))
           )
-        ))
+        )).pipe(Effect.mapError((last) => answers.find((e) => e._tag === "BootstrapPending") ?? answers[0] ?? last))
       })
 
     // ---------------------------------------------------------------------------------------
@@ -422,6 +429,10 @@ export const parseAddress = (target: string | Address): Effect.Effect<Address, N
 
 // ---------------------------------------------------------------------------------------------
 // helpers
+
+/** A failure that is a node's answer about the database (not a hint that could not be reached). */
+const isAnswer = (e: { readonly _tag: string }): boolean =>
+  isRefusal(e) || e._tag === "BootstrapPending" || e._tag === "TreeNotFound"
 
 /** A peer's refusal of the key that proved our read access. */
 const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | AuthenticationRequired =>

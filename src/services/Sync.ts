@@ -130,7 +130,8 @@ export interface SyncShape {
   /**
    * Sync the ticket's database with the peers it names (bootstrap or incremental, both directions),
    * all at once, each within 30 seconds: the first to succeed wins and the others are stopped;
-   * when all fail, the last failure is the answer. Options as `syncWithPeer`'s (a `request` makes
+   * when all fail, a node's own answer (BootstrapPending, a refusal, TreeNotFound) is the answer
+   * before a hint that could not be reached, else the last failure. Options as `syncWithPeer`'s (a `request` makes
    * it the reference's `bootstrap_with_ticket`). A ticket that cannot be read, or names no
    * address, fails with InvalidTicket.
    */

@@ -362,6 +362,36 @@ describe("PeerActor", () => {
       expect(peer.state.calls.filter((c) => c.op === "sync")).toHaveLength(50)
     }))
 
+  it.scoped("a flush counts a database a commit's push ran early in its round (a failure is reported)", () =>
+    Effect.gen(function*() {
+      const peer = fakePeer()
+      const client: PeerActor.PeerClient = {
+        sync: peer.client.sync,
+        // T's pushes fail; the rest as the fake peer does
+        push: (address, treeId, entries) =>
+          treeId === "T" ? Effect.zipRight(peer.client.push(address, "T-refused", []), Effect.fail({ _tag: "TransportError", message: "refused" })) : peer.client.push(address, treeId, entries)
+      }
+      const gate1 = yield* Deferred.make<void>()
+      const gate2 = yield* Deferred.make<void>()
+      peer.state.gate = gate1
+      const { actor } = yield* startActor(client)
+      yield* actor.addTree("A")
+      yield* actor.sync("A")
+      while (peer.state.calls.length < 1) yield* Effect.yieldNow()
+      // a flush is asked for while A's sync runs; then a commit in T
+      const flush = yield* Effect.fork(actor.flush)
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      yield* actor.push("T", ["t1"])
+      peer.state.gate = gate2
+      yield* Deferred.succeed(gate1, undefined)
+      // the flush's round runs A first; another commit in T while it runs
+      while (peer.state.calls.length < 2) yield* Effect.yieldNow()
+      yield* actor.push("T", ["t2"])
+      peer.state.gate = undefined
+      yield* Deferred.succeed(gate2, undefined)
+      expect(yield* Fiber.join(flush)).toEqual({ delivered: 1, failed: 1 })
+    }))
+
   it.scoped("a defect restarts the actor after 100 ms and it finishes the work", () =>
     Effect.gen(function*() {
       const peer = fakePeer()

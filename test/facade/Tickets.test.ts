@@ -15,7 +15,7 @@ afterEach(async () => {
 })
 
 /** A node with a user and sync on; `serve` starts its server. */
-const node = async (name: string, serve = true) => {
+const node = async (name: string, serve = true, http: { readonly timeoutMs?: number } = {}) => {
   const instance = await Instance.open(new InMemory())
   open.push(instance)
   await instance.enableSync()
@@ -23,7 +23,7 @@ const node = async (name: string, serve = true) => {
   const user = await instance.loginUser(name)
   const key = await user.getDefaultKey()
   const sync = instance.sync()
-  await sync.enableHttpTransport()
+  await sync.enableHttpTransport(http)
   const address = serve ? await sync.startServer("127.0.0.1:0") : undefined
   return { instance, user, key, sync, address }
 }
@@ -100,6 +100,26 @@ describe("tickets", () => {
       await new Promise<void>((resolve) => hole.close(() => resolve()))
     }
   }, 15_000)
+
+  it("all hints failing: a node's own answer (BootstrapPending) wins over a hint that never answered", async () => {
+    const a = await node("alice")
+    const db = await room(a)
+    await a.user.share(db.rootId)
+    const { createServer } = await import("node:net")
+    const sockets: Array<import("node:net").Socket> = []
+    const hole = createServer((socket) => void sockets.push(socket))
+    await new Promise<void>((resolve) => hole.listen(0, "127.0.0.1", resolve))
+    try {
+      const b = await node("bob", false, { timeoutMs: 1_500 })
+      const port = (hole.address() as { port: number }).port
+      const ticket = `eidetica:?db=${db.rootId}&pr=http:${a.address}&pr=http:127.0.0.1:${port}`
+      await rejection(b.sync.bootstrapWithTicket(ticket, b.key, Permission.Write(10)), "BootstrapPending")
+      expect(await a.sync.pendingBootstrapRequests()).toHaveLength(1)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => hole.close(() => resolve()))
+    }
+  }, 20_000)
 
   it("a ticket with no address (no server was running), or that is no ticket, is InvalidTicket", async () => {
     const a = await node("alice", false)

@@ -948,6 +948,48 @@ describe("pushes into a database without a global grant", () => {
 })
 
 describe("a push carrying a grant to its key (a device granted by an admin elsewhere)", () => {
+  it.live("past the one-message limit (the server lacks more than a page under the grant): PermissionDenied, and the grant is not offered at every sync", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const a = yield* makeNode()
+        const { signer: admin, treeId } = yield* setupDb(a, { syncEnabled: true })
+        yield* a.sync.enableHttpTransport()
+        const address = yield* a.sync.startServer("127.0.0.1:0")
+        // B: the admin's other device, with history A never receives
+        const b = yield* makeNode()
+        yield* b.sync.enableHttpTransport()
+        yield* b.sync.syncWithPeer(address, treeId, { signer: admin })
+        for (let i = 0; i < 20; i++) yield* write(b, treeId, admin, `offline-${i}`, "x".repeat(200))
+        yield* b.run(Effect.flatMap(Instance, (i) => i.createUser("bea")))
+        const bea = yield* b.run(Effect.flatMap(Instance, (i) => i.loginUser("bea")))
+        yield* b.run(enableSync(bea, treeId, yield* bea.getDefaultKey))
+        const bAddress = yield* b.sync.startServer("127.0.0.1:0")
+        // P: pages of a few entries, so what A lacks under the grant is more than a page
+        const pushes = { n: 0 }
+        const p = yield* makeNode({
+          pageBytes: 2_000,
+          wrapTransport: (t: TransportShape) => ({
+            ...t,
+            send: (to, request) => {
+              if ("SendEntries" in request) pushes.n++
+              return t.send(to, request)
+            }
+          })
+        })
+        yield* p.sync.enableHttpTransport()
+        const device = p.instance.device
+        yield* grant(b, treeId, admin, device.publicKey, Permission.Write(10))
+        yield* p.sync.syncWithPeer(bAddress, treeId, { signer: device })
+        const perSync: Array<number> = []
+        for (let i = 0; i < 3; i++) {
+          pushes.n = 0
+          expect((yield* Effect.flip(p.sync.syncWithPeer(address, treeId)))._tag).toBe("PermissionDenied")
+          perSync.push(pushes.n)
+        }
+        expect(perSync).toEqual([1, 0, 0])
+      })
+    ), 60_000)
+
   it.live("a device revoked on the server, that has not heard, offers its grant in one message, then not again at each sync", () =>
     Effect.scoped(
       Effect.gen(function*() {
