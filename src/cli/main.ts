@@ -1,5 +1,6 @@
 /**
- * Entry point of the `eidetica` command (`npm start` runs `eidetica serve`).
+ * Entry point of the `eidetica` command (`npm start` runs `eidetica serve`). With no arguments at
+ * all it serves, as the reference's command does (the environment may set its address and data).
  */
 import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
@@ -19,7 +20,7 @@ const explain = (error: unknown) =>
     yield* Console.error(process.argv.includes("--json") ? JSON.stringify({ error: { tag, message } }) : `eidetica: ${message}`)
   })
 
-run(process.argv).pipe(
+run(process.argv.length <= 2 ? [...process.argv, "serve"] : process.argv).pipe(
   Effect.catchAll(explain),
   Effect.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)),
   NodeRuntime.runMain

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -121,6 +121,26 @@ describe("eidetica command line", () => {
     expect(JSON.parse(down.stdout)).toMatchObject({ address: "127.0.0.1:1", healthy: false })
     expect(down.stderr).toBe("")
   }, 120_000)
+
+  it("no arguments at all serve, configured by the environment (as the reference's command)", async () => {
+    const dataDir = tempDir()
+    const child = spawn("node", ["--import", "tsx", main], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, EIDETICA_PORT: "0", EIDETICA_DATA_DIR: dataDir }
+    })
+    children.push(child)
+    const address = await new Promise<string>((resolve, reject) => {
+      let buffer = ""
+      child.stdout!.on("data", (chunk: Buffer) => {
+        buffer += chunk.toString()
+        const found = /address:\s+(127\.0\.0\.1:\d+)/.exec(buffer)
+        if (found !== null) resolve(found[1]!)
+      })
+      child.on("exit", (code) => reject(new Error(`eidetica exited with ${code}: ${buffer}`)))
+    })
+    expect(await (await fetch(`http://${address}/health`)).ok).toBe(true)
+    expect(existsSync(join(dataDir, "eidetica.db"))).toBe(true)
+  }, 60_000)
 
   it("health of a closed port fails", async () => {
     await expect(cli("health", "127.0.0.1:1", "--json")).rejects.toThrow()
