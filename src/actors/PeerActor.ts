@@ -27,6 +27,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { MailboxFull } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
 import type { PeerStatus } from "../services/SyncEngine.js"
+import { monotonicMillis } from "../services/Time.js"
 import type { Actor } from "./SyncSupervisor.js"
 
 /** A failure of one attempt, as the actor reports it. */
@@ -155,13 +156,6 @@ export const backoffDelay = (attempt: number, backoff: Backoff, r: number): numb
   const jittered = base * (1 + backoff.jitter * (2 * r - 1))
   return Math.max(0, Math.min(backoff.capMs, Math.round(jittered)))
 }
-
-/**
- * Milliseconds of Effect's `currentTimeNanos`: monotonic with the default clock (a wall-clock
- * jump, an NTP correction or a manual change, does not move it), virtual time under a test clock.
- * Retries are scheduled by it; statuses show wall-clock times.
- */
-const monotonicMillis = Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
 
 /** A `monotonicMillis` instant as wall-clock time, as statuses show it. */
 const wallTime = (at: number) => Effect.zipWith(Clock.currentTimeMillis, monotonicMillis, (wall, mono) => wall + (at - mono))

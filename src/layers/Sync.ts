@@ -6,7 +6,6 @@
  * server's handler in `SyncServer.ts`. Servers and transports live in the layer's scope: closing it
  * stops them.
  */
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -47,6 +46,7 @@ import {
 import { Auth } from "../services/Auth.js"
 import { Instance } from "../services/Instance.js"
 import { Storage } from "../services/Storage.js"
+import { monotonicMillis } from "../services/Time.js"
 import { Sync, type SyncError, type SyncOptions, type SyncResult, type SyncShape } from "../services/Sync.js"
 import {
   formatAddress,
@@ -246,7 +246,7 @@ export const make = (options: SyncLayerOptions = {}) =>
           // the same grants refused there lately are not offered again (each offer is a page or more)
           const offer = `${frontierKeyOf(address, treeId)}\u0000${signer.publicKey}`
           const grantIds = [...grants].sort().join(",")
-          const now = yield* Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
+          const now = yield* monotonicMillis
           const last = refusedGrants.get(offer)
           if (last !== undefined && last.grants === grantIds && now - last.at < GRANT_OFFER_COOLDOWN_MS) return yield* denied
           const connected = yield* connect(address, syncOptions?.expectPeer)

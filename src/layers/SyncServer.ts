@@ -33,6 +33,7 @@ import {
 import type { AuthShape } from "../services/Auth.js"
 import type { InstanceShape } from "../services/Instance.js"
 import type { StorageShape } from "../services/Storage.js"
+import { monotonicMillis } from "../services/Time.js"
 import type { SyncShape } from "../services/Sync.js"
 import type { RequestContext } from "../services/Transport.js"
 import { encodePage, fromBase64, toBase64, truncate } from "./internal/SyncWire.js"
@@ -105,12 +106,6 @@ export const authStateOf = (env: Context.Context<IngestEnv | StateCache>, treeId
 
 /** How long the handshake's list of open databases is kept before it is made again. */
 export const AVAILABLE_TREES_TTL_MS = 5_000
-
-/**
- * Milliseconds of Effect's `currentTimeNanos`: monotonic with the default clock (a wall-clock jump
- * does not move it), virtual time under a test clock.
- */
-const monotonicMillis = Effect.map(Clock.currentTimeNanos, (n) => Number(n / 1_000_000n))
 
 /** Build the handler; it keeps the spent nonces of signed requests for the freshness window. */
 export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
