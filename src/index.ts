@@ -8,7 +8,7 @@ export * as Storage from "./layers/Storage.js"
 export * as Auth from "./layers/Auth.js"
 /** Cipher: the Tag and `layerNode` (Argon2id + AES-256-GCM). */
 export * as Cipher from "./layers/Cipher.js"
-/** Transport: the Tag, the router and `layerHttp`. */
+/** Transport: the Tag, the router, `layerHttp` and `layerIroh`. */
 export * as Transport from "./layers/Transport.js"
 /** Instance: the Tag and `layer` (users, keys, databases). */
 export * as Instance from "./layers/Instance.js"

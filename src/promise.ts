@@ -21,7 +21,7 @@ export type { AuthKeyOptions, WriteEvent } from "./facade/Database.js"
 /** The sync API. */
 export { Sync, SyncHandle } from "./facade/Sync.js"
 /** Types of the sync API. */
-export type { FlushReport, HttpTransportOptions, PeerAddressOptions, PeerStatus, SyncPeerOptions, SyncResult } from "./facade/Sync.js"
+export type { FlushReport, HttpTransportOptions, IrohTransportOptions, PeerAddressOptions, PeerStatus, SyncPeerOptions, SyncResult } from "./facade/Sync.js"
 /** EideticaError and one subclass per `_tag` (each also a type). */
 export {
   EideticaError,

@@ -1,7 +1,6 @@
 /**
  * The sync API of the Promise facade, over the Sync service (transports, the server,
  * `syncWithPeer`) and the background engine (`registerSyncPeer`, status handles, `flush`).
- * SEAM: iroh is not in this build; enableIrohTransport rejects with NotImplemented.
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -13,13 +12,13 @@ import {
   type SyncHandle as EngineHandle
 } from "../services/SyncEngine.js"
 import type { User as UserService } from "../services/Instance.js"
-import { type HttpOptions, Sync as SyncTag, type SyncResult } from "../services/Sync.js"
+import { type HttpOptions, type IrohOptions, Sync as SyncTag, type SyncResult } from "../services/Sync.js"
 import { Instance as InstanceTag } from "../services/Instance.js"
 import * as BootstrapRequests from "../database/BootstrapRequests.js"
 import { KeyNotFound } from "../schema/Errors.js"
 import type * as Permission from "../schema/Permission.js"
 import { checkPermission, checkPubKey, checkString } from "./Check.js"
-import { InvalidArgument, NotImplemented } from "./Errors.js"
+import { InvalidArgument } from "./Errors.js"
 import type { Runner } from "./Runner.js"
 
 /** What one `syncWithPeer` moved. */
@@ -34,6 +33,19 @@ export interface HttpTransportOptions {
    * its answer slowly enough never trips `timeoutMs`, and holds a sync until this.
    */
   readonly totalTimeoutMs?: number | undefined
+}
+
+/** Options of `enableIrohTransport`. */
+export interface IrohTransportOptions {
+  /**
+   * `"disabled"` (default): no relay and no address lookup, peers are dialled at the direct
+   * addresses their tickets name. `"n0"`: n0's public relays and address lookup (peers behind NATs).
+   */
+  readonly relays?: "disabled" | "n0" | undefined
+  /** How long one request may take in all, connecting included, in milliseconds (default 30 000). */
+  readonly timeoutMs?: number | undefined
+  /** Where the client's endpoint binds (default: `127.0.0.1:0` for peers at loopback addresses only, else `0.0.0.0:0`). */
+  readonly clientBind?: string | undefined
 }
 
 /** Transports, the server, and syncing databases with peers. Get it from `instance.sync()`. */
@@ -118,9 +130,16 @@ export class Sync {
     })
   }
 
-  /** Enable the iroh transport. SEAM: not in the Sync service yet. */
-  enableIrohTransport(): Promise<void> {
-    return notYet("enableIrohTransport")
+  /**
+   * Enable the iroh (QUIC) transport; calling it again keeps the first. Then `startServer("127.0.0.1:0")`
+   * (or `"iroh:127.0.0.1:0"` beside HTTP) serves over iroh, and its address, `iroh:endpoint…`, is
+   * what peers pass to `syncWithPeer` and what tickets name. No relays unless `relays: "n0"`.
+   */
+  enableIrohTransport(options: IrohTransportOptions = {}): Promise<void> {
+    return this.runner.attempt(() => {
+      const iroh = checkIrohOptions(options)
+      return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.enableIrohTransport(iroh)))
+    })
   }
 
   /**
@@ -321,8 +340,17 @@ const sessionSigner = (keyId: string) =>
     Effect.flatMap(instance.sessionSigner(keyId), (signer) =>
       signer === undefined ? Effect.fail(new KeyNotFound({ key: keyId })) : Effect.succeed(signer)))
 
-const notYet = <A>(what: string): Promise<A> =>
-  Promise.reject(new NotImplemented(`${what} is not available in this build of eidetica-ts yet`))
+const checkIrohOptions = (options: unknown): IrohOptions => {
+  const usage = "enableIrohTransport expects { relays?: \"disabled\" | \"n0\", timeoutMs?, clientBind? } or nothing"
+  if (typeof options !== "object" || options === null) throw new InvalidArgument(usage)
+  const { relays, timeoutMs, clientBind } = options as IrohTransportOptions
+  if (relays !== undefined && relays !== "disabled" && relays !== "n0") throw new InvalidArgument(usage)
+  if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs > 0))) {
+    throw new InvalidArgument("enableIrohTransport timeoutMs must be a positive number of milliseconds")
+  }
+  if (clientBind !== undefined && typeof clientBind !== "string") throw new InvalidArgument(usage)
+  return { relays, timeout: timeoutMs, clientBind }
+}
 
 const checkTimeouts = (options: unknown): HttpOptions => {
   if (typeof options !== "object" || options === null) {

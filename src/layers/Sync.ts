@@ -12,6 +12,7 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -58,6 +59,7 @@ import { frontierKeyOf, type PullDeps, push, remember, syncAs } from "./internal
 import { isEntryId, truncate } from "./internal/SyncWire.js"
 import * as Server from "./SyncServer.js"
 import { makeHttp } from "./TransportHttp.js"
+import { generateIrohSecretKey, makeIroh } from "./TransportIroh.js"
 
 export { Sync } from "../services/Sync.js"
 
@@ -91,6 +93,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     const router = yield* SubscriptionRef.make(TransportRouter.empty)
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
+    let irohEnabled = false
     let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly bound: Address } | undefined
     const remembered = options.remembered ?? MAX_REMEMBERED
     /** Verified handshakes by formatted address, the `remembered` most recent. */
@@ -356,22 +359,48 @@ export const make = (options: SyncLayerOptions = {}) =>
         })
       )
 
+    const enableIrohTransport: SyncShape["enableIrohTransport"] = (irohOptions) =>
+      lifecycle.withPermits(1)(
+        Effect.gen(function*() {
+          if (irohEnabled) return
+          const secretKey = yield* irohSecretKey
+          const iroh = yield* Scope.extend(makeIroh({ ...irohOptions, secretKey }), layerScope)
+          yield* enableTransport(iroh)
+          irohEnabled = true
+        })
+      )
+
+    /** The iroh server's secret key, kept in storage so its endpoint id (and tickets) survive restarts. */
+    const irohSecretKey = Effect.gen(function*() {
+      const saved = yield* storage.getMeta(IROH_SECRET_META)
+      const bytes = Option.isSome(saved) ? secretOf(saved.value) : undefined
+      if (bytes !== undefined) return bytes
+      const fresh = generateIrohSecretKey()
+      yield* storage.setMeta(IROH_SECRET_META, JSON.stringify(Buffer.from(fresh).toString("base64")))
+      return fresh
+    })
+
     const startServer: SyncShape["startServer"] = (bind) =>
       lifecycle.withPermits(1)(
         Effect.gen(function*() {
           if (server !== undefined) return yield* new ServerAlreadyRunning({ address: server.address })
           const r = yield* Ref.get(router)
-          const transport = r.transports[0]
-          if (transport === undefined) return yield* new NoTransportEnabled()
+          if (r.isEmpty) return yield* new NoTransportEnabled()
+          // "iroh:127.0.0.1:0" names its transport; "127.0.0.1:0" and "localhost:0" take the first
+          const named = /^([a-z][a-z0-9+.-]*):(.*:\d+)$/i.exec(bind)
+          const transport = named === null ? r.transports[0]! : r.transports.find((t) => t.transportType === named[1]!.toLowerCase())
+          if (transport === undefined) {
+            return yield* new TransportError({ address: bind, operation: "listen", reason: `no ${named![1]} transport is enabled` })
+          }
           const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
-          const bound = yield* transport.serve(bind, handle).pipe(
+          const bound = yield* transport.serve(named === null ? bind : named[2]!, handle).pipe(
             Scope.extend(scope),
             Effect.onError(() => Scope.close(scope, Exit.void))
           )
           // as peers dial it: `host:port` for http (API.md), `type:address` for any other transport
           const address = bound.transport_type === "http" ? bound.address : formatAddress(bound)
           server = { scope, address, bound }
-          return bound.address
+          return address
         })
       )
 
@@ -390,6 +419,7 @@ export const make = (options: SyncLayerOptions = {}) =>
 
     return Sync.of({
       enableHttpTransport,
+      enableIrohTransport,
       enableTransport,
       transportCount: Stream.map(router.changes, (r) => r.transports.length),
       startServer,
@@ -437,6 +467,21 @@ const isAnswer = (e: { readonly _tag: string }): boolean =>
 /** A peer's refusal of the key that proved our read access. */
 const isRefusal = (e: { readonly _tag: string }): e is PermissionDenied | AuthenticationRequired =>
   e._tag === "PermissionDenied" || e._tag === "AuthenticationRequired"
+
+/** Where the iroh server's secret key is kept (base64, as a JSON string). */
+const IROH_SECRET_META = "sync.iroh.secret_key"
+
+/** A saved iroh secret key, or undefined when the row is damaged (a fresh key is made then). */
+const secretOf = (value: string): Uint8Array | undefined => {
+  try {
+    const text: unknown = JSON.parse(value)
+    if (typeof text !== "string") return undefined
+    const bytes = Buffer.from(text, "base64")
+    return bytes.length === 32 ? new Uint8Array(bytes) : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /** How long each address of a ticket is given to complete a sync (the reference's 30 s). */
 export const TICKET_ATTEMPT_TIMEOUT = Duration.seconds(30)

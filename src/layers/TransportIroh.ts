@@ -1,12 +1,422 @@
 /**
- * SEAM: the iroh (QUIC) transport is named by the API but not in this build. `layerIroh` exists so
- * programs written against the API compile; building it fails with NotImplemented, as the Promise
- * facade's `enableIrohTransport` rejects. The real layer lands here (see reference/toolchain.md for
- * @number0/iroh and its byte arrays).
+ * The iroh transport (QUIC, ALPN `eidetica/v0`), as the reference's: one bidirectional stream per
+ * request, the JSON request written and finished, the JSON response read to its end. An address is
+ * an iroh `EndpointTicket` string (the endpoint's id and the direct addresses it is bound to).
+ *
+ * By default iroh's minimal preset with relays disabled: peers dial the direct addresses a ticket
+ * names and nothing reaches n0's servers. `relays: "n0"` opts into n0's public relays and address
+ * lookup, for peers behind NATs. The native binding is loaded on first use: an app that never
+ * enables iroh never loads it, and a platform without it gets a TransportError, not a failed import.
+ * The binding takes and gives bytes as plain number arrays, converted here with loops.
+ *
+ * The client keeps one connection per remote endpoint and opens a stream per request; a cached
+ * connection the peer has closed meanwhile is replaced once. The server answers each stream in its
+ * own fiber, at most `maxConcurrentStreams` at once, each never idle for `bodyTimeout`; malformed,
+ * oversized or stalled requests are answered `{"Error": …}` (or reset), never crash it, and a
+ * handler defect resets that stream only.
  */
+import type * as Iroh from "@number0/iroh/index.js"
+import { randomBytes } from "node:crypto"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import { NotImplemented } from "../schema/Errors.js"
-import type { Transport } from "../services/Transport.js"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
+import type { Address, SyncResponse } from "../schema/Protocol.js"
+import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
+import type { Handler, TransportShape } from "../services/Transport.js"
+import { Transport } from "../services/Transport.js"
+import { parseJson } from "./internal/SyncWire.js"
 
-/** The iroh transport as the Transport service: not in this build, so building it fails with NotImplemented. */
-export const layerIroh: Layer.Layer<Transport, NotImplemented> = Layer.fail(new NotImplemented({ feature: "the iroh transport" }))
+/** The `transport_type` of iroh addresses. */
+export const IROH_TRANSPORT_TYPE = "iroh"
+
+/** The ALPN of the sync protocol. */
+export const IROH_ALPN = "eidetica/v0"
+
+/** Options of the iroh transport. */
+export interface IrohTransportOptions {
+  /**
+   * `"disabled"` (default): no relay and no address lookup; peers are dialled at the direct
+   * addresses their tickets name. `"n0"`: n0's public relays and address lookup (reaches peers
+   * behind NATs; contacts n0's servers).
+   */
+  readonly relays?: "disabled" | "n0" | undefined
+  /** The server's 32-byte secret key: its endpoint id, so its tickets, stay the same across restarts. A fresh one if absent. */
+  readonly secretKey?: Uint8Array | undefined
+  /**
+   * Where the client's endpoint binds. Default: `127.0.0.1:0` to dial peers whose tickets name only
+   * loopback addresses (relays disabled), `0.0.0.0:0` for any other.
+   */
+  readonly clientBind?: string | undefined
+  /** How long one send may take in all, connecting included (default 30 seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Server: how long a request may go without a byte arriving before its stream is reset (default 30 seconds). */
+  readonly bodyTimeout?: Duration.DurationInput | undefined
+  /** The largest request or response in bytes (default 8 MiB, as HTTP's). */
+  readonly maxMessageBytes?: number | undefined
+  /** Server: requests read or answered at once, over all connections (default 64). */
+  readonly maxConcurrentStreams?: number | undefined
+}
+
+/** The default of `IrohTransportOptions.timeout`. */
+export const IROH_DEFAULT_TIMEOUT: Duration.Duration = Duration.seconds(30)
+
+/** A 32-byte secret key for `IrohTransportOptions.secretKey`. */
+export const generateIrohSecretKey = (): Uint8Array => new Uint8Array(randomBytes(32))
+
+/** Build an iroh transport; its endpoints (client, and server while one runs) close with the scope. */
+export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<TransportShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const timeout = Duration.decode(options.timeout ?? IROH_DEFAULT_TIMEOUT)
+    const bodyTimeout = Duration.decode(options.bodyTimeout ?? IROH_DEFAULT_TIMEOUT)
+    const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
+    const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
+    const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
+    /** Client endpoints by where they bind: see `clientBindFor`. */
+    const clients = new Map<string, Promise<Iroh.Endpoint>>()
+    const connections = new Map<string, Promise<Iroh.Connection>>()
+    yield* Effect.addFinalizer(() => Effect.forEach(clients.values(), closeEndpoint, { discard: true, concurrency: "unbounded" }))
+
+    const canHandle = (address: Address): boolean => address.transport_type === IROH_TRANSPORT_TYPE
+
+    /**
+     * Where to dial a target from: `clientBind` when given; else a peer reached only at loopback
+     * addresses (with no relay) is dialled from an endpoint bound to 127.0.0.1, and any other from
+     * one bound to all interfaces. So a node talking to local peers listens on loopback only.
+     */
+    const clientBindFor = (target: Iroh.EndpointAddr): string => {
+      if (options.clientBind !== undefined) return options.clientBind
+      const direct = target.directAddresses()
+      const local = options.relays !== "n0" && direct.length > 0 && direct.every((a) => a.startsWith("127.") || a.startsWith("[::1]:"))
+      return local ? "127.0.0.1:0" : "0.0.0.0:0"
+    }
+
+    const clientEndpoint = (iroh: IrohModule, bind: string): Promise<Iroh.Endpoint> => {
+      let client = clients.get(bind)
+      if (client === undefined) {
+        const pending = bindEndpoint(iroh, options, bind, iroh.SecretKey.generate().toBytes(), [])
+        pending.catch(() => clients.delete(bind))
+        clients.set(bind, pending)
+        client = pending
+      }
+      return client
+    }
+
+    /** Write the request on a fresh stream and read the response; a stale cached connection is replaced once. */
+    const roundTrip = async (iroh: IrohModule, target: Iroh.EndpointAddr, key: string, body: Array<number>): Promise<Array<number>> => {
+      const endpoint = await clientEndpoint(iroh, clientBindFor(target))
+      for (let attempt = 0;; attempt++) {
+        let pending = connections.get(key)
+        const cached = pending !== undefined
+        if (pending === undefined) {
+          pending = endpoint.connect(target, ALPN_BYTES)
+          connections.set(key, pending)
+        }
+        const forget = () => {
+          if (connections.get(key) === pending) connections.delete(key)
+        }
+        let sent = false
+        try {
+          const connection = await pending
+          if (connection.closeReason() !== null) throw new Error(`connection closed: ${connection.closeReason()}`)
+          const stream = await connection.openBi()
+          await stream.send.writeAll(body)
+          await stream.send.finish()
+          sent = true
+          return await stream.recv.readToEnd(limit)
+        } catch (cause) {
+          forget()
+          if (cached && !sent && attempt === 0) continue
+          throw cause
+        }
+      }
+    }
+
+    const send: TransportShape["send"] = (address, request) =>
+      Effect.gen(function*() {
+        const fail = (reason: string, cause?: unknown) =>
+          new TransportError({ address: address.address, operation: "connect", reason, cause })
+        if (!canHandle(address)) {
+          return yield* fail(`not an iroh address (transport_type ${JSON.stringify(address.transport_type)})`)
+        }
+        const iroh = yield* load(address.address)
+        const target = ticketAddress(iroh, address.address)
+        if (target === undefined) return yield* fail("invalid iroh address; expected an endpoint ticket")
+        // our own request: its shape is the protocol's by construction, so it is not validated again
+        const bytes = Buffer.from(JSON.stringify(request), "utf8")
+        if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
+        const key = `${clientBindFor(target)} ${target.id().toString()}`
+        const reply = yield* Effect.tryPromise({
+          try: () => roundTrip(iroh, target, key, toNumbers(bytes)),
+          catch: (cause) =>
+            isTooLong(cause) ? new PayloadTooLarge({ limit }) : fail(describeIrohError(cause), cause)
+        }).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => {
+              // a peer that went silent: the next send dials again rather than wait on this connection
+              connections.delete(key)
+              return fail(`no response within ${Duration.format(timeout)}`)
+            }
+          })
+        )
+        const json = parseJson(toBytes(reply))
+        if (Either.isLeft(json)) return yield* new MalformedMessage({ detail: `the response is not JSON (${json.left})` })
+        return yield* decodeResponseEither(json.right)
+      })
+
+    /** Bind the server's endpoint and answer its connections until the scope closes. */
+    const start = (bind: string, handler: Handler) =>
+      Effect.gen(function*() {
+        const listenError = (reason: string, cause?: unknown) =>
+          new TransportError({ address: bind, operation: "listen", reason, cause })
+        const iroh = yield* Effect.mapError(load(bind), (e) => listenError(e.reason, e.cause))
+        const secret = options.secretKey === undefined ? iroh.SecretKey.generate().toBytes() : toNumbers(options.secretKey)
+        const endpoint = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => bindEndpoint(iroh, options, bind, secret, [ALPN_BYTES]),
+            catch: (cause) => listenError(describeIrohError(cause), cause)
+          }),
+          (endpoint) => closeEndpoint(Promise.resolve(endpoint))
+        )
+        // made after the endpoint, so closed before it: every connection's and stream's fiber stops
+        // before the endpoint closes under them. Run interruptible: `serve` itself is not, and a
+        // fiber forked there would inherit that and never stop.
+        const set = yield* FiberSet.make()
+        const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
+        const answer = (stream: Iroh.BiStream, remote: string) =>
+          streams.withPermits(1)(serveStream(stream, remote, handler, limit, bodyTimeout))
+        const serveConnection = (incoming: Iroh.Incoming) =>
+          Effect.gen(function*() {
+            const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
+            const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
+            while (true) {
+              const stream = yield* Effect.tryPromise(() => connection.acceptBi())
+              yield* fork(answer(stream, remote))
+            }
+          }).pipe(Effect.ignore)
+        yield* fork(
+          Effect.gen(function*() {
+            while (true) {
+              const incoming = yield* Effect.tryPromise(() => endpoint.acceptNext())
+              if (incoming === null) return
+              yield* fork(serveConnection(incoming))
+            }
+          }).pipe(Effect.ignore)
+        )
+        const ticket = iroh.EndpointTicket.fromAddr(new iroh.EndpointAddr(endpoint.id(), null, dialable(endpoint)))
+        return { transport_type: IROH_TRANSPORT_TYPE, address: ticket.toString() } satisfies Address
+      })
+
+    const serve: TransportShape["serve"] = (bind, handler) =>
+      Effect.gen(function*() {
+        const claimed = yield* Ref.modify(running, (state): [ServerState, ServerState] =>
+          state._tag === "Idle" ? [state, { _tag: "Starting", bind }] : [state, state]
+        )
+        if (claimed._tag !== "Idle") {
+          return yield* new ServerAlreadyRunning({ address: claimed._tag === "Running" ? claimed.address : claimed.bind })
+        }
+        // the server's own child scope, so a failed start releases everything at once
+        const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        yield* Scope.addFinalizer(scope, Ref.set(running, { _tag: "Idle" }))
+        return yield* start(bind, handler).pipe(
+          Effect.tap((address) => Ref.set(running, { _tag: "Running", address: address.address })),
+          Scope.extend(scope),
+          Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+        )
+      }).pipe(Effect.uninterruptible)
+
+    return { transportType: IROH_TRANSPORT_TYPE, canHandle, send, serve } satisfies TransportShape
+  })
+
+/** The iroh transport as the Transport service, with options. */
+export const layerIrohWith = (options: IrohTransportOptions): Layer.Layer<Transport> =>
+  Layer.scoped(Transport, makeIroh(options))
+
+/** The iroh transport as the Transport service, with the default options (no relays). */
+export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+type IrohModule = typeof Iroh
+
+type ServerState =
+  | { readonly _tag: "Idle" }
+  | { readonly _tag: "Starting"; readonly bind: string }
+  | { readonly _tag: "Running"; readonly address: string }
+
+const ALPN_BYTES: Array<number> = toNumbers(new TextEncoder().encode(IROH_ALPN))
+
+let loading: Promise<IrohModule> | undefined
+
+/** The native binding, loaded once on first use (again after a failed load). */
+const load = (address: string): Effect.Effect<IrohModule, TransportError> =>
+  Effect.tryPromise({
+    try: () => {
+      if (loading === undefined) {
+        // a CommonJS module: its exports are the namespace's default
+        const pending = import("@number0/iroh/index.js").then((m) => (m as unknown as { readonly default: IrohModule }).default)
+        pending.catch(() => (loading = undefined))
+        loading = pending
+      }
+      return loading
+    },
+    catch: (cause) =>
+      new TransportError({
+        address,
+        reason: `the iroh transport cannot load on this platform (${cause instanceof Error ? cause.message : String(cause)})`,
+        cause
+      })
+  })
+
+const bindEndpoint = (
+  iroh: IrohModule,
+  options: IrohTransportOptions,
+  bind: string,
+  secret: Array<number>,
+  alpns: Array<Array<number>>
+): Promise<Iroh.Endpoint> => {
+  const builder = iroh.Endpoint.builder()
+  if (options.relays === "n0") {
+    iroh.presetN0(builder)
+    builder.relayMode(iroh.RelayMode.defaultMode())
+  } else {
+    iroh.presetMinimal(builder)
+    builder.relayMode(iroh.RelayMode.disabled())
+  }
+  builder.bindAddr(bind)
+  builder.secretKey(secret)
+  builder.alpns(alpns)
+  return builder.bind()
+}
+
+/** The addresses a peer can dial: the endpoint's own, without unspecified ones (`0.0.0.0`, `[::]`). */
+const dialable = (endpoint: Iroh.Endpoint): Array<string> => {
+  const unspecified = (a: string) => a.startsWith("0.0.0.0:") || a.startsWith("[::]:")
+  const own = endpoint.addr().directAddresses().filter((a) => !unspecified(a))
+  return own.length > 0 ? own : endpoint.boundSockets().filter((a) => !unspecified(a))
+}
+
+/** How long closing waits for an endpoint: iroh waits ~3 s for a connection attempt still pending. */
+const CLOSE_WAIT = Duration.seconds(1)
+
+/** Close an endpoint, waiting at most `CLOSE_WAIT` (it finishes closing in the background). */
+const closeEndpoint = (endpoint: Promise<Iroh.Endpoint>): Effect.Effect<void> =>
+  Effect.promise(() => endpoint.then((ep) => ep.close(), () => undefined).catch(() => undefined)).pipe(
+    Effect.timeout(CLOSE_WAIT),
+    Effect.ignore
+  )
+
+const ticketAddress = (iroh: IrohModule, text: string): Iroh.EndpointAddr | undefined => {
+  try {
+    // "iroh:endpoint…", as `getServerAddress` gives it, is taken too
+    return iroh.EndpointTicket.fromString(text.trim().replace(/^iroh:/i, "")).endpointAddr()
+  } catch {
+    return undefined
+  }
+}
+
+/** Answer one stream: read the request whole (within the limit, never idle for `bodyTimeout`), run the handler, write the response. */
+const serveStream = (
+  stream: Iroh.BiStream,
+  remote: string,
+  handler: Handler,
+  limit: number,
+  bodyTimeout: Duration.Duration
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const reply = (response: SyncResponse) =>
+      Effect.tryPromise(async () => {
+        await stream.send.writeAll(toNumbers(Buffer.from(JSON.stringify(response), "utf8")))
+        await stream.send.finish()
+      })
+    const body = yield* readBody(stream.recv, limit, bodyTimeout)
+    switch (body._tag) {
+      case "TooLarge":
+        // no read is pending now, so the peer can be told to stop sending (a pending read holds the stream)
+        yield* Effect.promise(() => stream.recv.stop(0n).catch(() => undefined))
+        return yield* reply({ Error: `request body exceeds the limit of ${limit} bytes` })
+      case "Stalled":
+      case "Failed":
+        // the read still pending keeps the receiving half; resetting ours tells the peer and frees us
+        return yield* Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
+      case "Body":
+        break
+    }
+    if (body.bytes.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
+    const request = Either.flatMap(parseJson(body.bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
+    if (Either.isLeft(request)) return yield* reply({ Error: request.left })
+    const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote }))
+    if (Exit.isFailure(exit)) return yield* Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
+    yield* reply(exit.value)
+  }).pipe(Effect.ignore)
+
+type Body =
+  | { readonly _tag: "Body"; readonly bytes: Uint8Array }
+  | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "Stalled" }
+  | { readonly _tag: "Failed" }
+
+/** Bytes asked of the binding per read. */
+const READ_CHUNK = 64 * 1024
+
+/** Read a stream to its end in chunks: over `limit` bytes, or no chunk for `idle`, ends it early. */
+const readBody = (recv: Iroh.RecvStream, limit: number, idle: Duration.Duration): Effect.Effect<Body> =>
+  Effect.gen(function*() {
+    const chunks: Array<Array<number>> = []
+    let total = 0
+    while (true) {
+      const chunk = yield* Effect.tryPromise(() => recv.read(READ_CHUNK)).pipe(Effect.timeout(idle), Effect.either)
+      if (Either.isLeft(chunk)) return chunk.left._tag === "TimeoutException" ? { _tag: "Stalled" } : { _tag: "Failed" }
+      if (chunk.right.length === 0) break
+      total += chunk.right.length
+      if (total > limit) return { _tag: "TooLarge" }
+      chunks.push(chunk.right)
+    }
+    const bytes = new Uint8Array(total)
+    let offset = 0
+    for (const chunk of chunks) {
+      for (let i = 0; i < chunk.length; i++) bytes[offset + i] = chunk[i]!
+      offset += chunk.length
+    }
+    return { _tag: "Body", bytes }
+  })
+
+/** Whether a read failed for a message over its limit. */
+const isTooLong = (cause: unknown): boolean => describeIrohError(cause).startsWith("TooLong")
+
+/**
+ * A readable reason from the binding's error: its message without the Rust backtrace and source
+ * paths, the causes joined (`ConnectError::Connecting: ConnectingError::ConnectionError: timed out`).
+ */
+export const describeIrohError = (cause: unknown): string => {
+  const text = cause instanceof Error ? cause.message : String(cause)
+  const lines: Array<string> = []
+  for (const line of text.split("\n")) {
+    if (line.startsWith("Stack backtrace")) break
+    const clean = line.replace(/\s*\((?:\/|[A-Za-z]:\\)[^)]*\)/g, "").trim()
+    if (clean.length > 0 && clean !== "Caused by:") lines.push(clean)
+  }
+  return lines.length === 0 ? "unknown iroh error" : lines.join(": ")
+}
+
+/** Bytes as the binding takes them: a plain number array (a loop; `Array.from` is several times slower). */
+function toNumbers(bytes: Uint8Array): Array<number> {
+  const out = new Array<number>(bytes.length)
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]!
+  return out
+}
+
+/** The binding's number array as bytes. */
+const toBytes = (numbers: ReadonlyArray<number>): Uint8Array => {
+  const out = new Uint8Array(numbers.length)
+  for (let i = 0; i < numbers.length; i++) out[i] = numbers[i]!
+  return out
+}

@@ -68,6 +68,20 @@ export interface HttpOptions {
   readonly totalTimeout?: Duration.DurationInput | undefined
 }
 
+/** Options of the iroh transport (`enableIrohTransport`). */
+export interface IrohOptions {
+  /**
+   * `"disabled"` (default): no relay and no address lookup; peers are dialled at the direct
+   * addresses their tickets name, and nothing reaches n0's servers. `"n0"`: n0's public relays and
+   * address lookup, to reach peers behind NATs.
+   */
+  readonly relays?: "disabled" | "n0" | undefined
+  /** How long one request may take in all, connecting included (default 30 seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Where the client's endpoint binds (default: `127.0.0.1:0` for peers at loopback addresses only, else `0.0.0.0:0`). */
+  readonly clientBind?: string | undefined
+}
+
 /** A peer address: `"127.0.0.1:3000"` (http), `"http:127.0.0.1:3000"`, `"sim:peer-1"`, or an Address. */
 export type PeerAddress = string | Address
 
@@ -93,7 +107,13 @@ export type SyncError =
 export interface SyncShape {
   /** Enable the HTTP transport (idempotent: a second call keeps the first transport and its options). */
   readonly enableHttpTransport: (options?: HttpOptions) => Effect.Effect<void>
-  /** Enable another transport (iroh, the simulated network), tried after those already enabled. */
+  /**
+   * Enable the iroh (QUIC) transport (idempotent: a second call keeps the first). Its server's
+   * identity, so the address in its tickets, is kept in storage: the same across restarts. Fails
+   * with TransportError where the native binding cannot load.
+   */
+  readonly enableIrohTransport: (options?: IrohOptions) => Effect.Effect<void, TransportError | StorageError>
+  /** Enable another transport (the simulated network, a custom one), tried after those already enabled. */
   readonly enableTransport: (transport: TransportShape) => Effect.Effect<void>
   /**
    * How many transports are enabled: the current count, then every change. The background engine
@@ -101,11 +121,15 @@ export interface SyncShape {
    * enabled), instead of waiting out its backoff.
    */
   readonly transportCount: Stream.Stream<number>
-  /** Serve this node's databases on `bind` (`host:port`, port 0 picks one) with the first enabled transport; returns the bound address. */
+  /**
+   * Serve this node's databases on `bind` (`host:port`, port 0 picks one) with the first enabled
+   * transport, or the one `bind` names (`iroh:127.0.0.1:0`); returns the address peers dial:
+   * `host:port` for http, `<type>:<address>` for another (`iroh:<endpoint ticket>`).
+   */
   readonly startServer: (bind: string) => Effect.Effect<string, NoTransportEnabled | ServerAlreadyRunning | TransportError>
   /** Stop the running server. */
   readonly stopServer: Effect.Effect<void, ServerNotRunning>
-  /** The address the running server is bound to, `"127.0.0.1:<port>"`. */
+  /** The address the running server is bound to, as `startServer` returned it (`"127.0.0.1:<port>"`, `"iroh:endpoint…"`). */
   readonly getServerAddress: Effect.Effect<string, ServerNotRunning>
   /** Sync one database with a peer: handshake (cached), pull (bootstrap or incremental, paged), then push what the peer lacks. */
   readonly syncWithPeer: (address: PeerAddress, treeId: string, options?: SyncOptions) => Effect.Effect<SyncResult, SyncError>

@@ -3,6 +3,7 @@
  * wiring a complete engine on memory and on a SQLite file.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Path from "node:path"
@@ -71,11 +72,18 @@ describe("Effect API", () => {
       )
     ))
 
-  it.effect("Transport.layerIroh is named but not in this build: building it fails with NotImplemented", () =>
+  it.scopedLive("Transport.layerIroh is the iroh transport: it serves over QUIC, and layerIrohWith's client reaches it on loopback", () =>
     Effect.gen(function* () {
-      const error = yield* Effect.flip(Effect.scoped(Layer.build(Transport.layerIroh)))
-      expect(error._tag).toBe("NotImplemented")
-      expect(error.message).toBe("the iroh transport is not available in this build of eidetica-ts yet")
+      const server = Context.get(yield* Layer.build(Transport.layerIroh), Transport.Transport)
+      expect(server.transportType).toBe(Transport.IROH_TRANSPORT_TYPE)
+      const address = yield* server.serve("127.0.0.1:0", () => Effect.succeed("Ack" as const))
+      expect(address.transport_type).toBe("iroh")
+      expect(address.address).toMatch(/^endpoint[a-z2-7]+$/)
+      const client = Context.get(
+        yield* Layer.build(Transport.layerIrohWith({ clientBind: "127.0.0.1:0", timeout: "5 seconds" })),
+        Transport.Transport
+      )
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
     }))
 
   it.effect("Eidetica.layer bounds the store-state cache: 1,000,000 slots unless stateCacheSlots says otherwise", () =>

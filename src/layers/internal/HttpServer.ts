@@ -20,8 +20,8 @@ import type { Address, SyncRequest, SyncResponse } from "../../schema/Protocol.j
 import { decodeRequestEither } from "../../schema/Protocol.js"
 import type { Handler } from "../../services/Transport.js"
 import { API_PATH, HEALTH_PATH, PEER_HEADER, timerMs, TRANSPORT_TYPE } from "./HttpWire.js"
+import { parseJson } from "./SyncWire.js"
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 
 /** How much of an oversized request body is read and thrown away (so the client sees the 413) before the connection is cut. */
 const DRAIN_LIMIT = 64 * 1024 * 1024
@@ -282,20 +282,6 @@ const drain = (incoming: Http.IncomingMessage, idleMs: number | undefined): void
   incoming.on("close", stop)
   incoming.on("error", () => {})
   incoming.resume()
-}
-
-const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => {
-  let text: string
-  try {
-    text = strictUtf8.decode(bytes)
-  } catch {
-    return Either.left("the body is not valid UTF-8")
-  }
-  try {
-    return Either.right(JSON.parse(text) as unknown)
-  } catch (cause) {
-    return Either.left(`malformed JSON: ${cause instanceof Error ? cause.message : String(cause)}`)
-  }
 }
 
 // Parse and decode a request body. Both steps are meant to be total; the catch is the last guard,

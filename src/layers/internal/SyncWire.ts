@@ -1,12 +1,30 @@
 /**
- * Helpers the sync server and client share: entries as base64 DAG-CBOR on the wire, paging under the
- * message budget, and ID/key checks.
+ * Helpers the sync server and client share: a message's JSON as it comes off a transport, entries
+ * as base64 DAG-CBOR on the wire, paging under the message budget, and ID/key checks.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as SyncAuth from "../../core/SyncAuth.js"
 import { EntryId } from "../../schema/Ids.js"
 import type { StorageShape } from "../../services/Storage.js"
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** A message's bytes as JSON: strict UTF-8, then `JSON.parse`; the reason when either fails. */
+export const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => {
+  let text: string
+  try {
+    text = strictUtf8.decode(bytes)
+  } catch {
+    return Either.left("the body is not valid UTF-8")
+  }
+  try {
+    return Either.right(JSON.parse(text) as unknown)
+  } catch (cause) {
+    return Either.left(`malformed JSON: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }
+}
 
 /** Entries read from storage at a time while filling a page. */
 export const FETCH_CHUNK = 256

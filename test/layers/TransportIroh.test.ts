@@ -1,0 +1,187 @@
+/**
+ * The iroh transport on loopback: real QUIC endpoints (iroh's minimal preset, relays disabled,
+ * direct 127.0.0.1 addresses only). The Transport contract, then what a hostile or broken peer
+ * can send on a raw stream (not JSON, not a request, oversized, stalled, a foreign ALPN), stable
+ * identity from a secret key, and the client's own limits.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import type * as Iroh from "@number0/iroh/index.js"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import { describeIrohError, generateIrohSecretKey, type IrohTransportOptions, makeIroh } from "../../src/layers/TransportIroh.js"
+import type { Address } from "../../src/schema/Protocol.js"
+import { echoHandler, handshakeRequest, transportContract, wireEntry } from "./TransportContract.js"
+
+/** Loopback only, and a short timeout so unreachable peers fail fast. */
+const loopback: IrohTransportOptions = { clientBind: "127.0.0.1:0", timeout: "3 seconds" }
+const make = (options: IrohTransportOptions = {}) => Effect.orDie(makeIroh({ ...loopback, ...options }))
+
+/** The address of an iroh server that was bound and has stopped (nothing answers there). */
+const stoppedServer = Effect.gen(function*() {
+  const transport = yield* make()
+  const scope = yield* Scope.make()
+  const address = yield* Effect.orDie(transport.serve("127.0.0.1:0", echoHandler()).pipe(Scope.extend(scope)))
+  yield* Scope.close(scope, Exit.void)
+  return address
+})
+
+transportContract("iroh", { make: make(), bind: "127.0.0.1:0", unreachable: stoppedServer })
+
+const iroh = (): Promise<typeof Iroh> =>
+  import("@number0/iroh/index.js").then((m) => (m as unknown as { readonly default: typeof Iroh }).default)
+
+const bytesOf = (text: string): Array<number> => [...Buffer.from(text, "utf8")]
+const textOf = (numbers: ReadonlyArray<number>): string => Buffer.from(numbers).toString("utf8")
+
+/** A raw iroh client on loopback that opens streams to `address` with `alpn`; what it reads back per stream. */
+const rawClient = (address: Address, alpn = "eidetica/v0") =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const m = await iroh()
+      const builder = m.Endpoint.builder()
+      m.presetMinimal(builder)
+      builder.relayMode(m.RelayMode.disabled())
+      builder.bindAddr("127.0.0.1:0")
+      const endpoint = await builder.bind()
+      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+      return { endpoint, connect: () => endpoint.connect(target, bytesOf(alpn)) }
+    }),
+    ({ endpoint }) => Effect.promise(() => endpoint.close())
+  )
+
+describe("iroh transport: what a peer sends on a raw stream", () => {
+  it.scopedLive("not JSON, not UTF-8, not a request, empty: each answered with an Error, and the server keeps serving", () =>
+    Effect.gen(function*() {
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      const ask = (body: Array<number>) =>
+        Effect.promise(async () => {
+          const stream = await connection.openBi()
+          await stream.send.writeAll(body)
+          await stream.send.finish()
+          return JSON.parse(textOf(await stream.recv.readToEnd(1 << 20))) as unknown
+        })
+      expect(yield* ask(bytesOf("{not json"))).toEqual({ Error: expect.stringContaining("malformed JSON") })
+      expect(yield* ask([0xff, 0xfe, 0x7b])).toEqual({ Error: "the body is not valid UTF-8" })
+      expect(yield* ask(bytesOf(JSON.stringify({ Bogus: 1 })))).toEqual({ Error: expect.any(String) })
+      expect(yield* ask(bytesOf(JSON.stringify({ SendEntries: "nope" })))).toEqual({ Error: expect.any(String) })
+      expect(yield* ask([])).toEqual({ Error: "empty body; expected a JSON sync request" })
+      // a well-formed request on the same connection is still answered
+      expect(yield* ask(bytesOf(JSON.stringify({ SendEntries: [] })))).toBe("Ack")
+      const client = yield* make()
+      expect(yield* client.send(address, { SendEntries: [wireEntry(1), wireEntry(2)] })).toEqual({ Count: 2 })
+    }))
+
+  it.scopedLive("a request over the server's limit is answered with an Error naming the limit; the handler never sees it", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ maxMessageBytes: 64 * 1024 })
+      let handled = 0
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", (request, context) => {
+        handled++
+        return echoHandler()(request, context)
+      }))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      const reply = yield* Effect.promise(async () => {
+        const stream = await connection.openBi()
+        const big = bytesOf(JSON.stringify({ SendEntries: Array.from({ length: 200 }, (_, i) => wireEntry(i, 600)) }))
+        // the server may stop reading once over its limit: the write's outcome does not matter
+        await stream.send.writeAll(big).then(() => stream.send.finish()).catch(() => undefined)
+        return textOf(await stream.recv.readToEnd(1 << 20))
+      })
+      expect(JSON.parse(reply)).toEqual({ Error: "request body exceeds the limit of 65536 bytes" })
+      expect(handled).toBe(0)
+      const client = yield* make()
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+      expect(handled).toBe(1)
+    }))
+
+  it.scopedLive("a stalled request (never finished) is reset after the body timeout; other requests are served meanwhile", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "300 millis", maxConcurrentStreams: 2 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      const stalled = yield* Effect.promise(async () => {
+        const stream = await connection.openBi()
+        await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+        return stream
+      })
+      const client = yield* make()
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+      const outcome = yield* Effect.promise(() =>
+        stalled.recv.readToEnd(1024).then((bytes) => `read ${bytes.length}`, (e: unknown) => describeIrohError(e))
+      )
+      expect(outcome).toMatch(/reset/i)
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+    }))
+
+  it.scopedLive("a connection with another ALPN is refused", () =>
+    Effect.gen(function*() {
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const raw = yield* rawClient(address, "other/v1")
+      const result = yield* Effect.promise(() => raw.connect().then(() => "connected", (e: unknown) => describeIrohError(e)))
+      expect(result).not.toBe("connected")
+    }))
+})
+
+describe("iroh transport: identity, addresses and the client's limits", () => {
+  it.scopedLive("a server's endpoint id comes from its secret key: the same key gives the same id after a restart", () =>
+    Effect.gen(function*() {
+      const secretKey = generateIrohSecretKey()
+      const idOf = (address: Address) =>
+        Effect.promise(async () => (await iroh()).EndpointTicket.fromString(address.address).endpointAddr().id().toString())
+      const serveOnce = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const transport = yield* make({ secretKey }).pipe(Scope.extend(scope))
+        const address = yield* Effect.orDie(transport.serve("127.0.0.1:0", echoHandler()).pipe(Scope.extend(scope)))
+        yield* Scope.close(scope, Exit.void)
+        return address
+      })
+      const first = yield* serveOnce
+      const second = yield* serveOnce
+      expect(yield* idOf(first)).toBe(yield* idOf(second))
+      const other = yield* make()
+      expect(yield* idOf(yield* Effect.orDie(other.serve("127.0.0.1:0", echoHandler())))).not.toBe(yield* idOf(first))
+      // the ticket names the loopback address it was bound to, nothing else
+      const direct = yield* Effect.promise(async () =>
+        (await iroh()).EndpointTicket.fromString(first.address).endpointAddr().directAddresses()
+      )
+      expect(direct.length).toBeGreaterThan(0)
+      for (const a of direct) expect(a).toMatch(/^127\.0\.0\.1:\d+$/)
+    }))
+
+  it.scopedLive("an address that is not a ticket, another transport's address, or a request over the limit fail typed before anything is sent", () =>
+    Effect.gen(function*() {
+      const client = yield* make({ maxMessageBytes: 1024 })
+      const notTicket = yield* client.send({ transport_type: "iroh", address: "endpoint-not-a-ticket" }, handshakeRequest()).pipe(Effect.flip)
+      expect(notTicket._tag).toBe("TransportError")
+      expect(notTicket.message).toContain("invalid iroh address; expected an endpoint ticket")
+      const http = yield* client.send({ transport_type: "http", address: "127.0.0.1:1" }, handshakeRequest()).pipe(Effect.flip)
+      expect(http.message).toContain("not an iroh address")
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const big = yield* client.send(address, { SendEntries: [wireEntry(1, 2048)] }).pipe(Effect.flip)
+      expect(big._tag).toBe("PayloadTooLarge")
+    }))
+
+  it.scopedLive("a response over the client's limit is PayloadTooLarge", () =>
+    Effect.gen(function*() {
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", () =>
+        Effect.succeed({ Error: "x".repeat(10_000) })))
+      const client = yield* make({ maxMessageBytes: 4096 })
+      const error = yield* client.send(address, { SendEntries: [] }).pipe(Effect.flip)
+      expect(error._tag).toBe("PayloadTooLarge")
+    }))
+
+  it("the binding's errors read without the Rust backtrace or source paths", () => {
+    const text = "ConnectError::Connecting (/root/.cargo/registry/src/iroh-1.0.2/src/endpoint.rs:1060:20)\nCaused by:\n    ConnectingError::ConnectionError (/rustc/src/core/task/poll.rs:258:39)\n    timed out\n\nStack backtrace:\n   0: <anyhow::Error>::msg"
+    expect(describeIrohError(new Error(text))).toBe("ConnectError::Connecting: ConnectingError::ConnectionError: timed out")
+    expect(describeIrohError(new Error("TooLong\n\nStack backtrace:\n  0: x"))).toBe("TooLong")
+  })
+})
