@@ -46,6 +46,11 @@ const port = Options.integer("port").pipe(
   Options.withDescription("port to listen on, 0 picks a free one (default 3000, or env EIDETICA_PORT)")
 )
 
+const transport = Options.choice("transport", ["http", "iroh"]).pipe(
+  Options.withFallbackConfig(Config.literal("http", "iroh")("EIDETICA_TRANSPORT").pipe(Config.withDefault("http" as const))),
+  Options.withDescription("serve over http (default) or iroh (QUIC; direct addresses, no relays), or env EIDETICA_TRANSPORT")
+)
+
 const dirOf = (dir: Option.Option<string>) =>
   Option.getOrElse(dir, () => process.env.EIDETICA_DATA_DIR ?? ".eidetica")
 
@@ -81,13 +86,16 @@ const nodeUser = Effect.gen(function* () {
 const out = (asJson: boolean, value: Record<string, unknown>, text: string) =>
   Console.log(asJson ? JSON.stringify(value) : text)
 
-const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
+const serve = Command.make("serve", { host, port, transport, dataDir, json }, (o) =>
   withEngine(
     o.dataDir,
     Effect.gen(function* () {
       const instance = yield* Instance
       const sync = yield* Sync
+      // the other transport is enabled too, so this node also syncs with peers that use it
+      if (o.transport === "iroh") yield* sync.enableIrohTransport()
       yield* sync.enableHttpTransport()
+      if (o.transport === "http") yield* sync.enableIrohTransport()
       const address = yield* sync.startServer(`${o.host}:${o.port}`)
       const served = [...(yield* instance.trackedDatabases)].filter(([, s]) => s.syncEnabled).map(([id]) => id)
       // a database tracked but not (yet) held here has no ticket
@@ -102,7 +110,7 @@ const serve = Command.make("serve", { host, port, dataDir, json }, (o) =>
         [
           `eidetica sync node`,
           `  device id: ${instance.deviceId}`,
-          `  address:   ${address}   (POST /api/v0, GET /health)`,
+          `  address:   ${address}   ${o.transport === "iroh" ? "(QUIC, ALPN eidetica/v0)" : "(POST /api/v0, GET /health)"}`,
           `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
           served.length === 0
             ? `  serving:   no databases yet (stop the node, then: eidetica db create <name>; in a checkout: npm run -s cli -- db create <name>)`
@@ -318,7 +326,7 @@ const db = Command.make("db").pipe(
 const syncCmd = Command.make(
   "sync",
   {
-    address: Args.text({ name: "address" }).pipe(Args.withDescription("the peer's host:port, or a ticket (eidetica:?db=…&pr=…)")),
+    address: Args.text({ name: "address" }).pipe(Args.withDescription("the peer's host:port or iroh:<endpoint ticket>, or a ticket (eidetica:?db=…&pr=…)")),
     id: dbId.pipe(Args.withDescription("the database's id (left out with a ticket, which names it)"), Args.optional),
     dataDir,
     json
@@ -330,6 +338,7 @@ const syncCmd = Command.make(
         const user = yield* nodeUser
         const sync = yield* Sync
         yield* sync.enableHttpTransport()
+        yield* sync.enableIrohTransport()
         const isTicket = o.address.toLowerCase().startsWith(Ticket.SCHEME)
         const id = isTicket ? (yield* Ticket.parse(o.address)).databaseId : Option.getOrUndefined(o.id)
         if (id === undefined) {

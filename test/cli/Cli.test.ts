@@ -24,9 +24,9 @@ afterAll(() => {
 })
 
 /** Start `eidetica serve --json` on a free port and wait for its first line. */
-const serve = (dataDir: string) =>
+const serve = (dataDir: string, ...flags: Array<string>) =>
   new Promise<{ address: string; deviceId: string; databases: Array<string>; tickets: Record<string, string> }>((resolve, reject) => {
-    const child = spawn("node", ["--import", "tsx", main, "serve", "--port", "0", "--json", "--data-dir", dataDir], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn("node", ["--import", "tsx", main, "serve", "--port", "0", "--json", "--data-dir", dataDir, ...flags], { stdio: ["ignore", "pipe", "pipe"] })
     children.push(child)
     let buffer = ""
     child.stdout!.on("data", (chunk: Buffer) => {
@@ -64,6 +64,22 @@ describe("eidetica command line", () => {
     const info = JSON.parse(await cli("info", "--json", "--data-dir", b))
     expect(info.tracked).toBe(1)
     expect(info.users).toBe(1)
+  }, 120_000)
+
+  it("serve --transport iroh: the node serves over QUIC on loopback, and sync with its ticket pulls and pushes", async () => {
+    const a = tempDir()
+    const b = tempDir()
+    const id = JSON.parse(await cli("db", "create", "notes", "--public", "--json", "--data-dir", a)).databaseId as string
+    await cli("db", "put", id, "title", "hello over iroh", "--data-dir", a)
+    const node = await serve(a, "--transport", "iroh")
+    expect(node.address).toMatch(/^iroh:endpoint[a-z2-7]+$/)
+    expect(node.tickets[id]).toBe(`eidetica:?db=${id}&pr=${node.address}`)
+    const pulled = JSON.parse(await cli("sync", node.tickets[id]!, "--json", "--data-dir", b))
+    expect(pulled.received).toBeGreaterThan(0)
+    expect(await cli("db", "get", id, "title", "--data-dir", b)).toBe("hello over iroh")
+    await cli("db", "put", id, "reply", "back over iroh", "--data-dir", b)
+    const pushed = JSON.parse(await cli("sync", node.address, id, "--json", "--data-dir", b))
+    expect(pushed.sent).toBe(1)
   }, 120_000)
 
   it("a private database: the key `info` shows is the one to grant, and it reads and writes", async () => {
