@@ -13,6 +13,9 @@
  * - sync.transfer_overhead_ratio: both sides share the history, each then adds 100 entries; the
  *   JSON body bytes of one syncWithPeer in both directions (requests and responses, HTTP headers
  *   not counted) over the DAG-CBOR bytes of the 200 entries exchanged.
+ * - sync.iroh_bootstrap_entries_per_s, sync.iroh_incremental_ms (and _cold_ms): the bootstrap and
+ *   the incremental pull again with the server serving over iroh (QUIC on loopback, no relays).
+ *   IROH=0 leaves them out.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -36,7 +39,7 @@ import { Storage } from "../src/services/Storage.js"
 import { Sync } from "../src/services/Sync.js"
 import type { TransportShape } from "../src/services/Transport.js"
 import * as WriteEvents from "../src/services/WriteEvents.js"
-import { startServerProcess } from "../test/fixtures/SyncServerProcess.js"
+import { type ServerProcess, startServerProcess } from "../test/fixtures/SyncServerProcess.js"
 import { median, report } from "./report.js"
 
 const ENTRIES = 10_000
@@ -90,6 +93,33 @@ const coldAndSteady = <E, R>(name: string, step: (i: number) => Effect.Effect<nu
     report(`${name}_ms`, median(steady), "ms")
   })
 
+/**
+ * `<prefix>bootstrap_entries_per_s`: a fresh node bootstraps the child's database; then
+ * `<prefix>incremental_ms` (and `_cold_ms`): the child commits one entry, one sync pulls it.
+ */
+const bootstrapAndPull = (prefix: string, server: ServerProcess) =>
+  Effect.gen(function*() {
+    const sync = yield* Sync
+    const { address, dbId } = server.info
+    const start = performance.now()
+    const boot = yield* sync.syncWithPeer(address, dbId)
+    const seconds = (performance.now() - start) / 1000
+    if (boot.received !== server.info.count) {
+      throw new Error(`${prefix} bootstrap received ${boot.received} of ${server.info.count} entries`)
+    }
+    console.error(`sync bench: ${prefix} bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips`)
+    report(`${prefix}bootstrap_entries_per_s`, boot.received / seconds, "entries/s")
+    yield* coldAndSteady(`${prefix}incremental`, (i) =>
+      Effect.gen(function*() {
+        yield* Effect.promise(() => server.commit(1))
+        const t0 = performance.now()
+        const r = yield* sync.syncWithPeer(address, dbId)
+        const dt = performance.now() - t0
+        if (r.received !== 1) throw new Error(`${prefix} incremental pull ${i} received ${r.received}`)
+        return dt
+      }))
+  })
+
 /** Run the sync benchmarks. */
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "eidetica-bench-sync-"))
@@ -106,27 +136,8 @@ export async function run(): Promise<void> {
           const instance = yield* Instance
           yield* sync.enableHttpTransport()
 
-          // bootstrap
-          const start = performance.now()
-          const boot = yield* sync.syncWithPeer(address, dbId)
-          const seconds = (performance.now() - start) / 1000
-          if (boot.received !== server.info.count) {
-            throw new Error(`bootstrap received ${boot.received} of ${server.info.count} entries`)
-          }
+          yield* bootstrapAndPull("sync.", server)
           console.error(`sync bench: time in send ${meter.sendMs.toFixed(0)} ms`)
-          console.error(`sync bench: bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips`)
-          report("sync.bootstrap_entries_per_s", boot.received / seconds, "entries/s")
-
-          // incremental pull: the child commits one entry, we pull it
-          yield* coldAndSteady("sync.incremental", (i) =>
-            Effect.gen(function*() {
-              yield* Effect.promise(() => server.commit(1))
-              const t0 = performance.now()
-              const r = yield* sync.syncWithPeer(address, dbId)
-              const dt = performance.now() - t0
-              if (r.received !== 1) throw new Error(`incremental pull ${i} received ${r.received}`)
-              return dt
-            }))
 
           // incremental push: we commit one entry, then sync pushes it
           yield* instance.createUser("bench")
@@ -165,6 +176,26 @@ export async function run(): Promise<void> {
           const remote = yield* Effect.promise(() => server.state())
           const local = yield* storage.tips(dbId)
           if (JSON.stringify(remote.tips) !== JSON.stringify(local)) throw new Error("the two sides did not converge")
+        }).pipe(Effect.provide(clientLayer(join(dir, "client.db"))))
+      )
+    )
+  } finally {
+    await server.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  if (process.env.IROH !== "0") await runIroh()
+}
+
+/** The bootstrap and the incremental pull with the server serving over iroh. */
+async function runIroh(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "eidetica-bench-iroh-"))
+  const server = await startServerProcess({ entries: ENTRIES, valueBytes: VALUE_BYTES, timeoutMs: 600_000, transport: "iroh" })
+  try {
+    await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function*() {
+          yield* (yield* Sync).enableIrohTransport({ clientBind: "127.0.0.1:0" })
+          yield* bootstrapAndPull("sync.iroh_", server)
         }).pipe(Effect.provide(clientLayer(join(dir, "client.db"))))
       )
     )

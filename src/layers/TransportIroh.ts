@@ -11,9 +11,9 @@
  *
  * The client keeps one connection per remote endpoint and opens a stream per request; a cached
  * connection the peer has closed meanwhile is replaced once. The server answers each stream in its
- * own fiber, at most `maxConcurrentStreams` at once, each never idle for `bodyTimeout`; malformed,
- * oversized or stalled requests are answered `{"Error": …}` (or reset), never crash it, and a
- * handler defect resets that stream only.
+ * own fiber, at most `maxConcurrentStreams` at once, each never idle for `bodyTimeout` and whole
+ * within `requestTimeout`; malformed or oversized requests are answered `{"Error": …}`, stalled ones
+ * reset, none crash it, and a handler defect resets that stream only.
  */
 import type * as Iroh from "@number0/iroh/index.js"
 import { randomBytes } from "node:crypto"
@@ -58,6 +58,8 @@ export interface IrohTransportOptions {
   readonly timeout?: Duration.DurationInput | undefined
   /** Server: how long a request may go without a byte arriving before its stream is reset (default 30 seconds). */
   readonly bodyTimeout?: Duration.DurationInput | undefined
+  /** Server: how long a request may take to arrive whole, however steadily it trickles (default 5 minutes). */
+  readonly requestTimeout?: Duration.DurationInput | undefined
   /** The largest request or response in bytes (default 8 MiB, as HTTP's). */
   readonly maxMessageBytes?: number | undefined
   /** Server: requests read or answered at once, over all connections (default 64). */
@@ -74,7 +76,10 @@ export const generateIrohSecretKey = (): Uint8Array => new Uint8Array(randomByte
 export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<TransportShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const timeout = Duration.decode(options.timeout ?? IROH_DEFAULT_TIMEOUT)
-    const bodyTimeout = Duration.decode(options.bodyTimeout ?? IROH_DEFAULT_TIMEOUT)
+    const timeouts: Timeouts = {
+      idle: Duration.decode(options.bodyTimeout ?? IROH_DEFAULT_TIMEOUT),
+      whole: Duration.decode(options.requestTimeout ?? Duration.minutes(5))
+    }
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
     const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
@@ -191,7 +196,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         const set = yield* FiberSet.make()
         const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
         const answer = (stream: Iroh.BiStream, remote: string) =>
-          streams.withPermits(1)(serveStream(stream, remote, handler, limit, bodyTimeout))
+          streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts))
         const serveConnection = (incoming: Iroh.Incoming) =>
           Effect.gen(function*() {
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
@@ -323,13 +328,13 @@ const ticketAddress = (iroh: IrohModule, text: string): Iroh.EndpointAddr | unde
   }
 }
 
-/** Answer one stream: read the request whole (within the limit, never idle for `bodyTimeout`), run the handler, write the response. */
+/** Answer one stream: read the request whole (within the limit and the timeouts), run the handler, write the response. */
 const serveStream = (
   stream: Iroh.BiStream,
   remote: string,
   handler: Handler,
   limit: number,
-  bodyTimeout: Duration.Duration
+  timeouts: Timeouts
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     const reply = (response: SyncResponse) =>
@@ -337,7 +342,7 @@ const serveStream = (
         await stream.send.writeAll(toNumbers(Buffer.from(JSON.stringify(response), "utf8")))
         await stream.send.finish()
       })
-    const body = yield* readBody(stream.recv, limit, bodyTimeout)
+    const body = yield* readBody(stream.recv, limit, timeouts)
     switch (body._tag) {
       case "TooLarge":
         // no read is pending now, so the peer can be told to stop sending (a pending read holds the stream)
@@ -368,7 +373,19 @@ type Body =
 const READ_CHUNK = 64 * 1024
 
 /** Read a stream to its end in chunks: over `limit` bytes, or no chunk for `idle`, ends it early. */
-const readBody = (recv: Iroh.RecvStream, limit: number, idle: Duration.Duration): Effect.Effect<Body> =>
+const readBody = (recv: Iroh.RecvStream, limit: number, timeouts: Timeouts): Effect.Effect<Body> =>
+  readChunks(recv, limit, timeouts.idle).pipe(
+    // a peer trickling a byte now and then never goes idle: the whole request has a cap too
+    Effect.timeoutTo({ duration: timeouts.whole, onTimeout: (): Body => ({ _tag: "Stalled" }), onSuccess: (body) => body })
+  )
+
+/** How long a request may go without a byte, and take in all. */
+interface Timeouts {
+  readonly idle: Duration.Duration
+  readonly whole: Duration.Duration
+}
+
+const readChunks = (recv: Iroh.RecvStream, limit: number, idle: Duration.Duration): Effect.Effect<Body> =>
   Effect.gen(function*() {
     const chunks: Array<Array<number>> = []
     let total = 0

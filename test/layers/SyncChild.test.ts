@@ -4,7 +4,7 @@ import { API_PATH } from "../../src/layers/TransportHttp.js"
 import { startServerProcess } from "../fixtures/SyncServerProcess.js"
 import { makeNode, readData, write } from "./SyncFixtures.js"
 
-describe("Sync with a server in a child process (SQLite, loopback HTTP)", () => {
+describe("Sync with a server in a child process (SQLite, loopback HTTP or iroh)", () => {
   it.live("bootstraps from the child, pulls its new entries and pushes ours", () =>
     Effect.scoped(
       Effect.gen(function*() {
@@ -39,6 +39,35 @@ describe("Sync with a server in a child process (SQLite, loopback HTTP)", () => 
         expect(after.tips).toEqual(yield* b.storage.tips(dbId))
         expect(after.count).toBe(yield* b.storage.count(dbId))
         // killing the child makes the next sync a transport error
+        yield* Effect.promise(() => server.kill())
+        const error = yield* Effect.flip(b.sync.syncWithPeer(address, dbId))
+        expect(error._tag).toBe("TransportError")
+      })
+    ), 120_000)
+
+  it.live("over iroh: bootstraps a history of several pages from the child, pulls and pushes; a killed child is a TransportError", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startServerProcess({ entries: 1_500, valueBytes: 600, transport: "iroh" })),
+          (s) => Effect.promise(() => s.kill())
+        )
+        const { address, dbId } = server.info
+        expect(address).toMatch(/^iroh:endpoint[a-z2-7]+$/)
+        const b = yield* makeNode()
+        yield* b.sync.enableIrohTransport({ clientBind: "127.0.0.1:0", timeout: "3 seconds" })
+        const first = yield* b.sync.syncWithPeer(address, dbId)
+        expect(first.received).toBe(server.info.count)
+        expect(first.roundTrips).toBeGreaterThan(1)
+        expect(yield* b.storage.tips(dbId)).toEqual((yield* Effect.promise(() => server.state())).tips)
+        yield* Effect.promise(() => server.commit(3))
+        expect(yield* b.sync.syncWithPeer(address, dbId)).toMatchObject({ received: 3, sent: 0 })
+        yield* b.instance.createUser("bob")
+        const bob = yield* b.instance.loginUser("bob")
+        const opened = yield* b.run(bob.openDatabase(dbId))
+        yield* write(b, dbId, opened.signer, "overIroh", "hi")
+        expect(yield* b.sync.syncWithPeer(address, dbId)).toMatchObject({ received: 0, sent: 1 })
+        expect((yield* Effect.promise(() => server.state())).tips).toEqual(yield* b.storage.tips(dbId))
         yield* Effect.promise(() => server.kill())
         const error = yield* Effect.flip(b.sync.syncWithPeer(address, dbId))
         expect(error._tag).toBe("TransportError")

@@ -119,6 +119,34 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
     }))
 
+  it.scopedLive("a request trickling a byte before each idle timeout is reset at the whole-request cap", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "400 millis", requestTimeout: "1500 millis", maxConcurrentStreams: 1 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      const stream = yield* Effect.promise(() => connection.openBi())
+      let trickling = true
+      const trickle = Effect.promise(async () => {
+        await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+        while (trickling) {
+          await new Promise((r) => setTimeout(r, 150))
+          await stream.send.writeAll(bytesOf(" ")).catch(() => (trickling = false))
+        }
+      })
+      yield* Effect.forkScoped(trickle)
+      const started = Date.now()
+      const outcome = yield* Effect.promise(() =>
+        stream.recv.readToEnd(1024).then((bytes) => `read ${bytes.length}`, (e: unknown) => describeIrohError(e))
+      )
+      trickling = false
+      expect(outcome).toMatch(/reset/i)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_200)
+      // its permit is back: the one stream the server reads at a time serves again
+      const client = yield* make()
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+    }))
+
   it.scopedLive("a connection with another ALPN is refused", () =>
     Effect.gen(function*() {
       const server = yield* make()
