@@ -46,9 +46,11 @@ const port = Options.integer("port").pipe(
   Options.withDescription("port to listen on, 0 picks a free one (default 3000, or env EIDETICA_PORT)")
 )
 
-const transport = Options.choice("transport", ["http", "iroh"]).pipe(
-  Options.withFallbackConfig(Config.literal("http", "iroh")("EIDETICA_TRANSPORT").pipe(Config.withDefault("http" as const))),
-  Options.withDescription("serve over http (default) or iroh (QUIC; direct addresses, no relays), or env EIDETICA_TRANSPORT")
+const transport = Options.choice("transport", ["http", "iroh", "both"]).pipe(
+  Options.withFallbackConfig(Config.literal("http", "iroh", "both")("EIDETICA_TRANSPORT").pipe(Config.withDefault("http" as const))),
+  Options.withDescription(
+    "serve over http (default), iroh (QUIC; direct addresses, no relays) or both (the same port number, TCP and UDP), or env EIDETICA_TRANSPORT"
+  )
 )
 
 const dirOf = (dir: Option.Option<string>) =>
@@ -92,11 +94,12 @@ const serve = Command.make("serve", { host, port, transport, dataDir, json }, (o
     Effect.gen(function* () {
       const instance = yield* Instance
       const sync = yield* Sync
-      // the other transport is enabled too, so this node also syncs with peers that use it
-      if (o.transport === "iroh") yield* sync.enableIrohTransport()
+      // both transports are enabled, so this node also syncs with peers that use the other one
       yield* sync.enableHttpTransport()
-      if (o.transport === "http") yield* sync.enableIrohTransport()
-      const address = yield* sync.startServer(`${o.host}:${o.port}`)
+      yield* sync.enableIrohTransport()
+      const bind = `${o.host}:${o.port}`
+      const address = yield* sync.startServer(o.transport === "iroh" ? `iroh:${bind}` : `http:${bind}`)
+      const irohAddress = o.transport === "both" ? yield* sync.startServer(`iroh:${bind}`) : undefined
       const served = [...(yield* instance.trackedDatabases)].filter(([, s]) => s.syncEnabled).map(([id]) => id)
       // a database tracked but not (yet) held here has no ticket
       const tickets: Record<string, string> = {}
@@ -106,11 +109,12 @@ const serve = Command.make("serve", { host, port, transport, dataDir, json }, (o
       }
       yield* out(
         o.json,
-        { deviceId: instance.deviceId, address, dataDir: dirOf(o.dataDir), databases: served, tickets },
+        { deviceId: instance.deviceId, address, ...(irohAddress === undefined ? {} : { irohAddress }), dataDir: dirOf(o.dataDir), databases: served, tickets },
         [
           `eidetica sync node`,
           `  device id: ${instance.deviceId}`,
           `  address:   ${address}   ${o.transport === "iroh" ? "(QUIC, ALPN eidetica/v0)" : "(POST /api/v0, GET /health)"}`,
+          ...(irohAddress === undefined ? [] : [`  address:   ${irohAddress}   (QUIC, ALPN eidetica/v0)`]),
           `  data:      ${dirOf(o.dataDir)}/eidetica.db`,
           served.length === 0
             ? `  serving:   no databases yet (stop the node, then: eidetica db create <name>; in a checkout: npm run -s cli -- db create <name>)`

@@ -186,7 +186,7 @@ export class User {
   /**
    * Share a database (the reference's `share`): enable its sync for this user (tracking it with the
    * default key, synced on commit, when the user does not track it yet) and resolve with a ticket
-   * naming it and this node's running server, for another device's `sync.syncWithTicket`.
+   * naming it and this node's running servers, for another device's `sync.syncWithTicket`.
    */
   share(databaseId: string): Promise<string> {
     return this.runner.attempt(() => {

@@ -61,7 +61,11 @@ export class Sync {
     })
   }
 
-  /** Serve this node's databases on `host:port` (port 0 picks a free port); resolves with the bound address. */
+  /**
+   * Serve this node's databases on `host:port` (port 0 picks a free port) with the first enabled
+   * transport, or the one the bind names (`"iroh:127.0.0.1:0"`, `"http:127.0.0.1:0"`); resolves with
+   * the address peers dial (`"127.0.0.1:<port>"`, `"iroh:endpoint…"`). One server per transport.
+   */
   startServer(bind: string): Promise<string> {
     return this.runner.attempt(() => {
       const address = checkString(bind, "startServer expects host:port")
@@ -69,12 +73,12 @@ export class Sync {
     })
   }
 
-  /** Stop the running server. */
+  /** Stop the running servers. */
   stopServer(): Promise<void> {
     return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.stopServer))
   }
 
-  /** The address the running server is bound to, `"127.0.0.1:<port>"`. */
+  /** The address of the running server (the first started, when several run), `"127.0.0.1:<port>"` or `"iroh:endpoint…"`. */
   getServerAddress(): Promise<string> {
     return this.runner.run(Effect.flatMap(SyncTag, (sync) => sync.getServerAddress))
   }
@@ -89,7 +93,7 @@ export class Sync {
   }
 
   /**
-   * A ticket for a database this node holds, `eidetica:?db=<ID>&pr=http:<host>:<port>`, naming the
+   * A ticket for a database this node holds, `eidetica:?db=<ID>&pr=http:<host>:<port>`, naming every
    * running server's address (none while no server runs). Give it to another device's
    * `syncWithTicket` (a QR code, a link). `user.share(databaseId)` also enables the sync.
    */

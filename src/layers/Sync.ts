@@ -94,7 +94,8 @@ export const make = (options: SyncLayerOptions = {}) =>
     const lifecycle = yield* Effect.makeSemaphore(1)
     let httpEnabled = false
     let irohEnabled = false
-    let server: { readonly scope: Scope.CloseableScope; readonly address: string; readonly bound: Address } | undefined
+    /** Running servers, one per transport at most, in the order they started (the first is `getServerAddress`'s). */
+    const servers: Array<{ readonly scope: Scope.CloseableScope; readonly address: string; readonly bound: Address }> = []
     const remembered = options.remembered ?? MAX_REMEMBERED
     /** Verified handshakes by formatted address, the `remembered` most recent. */
     const handshakes = new Map<string, HandshakeResponse>()
@@ -142,7 +143,7 @@ export const make = (options: SyncLayerOptions = {}) =>
             public_key: instance.deviceId,
             protocol_version: PROTOCOL_VERSION,
             challenge: Array.from(challenge),
-            listen_addresses: server === undefined ? [] : [server.bound]
+            listen_addresses: servers.map((s) => s.bound)
           }
         })
         if (typeof response === "object" && "Error" in response) {
@@ -317,7 +318,7 @@ export const make = (options: SyncLayerOptions = {}) =>
     const createTicket: SyncShape["createTicket"] = (treeId) =>
       Effect.gen(function*() {
         if (!isEntryId(treeId) || !(yield* storage.has([treeId])).has(treeId)) return yield* new TreeNotFound({ treeId })
-        return Ticket.format({ databaseId: treeId, addresses: server === undefined ? [] : [server.bound] })
+        return Ticket.format({ databaseId: treeId, addresses: servers.map((s) => s.bound) })
       })
 
     const syncWithTicket: SyncShape["syncWithTicket"] = (text, syncOptions) =>
@@ -383,7 +384,6 @@ export const make = (options: SyncLayerOptions = {}) =>
     const startServer: SyncShape["startServer"] = (bind) =>
       lifecycle.withPermits(1)(
         Effect.gen(function*() {
-          if (server !== undefined) return yield* new ServerAlreadyRunning({ address: server.address })
           const r = yield* Ref.get(router)
           if (r.isEmpty) return yield* new NoTransportEnabled()
           // "iroh:127.0.0.1:0" names its transport; "127.0.0.1:0" and "localhost:0" take the first
@@ -392,6 +392,9 @@ export const make = (options: SyncLayerOptions = {}) =>
           if (transport === undefined) {
             return yield* new TransportError({ address: bind, operation: "listen", reason: `no ${named![1]} transport is enabled` })
           }
+          // one server per transport: another transport's may run beside it
+          const running = servers.find((s) => s.bound.transport_type === transport.transportType)
+          if (running !== undefined) return yield* new ServerAlreadyRunning({ address: running.address })
           const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
           const bound = yield* transport.serve(named === null ? bind : named[2]!, handle).pipe(
             Scope.extend(scope),
@@ -399,22 +402,20 @@ export const make = (options: SyncLayerOptions = {}) =>
           )
           // as peers dial it: `host:port` for http (API.md), `type:address` for any other transport
           const address = bound.transport_type === "http" ? bound.address : formatAddress(bound)
-          server = { scope, address, bound }
+          servers.push({ scope, address, bound })
           return address
         })
       )
 
     const stopServer: SyncShape["stopServer"] = lifecycle.withPermits(1)(
       Effect.gen(function*() {
-        if (server === undefined) return yield* new ServerNotRunning()
-        const { scope } = server
-        server = undefined
-        yield* Scope.close(scope, Exit.void)
+        if (servers.length === 0) return yield* new ServerNotRunning()
+        for (const { scope } of servers.splice(0)) yield* Scope.close(scope, Exit.void)
       })
     )
 
     const getServerAddress: SyncShape["getServerAddress"] = Effect.suspend(() =>
-      server === undefined ? Effect.fail(new ServerNotRunning()) : Effect.succeed(server.address)
+      servers.length === 0 ? Effect.fail(new ServerNotRunning()) : Effect.succeed(servers[0]!.address)
     )
 
     return Sync.of({

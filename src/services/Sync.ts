@@ -124,12 +124,14 @@ export interface SyncShape {
   /**
    * Serve this node's databases on `bind` (`host:port`, port 0 picks one) with the first enabled
    * transport, or the one `bind` names (`iroh:127.0.0.1:0`); returns the address peers dial:
-   * `host:port` for http, `<type>:<address>` for another (`iroh:<endpoint ticket>`).
+   * `host:port` for http, `<type>:<address>` for another (`iroh:<endpoint ticket>`). One server per
+   * transport: HTTP and iroh may serve side by side (handshakes and tickets name both);
+   * ServerAlreadyRunning when that transport's runs.
    */
   readonly startServer: (bind: string) => Effect.Effect<string, NoTransportEnabled | ServerAlreadyRunning | TransportError>
-  /** Stop the running server. */
+  /** Stop the running servers (every transport's). */
   readonly stopServer: Effect.Effect<void, ServerNotRunning>
-  /** The address the running server is bound to, as `startServer` returned it (`"127.0.0.1:<port>"`, `"iroh:endpoint…"`). */
+  /** The address of the running server (the first started, when several run), as `startServer` returned it (`"127.0.0.1:<port>"`, `"iroh:endpoint…"`). */
   readonly getServerAddress: Effect.Effect<string, ServerNotRunning>
   /** Sync one database with a peer: handshake (cached), pull (bootstrap or incremental, paged), then push what the peer lacks. */
   readonly syncWithPeer: (address: PeerAddress, treeId: string, options?: SyncOptions) => Effect.Effect<SyncResult, SyncError>
@@ -146,7 +148,7 @@ export interface SyncShape {
   ) => Effect.Effect<SyncResult, SyncError>
   /**
    * A ticket for a database this node holds, `eidetica:?db=<ID>&pr=<transport>:<address>`, naming
-   * the running server's address (none while no server runs, as the reference's). Give it to
+   * every running server's address (none while no server runs, as the reference's). Give it to
    * another device's `syncWithTicket`. A server bound to all interfaces (`0.0.0.0`) is named so:
    * bind the address other devices dial to give a ticket they can use.
    */

@@ -66,11 +66,14 @@ describe("eidetica command line", () => {
     expect(info.users).toBe(1)
   }, 120_000)
 
-  it("serve --transport iroh: the node serves over QUIC on loopback, and sync with its ticket pulls and pushes", async () => {
+  it("serve --transport iroh (and both): the node serves over QUIC on loopback, and sync with its ticket pulls and pushes", async () => {
     const a = tempDir()
     const b = tempDir()
     const id = JSON.parse(await cli("db", "create", "notes", "--public", "--json", "--data-dir", a)).databaseId as string
     await cli("db", "put", id, "title", "hello over iroh", "--data-dir", a)
+    const both = await serve(tempDir(), "--transport", "both")
+    expect(both.address).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect((both as unknown as { irohAddress: string }).irohAddress).toMatch(/^iroh:endpoint[a-z2-7]+$/)
     const node = await serve(a, "--transport", "iroh")
     expect(node.address).toMatch(/^iroh:endpoint[a-z2-7]+$/)
     expect(node.tickets[id]).toBe(`eidetica:?db=${id}&pr=${node.address}`)

@@ -131,18 +131,34 @@ describe("sync over iroh (Promise facade)", () => {
     expect(await endpointId(await other.sync.startServer("127.0.0.1:0"))).not.toBe(before)
   })
 
-  it("beside HTTP: startServer serves the first enabled transport, or the one its bind names", async () => {
-    const instance = await Instance.open(new InMemory())
-    open.push(instance)
-    await instance.enableSync()
-    const sync = instance.sync()
-    await sync.enableHttpTransport()
-    await sync.enableIrohTransport(LOOPBACK)
-    await sync.enableIrohTransport({ ...LOOPBACK, timeoutMs: 1 }) // a second call keeps the first
-    expect(await sync.startServer("127.0.0.1:0")).toMatch(/^127\.0\.0\.1:\d+$/)
-    await sync.stopServer()
-    expect(await endpointId(await sync.startServer("iroh:127.0.0.1:0"))).toBeDefined()
-    await sync.stopServer()
+  it("beside HTTP: startServer serves the first enabled transport or the one its bind names, side by side; tickets name both", async () => {
+    const a = await node("alice")
+    await a.sync.enableHttpTransport()
+    await a.sync.enableIrohTransport({ ...LOOPBACK, timeoutMs: 1 }) // a second call keeps the first
+    const db = await sharedDb(a)
+    // iroh was enabled first: a plain bind serves it; HTTP is named
+    const iroh = await a.sync.startServer("127.0.0.1:0")
+    expect(await endpointId(iroh)).toBeDefined()
+    const http = await a.sync.startServer("http:127.0.0.1:0")
+    expect(http).toMatch(/^127\.0\.0\.1:\d+$/)
+    await rejection(a.sync.startServer("127.0.0.1:0"), "ServerAlreadyRunning")
+    await rejection(a.sync.startServer("http:127.0.0.1:0"), "ServerAlreadyRunning")
+    expect(await a.sync.getServerAddress()).toBe(iroh)
+    const ticket = await a.sync.createTicket(db.rootId)
+    expect(ticket).toBe(`eidetica:?db=${db.rootId}&pr=${iroh}&pr=http:${http}`)
+    // a device with only HTTP syncs through the ticket's HTTP address; one with only iroh through the other
+    const viaHttp = await Instance.open(new InMemory())
+    open.push(viaHttp)
+    await viaHttp.enableSync()
+    await viaHttp.sync().enableHttpTransport()
+    expect((await viaHttp.sync().syncWithTicket(ticket)).received).toBeGreaterThan(0)
+    const viaIroh = await node("carol")
+    expect((await viaIroh.sync.syncWithTicket(ticket)).received).toBeGreaterThan(0)
+    await a.sync.stopServer()
+    await rejection(a.sync.getServerAddress(), "ServerNotRunning")
+    await rejection(a.sync.stopServer(), "ServerNotRunning")
+    expect(await a.sync.startServer("http:127.0.0.1:0")).toMatch(/^127\.0\.0\.1:\d+$/)
+
     const lone = await Instance.open(new InMemory())
     open.push(lone)
     await lone.enableSync()
