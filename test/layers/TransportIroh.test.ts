@@ -207,6 +207,19 @@ describe("iroh transport: identity, addresses and the client's limits", () => {
       expect(error._tag).toBe("PayloadTooLarge")
     }))
 
+  it.scopedLive("closing a transport with a send to a gone peer in flight waits about a second, not iroh's three", () =>
+    Effect.gen(function*() {
+      // a peer that is gone: the connection attempt is still pending when the transport closes
+      const address = yield* stoppedServer
+      const scope = yield* Scope.make()
+      const client = yield* make({ timeout: "20 seconds" }).pipe(Scope.extend(scope))
+      yield* Effect.forkIn(Effect.ignore(client.send(address, { SendEntries: [] })), scope)
+      yield* Effect.sleep("300 millis")
+      const started = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }))
+
   it("the binding's errors read without the Rust backtrace or source paths", () => {
     const text = "ConnectError::Connecting (/root/.cargo/registry/src/iroh-1.0.2/src/endpoint.rs:1060:20)\nCaused by:\n    ConnectingError::ConnectionError (/rustc/src/core/task/poll.rs:258:39)\n    timed out\n\nStack backtrace:\n   0: <anyhow::Error>::msg"
     expect(describeIrohError(new Error(text))).toBe("ConnectError::Connecting: ConnectingError::ConnectionError: timed out")
