@@ -12,13 +12,10 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Ref from "effect/Ref"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
-import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
+import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import { isPubKey } from "../schema/Ids.js"
 import type { Address, SyncResponse } from "../schema/Protocol.js"
 import { decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
@@ -26,6 +23,7 @@ import type { SendError, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
 import { type Client, post, statusReason, targetOf } from "./internal/HttpClient.js"
 import { type ServerLimits, startServer } from "./internal/HttpServer.js"
+import { makeServeOnce } from "./internal/ServeOnce.js"
 import { describeCause, PEER_HEADER, TRANSPORT_TYPE } from "./internal/HttpWire.js"
 
 export { API_PATH, HEALTH_PATH, PEER_HEADER, TRANSPORT_TYPE } from "./internal/HttpWire.js"
@@ -98,7 +96,7 @@ export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<Tran
     const headers: Http.OutgoingHttpHeaders = { "content-type": "application/json" }
     if (options.announce !== undefined && isPubKey(options.announce)) headers[PEER_HEADER] = options.announce
     const client: Client = { agent, limit, timeout, totalTimeout, headers, targets: new Map() }
-    const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
+    const serveOnce = yield* makeServeOnce
 
     const canHandle = (address: Address): boolean => address.transport_type === TRANSPORT_TYPE
 
@@ -137,27 +135,7 @@ export const makeHttp = (options: HttpTransportOptions = {}): Effect.Effect<Tran
         })
       })
 
-    const serve: TransportShape["serve"] = (bind, handler) =>
-      Effect.gen(function*() {
-        const claimed = yield* Ref.modify(running, (state): [ServerState, ServerState] =>
-          state._tag === "Idle" ? [state, { _tag: "Starting", bind }] : [state, state]
-        )
-        if (claimed._tag !== "Idle") {
-          return yield* new ServerAlreadyRunning({
-            address: claimed._tag === "Running" ? claimed.address : claimed.bind
-          })
-        }
-        // The server gets its own child scope so a failed start releases everything at once,
-        // rather than when the caller's scope eventually closes.
-        const parent = yield* Effect.scope
-        const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-        yield* Scope.addFinalizer(scope, Ref.set(running, { _tag: "Idle" }))
-        return yield* startServer(bind, handler, serverLimits).pipe(
-          Effect.tap((address) => Ref.set(running, { _tag: "Running", address: address.address })),
-          Scope.extend(scope),
-          Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
-        )
-      }).pipe(Effect.uninterruptible)
+    const serve: TransportShape["serve"] = (bind, handler) => serveOnce(bind, startServer(bind, handler, serverLimits))
 
     return { transportType: TRANSPORT_TYPE, canHandle, send, serve } satisfies TransportShape
   })
@@ -168,9 +146,3 @@ export const layerHttpWith = (options: HttpTransportOptions): Layer.Layer<Transp
 
 /** The HTTP transport as the Transport service, with the default options. */
 export const layerHttp: Layer.Layer<Transport> = layerHttpWith({})
-
-/** Where the transport's one server is: none, binding, or serving at an address. */
-type ServerState =
-  | { readonly _tag: "Idle" }
-  | { readonly _tag: "Starting"; readonly bind: string }
-  | { readonly _tag: "Running"; readonly address: string }

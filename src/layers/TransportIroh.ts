@@ -20,17 +20,16 @@ import { randomBytes } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Ref from "effect/Ref"
-import * as Scope from "effect/Scope"
-import { MalformedMessage, PayloadTooLarge, ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
+import type * as Scope from "effect/Scope"
+import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import type { Address, SyncResponse } from "../schema/Protocol.js"
 import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import type { Handler, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
+import { makeServeOnce } from "./internal/ServeOnce.js"
 import { parseJson } from "./internal/SyncWire.js"
 
 /** The `transport_type` of iroh addresses. */
@@ -82,7 +81,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     }
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
-    const running = yield* Ref.make<ServerState>({ _tag: "Idle" })
+    const serveOnce = yield* makeServeOnce
     /** Client endpoints by where they bind: see `clientBindFor`. */
     const clients = new Map<string, Promise<Iroh.Endpoint>>()
     const connections = new Map<string, Promise<Iroh.Connection>>()
@@ -114,8 +113,14 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     }
 
     /** Write the request on a fresh stream and read the response; a stale cached connection is replaced once. */
-    const roundTrip = async (iroh: IrohModule, target: Iroh.EndpointAddr, key: string, body: Array<number>): Promise<Array<number>> => {
-      const endpoint = await clientEndpoint(iroh, clientBindFor(target))
+    const roundTrip = async (
+      iroh: IrohModule,
+      target: Iroh.EndpointAddr,
+      bind: string,
+      key: string,
+      body: Array<number>
+    ): Promise<Array<number>> => {
+      const endpoint = await clientEndpoint(iroh, bind)
       for (let attempt = 0;; attempt++) {
         let pending = connections.get(key)
         const cached = pending !== undefined
@@ -156,9 +161,10 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         // our own request: its shape is the protocol's by construction, so it is not validated again
         const bytes = Buffer.from(JSON.stringify(request), "utf8")
         if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
-        const key = `${clientBindFor(target)} ${target.id().toString()}`
+        const bind = clientBindFor(target)
+        const key = `${bind} ${target.id().toString()}`
         const reply = yield* Effect.tryPromise({
-          try: () => roundTrip(iroh, target, key, toNumbers(bytes)),
+          try: () => roundTrip(iroh, target, bind, key, toNumbers(bytes)),
           catch: (cause) =>
             isTooLong(cause) ? new PayloadTooLarge({ limit }) : fail(describeIrohError(cause), cause)
         }).pipe(
@@ -219,23 +225,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         return { transport_type: IROH_TRANSPORT_TYPE, address: ticket.toString() } satisfies Address
       })
 
-    const serve: TransportShape["serve"] = (bind, handler) =>
-      Effect.gen(function*() {
-        const claimed = yield* Ref.modify(running, (state): [ServerState, ServerState] =>
-          state._tag === "Idle" ? [state, { _tag: "Starting", bind }] : [state, state]
-        )
-        if (claimed._tag !== "Idle") {
-          return yield* new ServerAlreadyRunning({ address: claimed._tag === "Running" ? claimed.address : claimed.bind })
-        }
-        // the server's own child scope, so a failed start releases everything at once
-        const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-        yield* Scope.addFinalizer(scope, Ref.set(running, { _tag: "Idle" }))
-        return yield* start(bind, handler).pipe(
-          Effect.tap((address) => Ref.set(running, { _tag: "Running", address: address.address })),
-          Scope.extend(scope),
-          Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
-        )
-      }).pipe(Effect.uninterruptible)
+    const serve: TransportShape["serve"] = (bind, handler) => serveOnce(bind, start(bind, handler))
 
     return { transportType: IROH_TRANSPORT_TYPE, canHandle, send, serve } satisfies TransportShape
   })
@@ -251,11 +241,6 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 // helpers
 
 type IrohModule = typeof Iroh
-
-type ServerState =
-  | { readonly _tag: "Idle" }
-  | { readonly _tag: "Starting"; readonly bind: string }
-  | { readonly _tag: "Running"; readonly address: string }
 
 const ALPN_BYTES: Array<number> = toNumbers(new TextEncoder().encode(IROH_ALPN))
 
