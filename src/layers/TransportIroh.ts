@@ -10,25 +10,28 @@
  * The binding takes and gives bytes as plain number arrays, converted here with loops.
  *
  * The client keeps one connection per remote endpoint and opens a stream per request; a cached
- * connection the peer has closed meanwhile is replaced once. The server answers each stream in its
- * own fiber, at most `maxConcurrentStreams` at once, each never idle for `bodyTimeout` and whole
- * within `requestTimeout`; malformed or oversized requests are answered `{"Error": …}`, stalled ones
- * reset, none crash it, and a handler defect resets that stream only.
+ * connection the peer has closed meanwhile is replaced once, one dialled at addresses the peer's
+ * ticket no longer names is closed and replaced, and one a send timed out on is closed. The server
+ * answers each stream in its own fiber (internal/IrohStream.ts), at most `maxConcurrentStreams` at
+ * once, the request and the response each never idle for `bodyTimeout` and whole within
+ * `requestTimeout`; malformed or oversized requests are answered `{"Error": …}`, stalled ones reset,
+ * a peer that stops taking its response loses its connection, none crash the server, and a handler
+ * defect resets that stream only.
  */
 import type * as Iroh from "@number0/iroh/index.js"
 import { randomBytes } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
-import type { Address, SyncResponse } from "../schema/Protocol.js"
-import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
+import type { Address } from "../schema/Protocol.js"
+import { decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import type { Handler, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
+import { serveStream, type Timeouts, toBytes, toNumbers } from "./internal/IrohStream.js"
 import { makeServeOnce } from "./internal/ServeOnce.js"
 import { parseJson } from "./internal/SyncWire.js"
 
@@ -55,9 +58,9 @@ export interface IrohTransportOptions {
   readonly clientBind?: string | undefined
   /** How long one send may take in all, connecting included (default 30 seconds). */
   readonly timeout?: Duration.DurationInput | undefined
-  /** Server: how long a request may go without a byte arriving before its stream is reset (default 30 seconds). */
+  /** Server: how long a request may go without a byte arriving (its stream is reset), or a response without a byte taken (its connection is closed); default 30 seconds. */
   readonly bodyTimeout?: Duration.DurationInput | undefined
-  /** Server: how long a request may take to arrive whole, however steadily it trickles (default 5 minutes). */
+  /** Server: how long a request may take to arrive whole, and its response to be taken whole, however steadily either trickles (default 5 minutes). */
   readonly requestTimeout?: Duration.DurationInput | undefined
   /** The largest request or response in bytes (default 8 MiB, as HTTP's). */
   readonly maxMessageBytes?: number | undefined
@@ -84,7 +87,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     const serveOnce = yield* makeServeOnce
     /** Client endpoints by where they bind: see `clientBindFor`. */
     const clients = new Map<string, Promise<Iroh.Endpoint>>()
-    const connections = new Map<string, Promise<Iroh.Connection>>()
+    const connections = new Map<string, Cached>()
     yield* Effect.addFinalizer(() => Effect.forEach(clients.values(), closeEndpoint, { discard: true, concurrency: "unbounded" }))
 
     const canHandle = (address: Address): boolean => address.transport_type === IROH_TRANSPORT_TYPE
@@ -112,28 +115,50 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       return client
     }
 
-    /** Write the request on a fresh stream and read the response; a stale cached connection is replaced once. */
+    /**
+     * The connection to a peer, cached. A cached one dialled at addresses of which `target` names
+     * none is closed and replaced: a peer restarted elsewhere with the same key (killed, so its
+     * connections were never closed) would otherwise be sought on its old path until that times
+     * out. Tickets that share an address (one server's, naming more or fewer of its addresses)
+     * share the connection.
+     */
+    const connectionTo = (endpoint: Iroh.Endpoint, target: Iroh.EndpointAddr, key: string): Cached => {
+      const dialled = target.directAddresses()
+      const cached = connections.get(key)
+      const moved = cached !== undefined && dialled.length > 0 && cached.dialled.length > 0 &&
+        !dialled.some((a) => cached.dialled.includes(a))
+      if (cached !== undefined && !moved) return cached
+      if (cached !== undefined) abandon(key, cached, MOVED)
+      const fresh: Cached = { connection: endpoint.connect(target, ALPN_BYTES), dialled, fresh: true }
+      connections.set(key, { ...fresh, fresh: false })
+      return fresh
+    }
+
+    /** Forget a cached connection (if it is still the cached one) and close it. */
+    const abandon = (key: string, cached: Cached, reason: Array<number>) => {
+      if (connections.get(key)?.connection === cached.connection) connections.delete(key)
+      cached.connection.then((c) => c.close(0n, reason)).catch(() => undefined)
+    }
+
+    /**
+     * Write the request on a fresh stream and read the response; a stale cached connection is
+     * replaced once. `used` is told the connection in use, for the caller's timeout to close.
+     */
     const roundTrip = async (
       iroh: IrohModule,
       target: Iroh.EndpointAddr,
       bind: string,
       key: string,
-      body: Array<number>
+      body: Array<number>,
+      used: { current?: Cached }
     ): Promise<Array<number>> => {
       const endpoint = await clientEndpoint(iroh, bind)
       for (let attempt = 0;; attempt++) {
-        let pending = connections.get(key)
-        const cached = pending !== undefined
-        if (pending === undefined) {
-          pending = endpoint.connect(target, ALPN_BYTES)
-          connections.set(key, pending)
-        }
-        const forget = () => {
-          if (connections.get(key) === pending) connections.delete(key)
-        }
+        const cached = connectionTo(endpoint, target, key)
+        used.current = cached
         let sent = false
         try {
-          const connection = await pending
+          const connection = await cached.connection
           if (connection.closeReason() !== null) throw new Error(`connection closed: ${connection.closeReason()}`)
           const stream = await connection.openBi()
           await stream.send.writeAll(body)
@@ -141,8 +166,8 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
           sent = true
           return await stream.recv.readToEnd(limit)
         } catch (cause) {
-          forget()
-          if (cached && !sent && attempt === 0) continue
+          if (connections.get(key)?.connection === cached.connection) connections.delete(key)
+          if (!cached.fresh && !sent && attempt === 0) continue
           throw cause
         }
       }
@@ -163,16 +188,18 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
         const bind = clientBindFor(target)
         const key = `${bind} ${target.id().toString()}`
+        const used: { current?: Cached } = {}
         const reply = yield* Effect.tryPromise({
-          try: () => roundTrip(iroh, target, bind, key, toNumbers(bytes)),
+          try: () => roundTrip(iroh, target, bind, key, toNumbers(bytes), used),
           catch: (cause) =>
             isTooLong(cause) ? new PayloadTooLarge({ limit }) : fail(describeIrohError(cause), cause)
         }).pipe(
           Effect.timeoutFail({
             duration: timeout,
             onTimeout: () => {
-              // a peer that went silent: the next send dials again rather than wait on this connection
-              connections.delete(key)
+              // a peer gone silent: close the connection (keep-alives would hold it open for good)
+              // and let the next send dial again
+              if (used.current !== undefined) abandon(key, used.current, SILENT)
               return fail(`no response within ${Duration.format(timeout)}`)
             }
           })
@@ -201,15 +228,14 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         // fiber forked there would inherit that and never stop.
         const set = yield* FiberSet.make()
         const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
-        const answer = (stream: Iroh.BiStream, remote: string) =>
-          streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts))
         const serveConnection = (incoming: Iroh.Incoming) =>
           Effect.gen(function*() {
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
             const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
+            const abandon = () => connection.close(1n, NOT_TAKEN)
             while (true) {
               const stream = yield* Effect.tryPromise(() => connection.acceptBi())
-              yield* fork(answer(stream, remote))
+              yield* fork(streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts, abandon)))
             }
           }).pipe(Effect.ignore)
         yield* fork(
@@ -243,6 +269,20 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 type IrohModule = typeof Iroh
 
 const ALPN_BYTES: Array<number> = toNumbers(new TextEncoder().encode(IROH_ALPN))
+
+/** A client's connection to a peer: the direct addresses it was dialled at, and whether this send dialled it. */
+interface Cached {
+  readonly connection: Promise<Iroh.Connection>
+  readonly dialled: ReadonlyArray<string>
+  readonly fresh: boolean
+}
+
+/** Why a client closes a connection: the peer moved (its ticket names none of the addresses dialled), or went silent. */
+const MOVED: Array<number> = toNumbers(new TextEncoder().encode("peer moved"))
+const SILENT: Array<number> = toNumbers(new TextEncoder().encode("no response"))
+
+/** The reason a server gives when it closes a connection whose peer stopped taking a response. */
+const NOT_TAKEN: Array<number> = toNumbers(new TextEncoder().encode("response not taken"))
 
 let loading: Promise<IrohModule> | undefined
 
@@ -315,80 +355,6 @@ const ticketAddress = (iroh: IrohModule, text: string): Iroh.EndpointAddr | unde
   }
 }
 
-/** Answer one stream: read the request whole (within the limit and the timeouts), run the handler, write the response. */
-const serveStream = (
-  stream: Iroh.BiStream,
-  remote: string,
-  handler: Handler,
-  limit: number,
-  timeouts: Timeouts
-): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const reply = (response: SyncResponse) =>
-      Effect.tryPromise(async () => {
-        await stream.send.writeAll(toNumbers(Buffer.from(JSON.stringify(response), "utf8")))
-        await stream.send.finish()
-      })
-    const body = yield* readBody(stream.recv, limit, timeouts)
-    switch (body._tag) {
-      case "TooLarge":
-        // no read is pending now, so the peer can be told to stop sending (a pending read holds the stream)
-        yield* Effect.promise(() => stream.recv.stop(0n).catch(() => undefined))
-        return yield* reply({ Error: `request body exceeds the limit of ${limit} bytes` })
-      case "Stalled":
-      case "Failed":
-        // the read still pending keeps the receiving half; resetting ours tells the peer and frees us
-        return yield* Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
-      case "Body":
-        break
-    }
-    if (body.bytes.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
-    const request = Either.flatMap(parseJson(body.bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
-    if (Either.isLeft(request)) return yield* reply({ Error: request.left })
-    const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote }))
-    if (Exit.isFailure(exit)) return yield* Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
-    yield* reply(exit.value)
-  }).pipe(Effect.ignore)
-
-type Body =
-  | { readonly _tag: "Body"; readonly bytes: Uint8Array }
-  | { readonly _tag: "TooLarge" }
-  | { readonly _tag: "Stalled" }
-  | { readonly _tag: "Failed" }
-
-/** Bytes asked of the binding per read. */
-const READ_CHUNK = 64 * 1024
-
-/** Read a stream to its end in chunks: over `limit` bytes, or no chunk for `idle`, ends it early. */
-const readBody = (recv: Iroh.RecvStream, limit: number, timeouts: Timeouts): Effect.Effect<Body> =>
-  readChunks(recv, limit, timeouts.idle).pipe(
-    // a peer trickling a byte now and then never goes idle: the whole request has a cap too
-    Effect.timeoutTo({ duration: timeouts.whole, onTimeout: (): Body => ({ _tag: "Stalled" }), onSuccess: (body) => body })
-  )
-
-/** How long a request may go without a byte, and take in all. */
-interface Timeouts {
-  readonly idle: Duration.Duration
-  readonly whole: Duration.Duration
-}
-
-const readChunks = (recv: Iroh.RecvStream, limit: number, idle: Duration.Duration): Effect.Effect<Body> =>
-  Effect.gen(function*() {
-    // each chunk is made bytes at once: a number array takes ~8 bytes of heap a byte, so 64
-    // unfinished 8 MiB requests held as arrays would exhaust the heap (measured: 64 MB each)
-    const chunks: Array<Uint8Array> = []
-    let total = 0
-    while (true) {
-      const chunk = yield* Effect.tryPromise(() => recv.read(READ_CHUNK)).pipe(Effect.timeout(idle), Effect.either)
-      if (Either.isLeft(chunk)) return chunk.left._tag === "TimeoutException" ? { _tag: "Stalled" } : { _tag: "Failed" }
-      if (chunk.right.length === 0) break
-      total += chunk.right.length
-      if (total > limit) return { _tag: "TooLarge" }
-      chunks.push(toBytes(chunk.right))
-    }
-    return { _tag: "Body", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total) }
-  })
-
 /** Whether a read failed for a message over its limit. */
 const isTooLong = (cause: unknown): boolean => describeIrohError(cause).startsWith("TooLong")
 
@@ -405,18 +371,4 @@ export const describeIrohError = (cause: unknown): string => {
     if (clean.length > 0 && clean !== "Caused by:") lines.push(clean)
   }
   return lines.length === 0 ? "unknown iroh error" : lines.join(": ")
-}
-
-/** Bytes as the binding takes them: a plain number array (a loop; `Array.from` is several times slower). */
-function toNumbers(bytes: Uint8Array): Array<number> {
-  const out = new Array<number>(bytes.length)
-  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]!
-  return out
-}
-
-/** The binding's number array as bytes. */
-const toBytes = (numbers: ReadonlyArray<number>): Uint8Array => {
-  const out = new Uint8Array(numbers.length)
-  for (let i = 0; i < numbers.length; i++) out[i] = numbers[i]!
-  return out
 }

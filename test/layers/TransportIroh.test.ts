@@ -9,8 +9,12 @@ import type * as Iroh from "@number0/iroh/index.js"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import { spawn } from "node:child_process"
+import { once } from "node:events"
+import { createInterface } from "node:readline"
 import { describeIrohError, generateIrohSecretKey, type IrohTransportOptions, makeIroh } from "../../src/layers/TransportIroh.js"
 import type { Address } from "../../src/schema/Protocol.js"
+import { siblingScript } from "../fixtures/SyncServerProcess.js"
 import { echoHandler, handshakeRequest, transportContract, wireEntry } from "./TransportContract.js"
 
 /** Loopback only, and a short timeout so unreachable peers fail fast. */
@@ -225,4 +229,101 @@ describe("iroh transport: identity, addresses and the client's limits", () => {
     expect(describeIrohError(new Error(text))).toBe("ConnectError::Connecting: ConnectingError::ConnectionError: timed out")
     expect(describeIrohError(new Error("TooLong\n\nStack backtrace:\n  0: x"))).toBe("TooLong")
   })
+})
+
+/** `iroh-echo.ts` in a child process with the given secret key (hex): its address, and a kill that waits for the exit. */
+const echoProcess = (secret: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const child = spawn(process.execPath, [...siblingScript(import.meta.url.replace("/layers/", "/fixtures/"), "iroh-echo"), "--secret", secret], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      const [line] = (await once(createInterface({ input: child.stdout }), "line")) as [string]
+      const kill = (signal: NodeJS.Signals) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve()
+          child.once("exit", () => resolve())
+          child.kill(signal)
+        })
+      return { address: (JSON.parse(line) as { readonly address: string }).address, kill }
+    }),
+    (child) => Effect.promise(() => child.kill("SIGTERM"))
+  )
+
+describe("iroh transport: peers that stop reading, restart elsewhere or go silent", () => {
+  it.scopedLive("a peer that never reads a large response loses its connection once the response stops moving, and its slot is freed", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "400 millis", requestTimeout: "1500 millis", maxConcurrentStreams: 1 })
+      // ~3 MB: well past what QUIC's flow-control windows buffer, so the write waits on the reader
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", () => Effect.succeed({ Error: "x".repeat(3_000_000) })))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      // and never read (the stream is held to the end: a stream collected would stop its reading half)
+      const unread = yield* Effect.promise(async () => {
+        const stream = await connection.openBi()
+        await stream.send.writeAll(bytesOf(JSON.stringify({ SendEntries: [] })))
+        await stream.send.finish()
+        return stream
+      })
+      const started = Date.now()
+      const closed = yield* Effect.promise(() => connection.closed()).pipe(Effect.timeout("5 seconds"), Effect.option)
+      expect(closed._tag).toBe("Some")
+      expect(Date.now() - started).toBeLessThan(4_000)
+      // the one slot is free again: an honest client is answered
+      const client = yield* make({ maxMessageBytes: 4 * 1024 * 1024 })
+      const reply = yield* client.send(address, { SendEntries: [] })
+      expect(reply).toEqual({ Error: expect.stringMatching(/^x+$/) })
+      expect(unread.recv).toBeDefined()
+    }))
+
+  it.scopedLive("a peer killed (its connections never closed) and restarted on another port with the same key is reached at its new ticket at once", () =>
+    Effect.gen(function*() {
+      const secret = Buffer.from(generateIrohSecretKey()).toString("hex")
+      const client = yield* make({ timeout: "3 seconds" })
+      const before = yield* echoProcess(secret)
+      const first = { transport_type: "iroh", address: before.address }
+      expect(yield* client.send(first, { SendEntries: [] })).toBe("Ack")
+      yield* Effect.promise(() => before.kill("SIGKILL"))
+      const after = yield* echoProcess(secret)
+      expect(after.address).not.toBe(before.address)
+      const started = Date.now()
+      expect(yield* client.send({ transport_type: "iroh", address: after.address }, { SendEntries: [] })).toBe("Ack")
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }), 30_000)
+
+  it.scopedLive("a send that times out closes its connection: a silent peer is not kept alive", () =>
+    Effect.gen(function*() {
+      // a raw server that accepts connections and streams and never answers
+      const m = yield* Effect.promise(() => iroh())
+      const accepted: Array<Iroh.Connection> = []
+      const endpoint = yield* Effect.acquireRelease(
+        Effect.promise(() => {
+          const builder = m.Endpoint.builder()
+          m.presetMinimal(builder)
+          builder.relayMode(m.RelayMode.disabled())
+          builder.bindAddr("127.0.0.1:0")
+          builder.alpns([bytesOf("eidetica/v0")])
+          return builder.bind()
+        }),
+        (endpoint) => Effect.promise(() => endpoint.close())
+      )
+      yield* Effect.forkScoped(Effect.promise(async () => {
+        for (;;) {
+          const incoming = await endpoint.acceptNext()
+          if (incoming === null) return
+          const connection = await (await incoming.accept()).connect()
+          accepted.push(connection)
+          void connection.acceptBi().catch(() => undefined)
+        }
+      }))
+      const direct = endpoint.addr().directAddresses().filter((a) => a.startsWith("127."))
+      const ticket = m.EndpointTicket.fromAddr(new m.EndpointAddr(endpoint.id(), null, direct)).toString()
+      const client = yield* make({ timeout: "1 second" })
+      const error = yield* client.send({ transport_type: "iroh", address: ticket }, { SendEntries: [] }).pipe(Effect.flip)
+      expect(error._tag).toBe("TransportError")
+      expect(error.message).toContain("no response within")
+      expect(accepted.length).toBe(1)
+      const closed = yield* Effect.promise(() => accepted[0]!.closed()).pipe(Effect.timeout("3 seconds"), Effect.option)
+      expect(closed._tag).toBe("Some")
+    }))
 })

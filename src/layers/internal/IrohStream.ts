@@ -1,0 +1,128 @@
+/**
+ * One request on an iroh server, on its own bidirectional stream: read the request whole, run the
+ * handler, write the response. Both directions are bounded in time, as a hostile or broken peer
+ * would otherwise hold a stream slot forever: a request never idle for `idle` and whole within
+ * `whole`, and the same for the response being taken. A stalled request is answered by resetting
+ * our sending half (the pending read holds only the receiving one); a response the peer stops
+ * taking cannot be reset (the binding's pending write holds the stream), so its connection is
+ * closed. Bytes cross the binding as plain number arrays, converted here with loops.
+ */
+import type * as Iroh from "@number0/iroh/index.js"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type { SyncResponse } from "../../schema/Protocol.js"
+import { decodeRequestEither } from "../../schema/Protocol.js"
+import type { Handler } from "../../services/Transport.js"
+import { parseJson } from "./SyncWire.js"
+
+/** How long a message may go without a byte moving, and take in all (each direction). */
+export interface Timeouts {
+  readonly idle: Duration.Duration
+  readonly whole: Duration.Duration
+}
+
+/** Bytes asked of, or given to, the binding per call. */
+const CHUNK = 64 * 1024
+
+/**
+ * Answer one stream. `abandon` closes the stream's connection: the one way to free a response
+ * write the peer never takes.
+ */
+export const serveStream = (
+  stream: Iroh.BiStream,
+  remote: string,
+  handler: Handler,
+  limit: number,
+  timeouts: Timeouts,
+  abandon: () => void
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const reset = Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
+    const reply = (response: SyncResponse) =>
+      writeResponse(stream.send, Buffer.from(JSON.stringify(response), "utf8"), timeouts).pipe(
+        Effect.flatMap((written) => written ? Effect.void : Effect.sync(abandon))
+      )
+    const body = yield* readBody(stream.recv, limit, timeouts)
+    switch (body._tag) {
+      case "TooLarge":
+        // no read is pending now, so the peer can be told to stop sending (a pending read holds the stream)
+        yield* Effect.promise(() => stream.recv.stop(0n).catch(() => undefined))
+        return yield* reply({ Error: `request body exceeds the limit of ${limit} bytes` })
+      case "Stalled":
+      case "Failed":
+        // the read still pending keeps the receiving half; resetting ours tells the peer and frees us
+        return yield* reset
+      case "Body":
+        break
+    }
+    if (body.bytes.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
+    const request = Either.flatMap(parseJson(body.bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
+    if (Either.isLeft(request)) return yield* reply({ Error: request.left })
+    const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote }))
+    if (Exit.isFailure(exit)) return yield* reset
+    yield* reply(exit.value)
+  })
+
+type Body =
+  | { readonly _tag: "Body"; readonly bytes: Uint8Array }
+  | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "Stalled" }
+  | { readonly _tag: "Failed" }
+
+/** Read a stream to its end in chunks: over `limit` bytes, no chunk for `idle`, or not whole in `whole`, ends it early. */
+const readBody = (recv: Iroh.RecvStream, limit: number, timeouts: Timeouts): Effect.Effect<Body> =>
+  readChunks(recv, limit, timeouts.idle).pipe(
+    // a peer trickling a byte now and then never goes idle: the whole request has a cap too
+    Effect.timeoutTo({ duration: timeouts.whole, onTimeout: (): Body => ({ _tag: "Stalled" }), onSuccess: (body) => body })
+  )
+
+const readChunks = (recv: Iroh.RecvStream, limit: number, idle: Duration.Duration): Effect.Effect<Body> =>
+  Effect.gen(function*() {
+    // each chunk is made bytes at once: a number array takes ~8 bytes of heap a byte, so 64
+    // unfinished 8 MiB requests held as arrays would exhaust the heap (measured: 64 MB each)
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    while (true) {
+      const chunk = yield* Effect.tryPromise(() => recv.read(CHUNK)).pipe(Effect.timeout(idle), Effect.either)
+      if (Either.isLeft(chunk)) return chunk.left._tag === "TimeoutException" ? { _tag: "Stalled" } : { _tag: "Failed" }
+      if (chunk.right.length === 0) break
+      total += chunk.right.length
+      if (total > limit) return { _tag: "TooLarge" }
+      chunks.push(toBytes(chunk.right))
+    }
+    return { _tag: "Body", bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total) }
+  })
+
+/**
+ * Write a response in chunks and finish the stream. False when the peer stopped taking it (no
+ * chunk taken for `idle`, or not all in `whole`): that write stays pending until the connection
+ * closes. A write the peer refused (it stopped or reset the stream) needs nothing more: true.
+ */
+const writeResponse = (send: Iroh.SendStream, bytes: Uint8Array, timeouts: Timeouts): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    for (let at = 0; at < bytes.length; at += CHUNK) {
+      const chunk = toNumbers(bytes.subarray(at, at + CHUNK))
+      yield* Effect.tryPromise(() => send.writeAll(chunk)).pipe(Effect.timeout(timeouts.idle))
+    }
+    yield* Effect.tryPromise(() => send.finish()).pipe(Effect.timeout(timeouts.idle))
+  }).pipe(
+    Effect.timeout(timeouts.whole),
+    Effect.as(true),
+    Effect.catchAll((error) => Effect.succeed(error._tag !== "TimeoutException"))
+  )
+
+/** Bytes as the binding takes them: a plain number array (a loop; `Array.from` is several times slower). */
+export function toNumbers(bytes: Uint8Array): Array<number> {
+  const out = new Array<number>(bytes.length)
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]!
+  return out
+}
+
+/** The binding's number array as bytes. */
+export const toBytes = (numbers: ReadonlyArray<number>): Uint8Array => {
+  const out = new Uint8Array(numbers.length)
+  for (let i = 0; i < numbers.length; i++) out[i] = numbers[i]!
+  return out
+}
