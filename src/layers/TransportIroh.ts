@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
@@ -220,8 +221,12 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
           Effect.tryPromise({
             try: () => bindEndpoint(iroh, options, bind, secret, [ALPN_BYTES]),
             catch: (cause) => listenError(describeIrohError(cause), cause)
-          }),
-          (endpoint) => closeEndpoint(Promise.resolve(endpoint))
+          }).pipe(Effect.retry({ schedule: REBIND, while: (e) => isInUse(e.cause) && closedBinds.has(bind) })),
+          (endpoint) =>
+            Effect.suspend(() => {
+              for (const socket of endpoint.boundSockets()) closedBinds.add(socket)
+              return closeEndpoint(Promise.resolve(endpoint))
+            })
         )
         // made after the endpoint, so closed before it: every connection's and stream's fiber stops
         // before the endpoint closes under them. Run interruptible: `serve` itself is not, and a
@@ -306,26 +311,64 @@ const load = (address: string): Effect.Effect<IrohModule, TransportError> =>
       })
   })
 
-const bindEndpoint = (
+/**
+ * Bind an endpoint at `bind`. Unless told otherwise iroh binds the other address family too, on
+ * all interfaces: a server asked for 127.0.0.1 would listen on every IPv6 interface. So beside one
+ * specific address the other family's loopback is bound (beside an unspecified one, `0.0.0.0` or
+ * `[::]`, iroh's default is what was asked for). A host without that family refuses its loopback:
+ * the endpoint is bound without it then, where iroh's default for the family binds nothing either.
+ */
+const bindEndpoint = async (
   iroh: IrohModule,
   options: IrohTransportOptions,
   bind: string,
   secret: Array<number>,
   alpns: Array<Array<number>>
 ): Promise<Iroh.Endpoint> => {
-  const builder = iroh.Endpoint.builder()
-  if (options.relays === "n0") {
-    iroh.presetN0(builder)
-    builder.relayMode(iroh.RelayMode.defaultMode())
-  } else {
-    iroh.presetMinimal(builder)
-    builder.relayMode(iroh.RelayMode.disabled())
+  const build = (binds: ReadonlyArray<string>) => {
+    const builder = iroh.Endpoint.builder()
+    if (options.relays === "n0") {
+      iroh.presetN0(builder)
+      builder.relayMode(iroh.RelayMode.defaultMode())
+    } else {
+      iroh.presetMinimal(builder)
+      builder.relayMode(iroh.RelayMode.disabled())
+    }
+    for (const b of binds) builder.bindAddr(b)
+    builder.secretKey(secret)
+    builder.alpns(alpns)
+    return builder.bind()
   }
-  builder.bindAddr(bind)
-  builder.secretKey(secret)
-  builder.alpns(alpns)
-  return builder.bind()
+  const companion = companionOf(bind)
+  if (companion === undefined) return build([bind])
+  try {
+    return await build([bind, companion])
+  } catch (cause) {
+    if (isInUse(cause)) throw cause
+    return build([bind])
+  }
 }
+
+/** The other family's loopback to bind beside `bind` (`host:port` or `[v6]:port`), or none beside an unspecified host. */
+const companionOf = (bind: string): string | undefined => {
+  const v6 = bind.startsWith("[")
+  const host = v6 ? bind.slice(1, bind.indexOf("]")) : bind.slice(0, bind.lastIndexOf(":"))
+  if (host === "0.0.0.0" || host === "::" || host === "") return undefined
+  return v6 ? "127.0.0.1:0" : "[::1]:0"
+}
+
+/** Whether binding failed for an address in use. */
+const isInUse = (cause: unknown): boolean => describeIrohError(cause).includes("Address already in use")
+
+/**
+ * The addresses this process's servers were bound to and closed at. iroh frees a closed
+ * endpoint's sockets only when the binding's object is collected (seconds later), so binding one
+ * of these again waits for that, where any other address in use fails at once.
+ */
+const closedBinds = new Set<string>()
+
+/** How long a server waits for an address a closed server of this process held (measured: 7-20 s). */
+const REBIND = Schedule.intersect(Schedule.spaced(Duration.millis(250)), Schedule.recurs(120))
 
 /** The addresses a peer can dial: the endpoint's own, without unspecified ones (`0.0.0.0`, `[::]`). */
 const dialable = (endpoint: Iroh.Endpoint): Array<string> => {
