@@ -151,6 +151,26 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
     }))
 
+  it.scopedLive("one connection's stalled streams take only its own slots: another peer is answered meanwhile", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "20 seconds", maxConcurrentStreams: 4, maxStreamsPerConnection: 2 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      // six streams, each a request begun and never finished, all held to the end
+      const stalled = yield* Effect.promise(() =>
+        Promise.all(Array.from({ length: 6 }, async () => {
+          const stream = await connection.openBi()
+          await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+          return stream
+        }))
+      )
+      yield* Effect.sleep("300 millis")
+      const client = yield* make({ timeout: "3 seconds" })
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+      expect(stalled.length).toBe(6)
+    }))
+
   it.scopedLive("a connection with another ALPN is refused", () =>
     Effect.gen(function*() {
       const server = yield* make()
