@@ -13,13 +13,14 @@
  * connection the peer has closed meanwhile is replaced once, one dialled at addresses the peer's
  * ticket no longer names is closed and replaced, and one a send timed out on is closed. The server
  * answers each stream in its own fiber (internal/IrohStream.ts), at most `maxConcurrentStreams` at
- * once and `maxStreamsPerConnection` of one connection, the request and the response each never idle for `bodyTimeout` and whole within
- * `requestTimeout`; malformed or oversized requests are answered `{"Error": …}`, stalled ones reset,
- * a peer that stops taking its response loses its connection, none crash the server, and a handler
- * defect resets that stream only.
+ * once and `maxStreamsPerPeer` of one peer, the request and the response each never
+ * idle for `bodyTimeout` and whole within `requestTimeout`; malformed or oversized requests are
+ * answered `{"Error": …}`, stalled ones reset, a peer that stops taking its response loses its
+ * connection, none crash the server, and a handler defect resets that stream only.
  */
 import type * as Iroh from "@number0/iroh/index.js"
 import { randomBytes } from "node:crypto"
+import { networkInterfaces } from "node:os"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as Duration from "effect/Duration"
@@ -69,8 +70,8 @@ export interface IrohTransportOptions {
   readonly maxMessageBytes?: number | undefined
   /** Server: requests read or answered at once, over all connections (default 64). */
   readonly maxConcurrentStreams?: number | undefined
-  /** Server: requests read or answered at once on one connection (default 16); its further streams wait unaccepted. */
-  readonly maxStreamsPerConnection?: number | undefined
+  /** Server: requests read or answered at once for one peer (endpoint id), over all its connections (default 16). */
+  readonly maxStreamsPerPeer?: number | undefined
 }
 
 /** The default of `IrohTransportOptions.timeout`. */
@@ -89,7 +90,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     }
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
-    const perConnection = options.maxStreamsPerConnection ?? 16
+    const perPeerStreams = options.maxStreamsPerPeer ?? 16
     const serveOnce = yield* makeServeOnce
     /** Client endpoints by where they bind: see `clientBindFor`. */
     const clients = new Map<string, Promise<Iroh.Endpoint>>()
@@ -123,7 +124,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
 
     /**
      * The connection to a peer, cached. A cached one dialled at addresses of which `target` names
-     * none is closed and replaced: a peer restarted elsewhere with the same key (killed, so its
+     * none is retired (closed once no send uses it) and replaced: a peer restarted elsewhere with the same key (killed, so its
      * connections were never closed) would otherwise be sought on its old path until that times
      * out. Tickets that share an address (one server's, naming more or fewer of its addresses)
      * share the connection.
@@ -135,20 +136,31 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         !dialled.some((a) => cached.dialled.includes(a))
       if (cached !== undefined && !moved) return cached
       if (cached !== undefined) abandon(key, cached, MOVED)
-      const fresh: Cached = { connection: endpoint.connect(target, ALPN_BYTES), dialled, fresh: true }
+      const fresh: Cached = { connection: endpoint.connect(target, ALPN_BYTES), dialled, fresh: true, users: { n: 0 } }
       connections.set(key, { ...fresh, fresh: false })
       return fresh
     }
 
-    /** Forget a cached connection (if it is still the cached one) and close it. */
+    /** Forget a cached connection (if it is still the cached one) and close it once no send uses it. */
     const abandon = (key: string, cached: Cached, reason: Array<number>) => {
       if (connections.get(key)?.connection === cached.connection) connections.delete(key)
-      cached.connection.then((c) => c.close(0n, reason)).catch(() => undefined)
+      if (cached.users.retired === undefined) cached.users.retired = reason
+      if (cached.users.n === 0) closeConnection(cached, reason)
+    }
+
+    /** A send stops using its connection (once): the last user of a retired one closes it. */
+    const release = (used: Used) => {
+      const cached = used.current
+      if (cached === undefined || used.released) return
+      used.released = true
+      cached.users.n--
+      const reason = cached.users.retired
+      if (reason !== undefined && cached.users.n === 0) closeConnection(cached, reason)
     }
 
     /**
      * Write the request on a fresh stream and read the response; a stale cached connection is
-     * replaced once. `used` is told the connection in use, for the caller's timeout to close.
+     * replaced once. `used` is told the connection in use, for the caller's timeout to retire.
      */
     const roundTrip = async (
       iroh: IrohModule,
@@ -156,12 +168,15 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       bind: string,
       key: string,
       body: Array<number>,
-      used: { current?: Cached }
+      used: Used
     ): Promise<Array<number>> => {
       const endpoint = await clientEndpoint(iroh, bind)
       for (let attempt = 0;; attempt++) {
+        if (used.timedOut) throw new Error("timed out")
         const cached = connectionTo(endpoint, target, key)
         used.current = cached
+        used.released = false
+        cached.users.n++
         let sent = false
         try {
           const connection = await cached.connection
@@ -172,9 +187,13 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
           sent = true
           return await stream.recv.readToEnd(limit)
         } catch (cause) {
-          if (connections.get(key)?.connection === cached.connection) connections.delete(key)
-          if (!cached.fresh && !sent && attempt === 0) continue
+          // a stream's error (the peer reset it: a handler failure) leaves a live connection to reuse
+          const closed = await cached.connection.then((c) => c.closeReason() !== null, () => true)
+          if (closed) abandon(key, cached, SILENT)
+          if (closed && !cached.fresh && !sent && attempt === 0) continue
           throw cause
+        } finally {
+          release(used)
         }
       }
     }
@@ -194,7 +213,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
         const bind = clientBindFor(target)
         const key = `${bind} ${target.id().toString()}`
-        const used: { current?: Cached } = {}
+        const used: Used = { released: false, timedOut: false }
         const reply = yield* Effect.tryPromise({
           try: () => roundTrip(iroh, target, bind, key, toNumbers(bytes), used),
           catch: (cause) =>
@@ -205,7 +224,10 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
             onTimeout: () => {
               // a peer gone silent: close the connection (keep-alives would hold it open for good)
               // and let the next send dial again
-              if (used.current !== undefined) abandon(key, used.current, SILENT)
+              used.timedOut = true
+              const current = used.current
+              release(used)
+              if (current !== undefined) abandon(key, current, SILENT)
               return fail(`no response within ${Duration.format(timeout)}`)
             }
           })
@@ -230,7 +252,8 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
             catch: (cause) => listenError(describeIrohError(cause), cause)
           }).pipe(
             Effect.tapError((e) => leftover(e) ? Effect.sync(collectGarbage) : Effect.void),
-            Effect.retry({ schedule: REBIND, while: leftover })
+            Effect.retry({ schedule: REBIND, while: leftover }),
+            Effect.ensuring(Effect.sync(() => closedBinds.delete(bind)))
           ),
           (endpoint) =>
             Effect.suspend(() => {
@@ -242,25 +265,32 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         // before the endpoint closes under them. Run interruptible: `serve` itself is not, and a
         // fiber forked there would inherit that and never stop.
         const set = yield* FiberSet.make()
+        const perPeer = new Map<string, { readonly semaphore: Effect.Semaphore; refs: number }>()
         const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
         const serveConnection = (incoming: Iroh.Incoming) =>
           Effect.gen(function*() {
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
             const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
-            const abandon = () => connection.close(1n, NOT_TAKEN)
-            // a stream is taken only with a slot of this connection's own: one peer cannot fill
-            // every slot of the server (the rest wait in QUIC, unaccepted)
-            const own = yield* Effect.makeSemaphore(perConnection)
+            const close = (why: string) => connection.close(1n, toNumbers(new TextEncoder().encode(why)))
+            // a stream is served only with a slot of its peer's own (over all its connections): one
+            // peer cannot fill every slot of the server
+            const own = yield* Effect.acquireRelease(
+              Effect.sync(() => {
+                let peer = perPeer.get(remote)
+                if (peer === undefined) perPeer.set(remote, peer = { semaphore: Effect.unsafeMakeSemaphore(perPeerStreams), refs: 0 })
+                peer.refs++
+                return peer
+              }),
+              (peer) =>
+                Effect.sync(() => {
+                  if (--peer.refs === 0) perPeer.delete(remote)
+                })
+            ).pipe(Effect.map((peer) => peer.semaphore))
             while (true) {
-              yield* own.take(1)
               const stream = yield* Effect.tryPromise(() => connection.acceptBi())
-              yield* fork(
-                streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts, abandon)).pipe(
-                  Effect.ensuring(own.release(1))
-                )
-              )
+              yield* fork(own.withPermits(1)(streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts, close))))
             }
-          }).pipe(Effect.ignore)
+          }).pipe(Effect.ignore, Effect.scoped)
         yield* fork(
           Effect.gen(function*() {
             while (true) {
@@ -298,14 +328,24 @@ interface Cached {
   readonly connection: Promise<Iroh.Connection>
   readonly dialled: ReadonlyArray<string>
   readonly fresh: boolean
+  /** Sends using it, shared by the cached copy; `retired` once no longer cached: closed when `n` falls to 0. */
+  readonly users: { n: number; retired?: Array<number> }
+}
+
+/** The connection one send uses, for its timeout to let go of. */
+interface Used {
+  current?: Cached
+  released: boolean
+  timedOut: boolean
+}
+
+const closeConnection = (cached: Cached, reason: Array<number>): void => {
+  cached.connection.then((c) => c.close(0n, reason)).catch(() => undefined)
 }
 
 /** Why a client closes a connection: the peer moved (its ticket names none of the addresses dialled), or went silent. */
 const MOVED: Array<number> = toNumbers(new TextEncoder().encode("peer moved"))
 const SILENT: Array<number> = toNumbers(new TextEncoder().encode("no response"))
-
-/** The reason a server gives when it closes a connection whose peer stopped taking a response. */
-const NOT_TAKEN: Array<number> = toNumbers(new TextEncoder().encode("response not taken"))
 
 let loading: Promise<IrohModule> | undefined
 
@@ -334,7 +374,8 @@ const load = (address: string): Effect.Effect<IrohModule, TransportError> =>
  * all interfaces: a server asked for 127.0.0.1 would listen on every IPv6 interface. So beside one
  * specific address the other family's loopback is bound (beside an unspecified one, `0.0.0.0` or
  * `[::]`, iroh's default is what was asked for). A host without that family refuses its loopback:
- * the endpoint is bound without it then, where iroh's default for the family binds nothing either.
+ * the endpoint is bound without it then, where iroh's default for the family binds nothing either;
+ * a host with it that refuses its loopback fails the bind rather than listen everywhere.
  */
 const bindEndpoint = async (
   iroh: IrohModule,
@@ -362,10 +403,15 @@ const bindEndpoint = async (
   try {
     return await build([bind, companion])
   } catch (cause) {
-    if (isInUse(cause)) throw cause
+    // without the companion iroh binds that family on every interface: only where it has none
+    if (isInUse(cause) || hasInterfaces(companion.startsWith("[") ? "IPv6" : "IPv4")) throw cause
     return build([bind])
   }
 }
+
+/** Whether this host has a non-loopback address of `family`. */
+const hasInterfaces = (family: "IPv4" | "IPv6"): boolean =>
+  Object.values(networkInterfaces()).some((list) => list?.some((i) => !i.internal && i.family === family) ?? false)
 
 /** The other family's loopback to bind beside `bind` (`host:port` or `[v6]:port`), or none beside an unspecified host. */
 const companionOf = (bind: string): string | undefined => {
@@ -390,19 +436,24 @@ const closedBinds = new Set<string>()
  * the collector exposed for this process).
  */
 const collectGarbage = (): void => {
-  if (collector === undefined) {
-    setFlagsFromString("--expose-gc")
-    collector = runInNewContext("gc") as () => void
+  try {
+    if (collector === undefined) {
+      setFlagsFromString("--expose-gc")
+      collector = runInNewContext("gc") as () => void
+    }
+    collector()
+  } catch {
+    // a runtime that does not expose its collector: the retries wait for it to run on its own
   }
-  collector()
 }
 let collector: (() => void) | undefined
 
 /**
- * How long a server waits for an address a closed server of this process held: left to itself the
- * collector took 5-20 s (and, idle, longer than 30); with a collection before each try, ~0.3 s.
+ * How long a server waits for an address a closed server of this process held (2 s): left to itself
+ * the collector took 5-20 s (and, idle, longer than 30); with a collection before each try, ~0.3 s.
+ * Another process holding it now fails the bind after that wait.
  */
-const REBIND = Schedule.intersect(Schedule.spaced(Duration.millis(250)), Schedule.recurs(40))
+const REBIND = Schedule.intersect(Schedule.spaced(Duration.millis(250)), Schedule.recurs(8))
 
 /** The addresses a peer can dial: the endpoint's own, without unspecified ones (`0.0.0.0`, `[::]`). */
 const dialable = (endpoint: Iroh.Endpoint): Array<string> => {

@@ -7,13 +7,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import type * as Iroh from "@number0/iroh/index.js"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import { spawn } from "node:child_process"
+import { createSocket } from "node:dgram"
 import { once } from "node:events"
 import { createInterface } from "node:readline"
 import { describeIrohError, generateIrohSecretKey, type IrohTransportOptions, makeIroh } from "../../src/layers/TransportIroh.js"
-import type { Address } from "../../src/schema/Protocol.js"
+import type { Address, SyncRequest } from "../../src/schema/Protocol.js"
 import { siblingScript } from "../fixtures/SyncServerProcess.js"
 import { echoHandler, handshakeRequest, transportContract, wireEntry } from "./TransportContract.js"
 
@@ -151,9 +154,9 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
     }))
 
-  it.scopedLive("one connection's stalled streams take only its own slots: another peer is answered meanwhile", () =>
+  it.scopedLive("one connection's stalled streams take only its peer's own slots: another peer is answered meanwhile", () =>
     Effect.gen(function*() {
-      const server = yield* make({ bodyTimeout: "20 seconds", maxConcurrentStreams: 4, maxStreamsPerConnection: 2 })
+      const server = yield* make({ bodyTimeout: "20 seconds", maxConcurrentStreams: 4, maxStreamsPerPeer: 2 })
       const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
       const raw = yield* rawClient(address)
       const connection = yield* Effect.promise(() => raw.connect())
@@ -372,4 +375,201 @@ describe("iroh transport: peers that stop reading, restart elsewhere or go silen
       const closed = yield* Effect.promise(() => accepted[0]!.closed()).pipe(Effect.timeout("3 seconds"), Effect.option)
       expect(closed._tag).toBe("Some")
     }))
+})
+
+/** A raw iroh endpoint on loopback (no ALPN of its own), for clients that misbehave. */
+const rawEndpoint = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const m = await iroh()
+    const builder = m.Endpoint.builder()
+    m.presetMinimal(builder)
+    builder.relayMode(m.RelayMode.disabled())
+    builder.bindAddr("127.0.0.1:0")
+    return { m, endpoint: await builder.bind() }
+  }),
+  ({ endpoint }) => Effect.promise(() => endpoint.close())
+)
+
+/** Sleep per request: SendEntries of n entries sleeps n*100 ms, then Ack. */
+const sleepy = (request: SyncRequest) =>
+  Effect.sleep(`${("SendEntries" in request ? (request.SendEntries as Array<unknown>).length : 0) * 100} millis`).pipe(
+    Effect.as("Ack" as const)
+  )
+const entries = (n: number): SyncRequest => ({ SendEntries: Array.from({ length: n }, (_, i) => wireEntry(i)) })
+
+describe("iroh transport: a connection shared by sends", () => {
+  it.scopedLive("a send that times out leaves the connection to the sends still using it (closed once the last lets go)", () =>
+    Effect.gen(function*() {
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", sleepy))
+      const client = yield* make({ timeout: "1 second" })
+      // warm the connection
+      expect(yield* client.send(address, entries(0))).toBe("Ack")
+      // A: 3 s of handler (times out at 1 s); B: starts at 500 ms, 700 ms of handler (done ~1.2 s)
+      const a = yield* Effect.fork(Effect.either(client.send(address, entries(30))))
+      yield* Effect.sleep("500 millis")
+      const b = yield* Effect.either(client.send(address, entries(7)))
+      const aResult = yield* Fiber.join(a)
+      expect(aResult._tag).toBe("Left")
+      expect(b).toEqual(Either.right("Ack"))
+    }), 20_000)
+
+  it.scopedLive("two tickets of one live server naming no address in common: concurrent sends over both all succeed", () =>
+    Effect.gen(function*() {
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", sleepy))
+      const m = yield* Effect.promise(() => iroh())
+      const addr = m.EndpointTicket.fromString(address.address).endpointAddr()
+      const direct = addr.directAddresses()
+      const v4 = direct.filter((a) => a.startsWith("127."))
+      const v6 = direct.filter((a) => a.startsWith("[::1]"))
+      expect(v4.length).toBeGreaterThan(0)
+      expect(v6.length).toBeGreaterThan(0)
+      const ticket = (as: Array<string>): Address => ({
+        transport_type: "iroh",
+        address: m.EndpointTicket.fromAddr(new m.EndpointAddr(addr.id(), null, as)).toString()
+      })
+      const client = yield* make()
+      let failures = 0
+      const reasons = new Set<string>()
+      for (let round = 0; round < 5; round++) {
+        const results = yield* Effect.all([
+          Effect.either(client.send(ticket(v4), entries(3))),
+          Effect.either(Effect.zipRight(Effect.sleep("50 millis"), client.send(ticket(v6), entries(3))))
+        ], { concurrency: "unbounded" })
+        for (const r of results) {
+          if (r._tag === "Left") {
+            failures++
+            reasons.add(r.left.message.slice(0, 120))
+          }
+        }
+      }
+      expect(failures).toBe(0)
+    }), 30_000)
+})
+
+describe("iroh transport: limits per peer, stalled reads, ports", () => {
+  it.scopedLive("one peer's stalled streams over several connections take only its own slots: another peer is answered meanwhile", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "20 seconds", maxConcurrentStreams: 4, maxStreamsPerPeer: 2 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const { endpoint, m } = yield* rawEndpoint
+      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+      const held: Array<unknown> = []
+      for (let c = 0; c < 2; c++) {
+        const connection = yield* Effect.promise(() => endpoint.connect(target, bytesOf("eidetica/v0")))
+        held.push(connection)
+        for (let s = 0; s < 2; s++) {
+          held.push(yield* Effect.promise(async () => {
+            const stream = await connection.openBi()
+            await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+            return stream
+          }))
+        }
+      }
+      yield* Effect.sleep("300 millis")
+      const client = yield* make({ timeout: "3 seconds" })
+      const result = yield* Effect.either(client.send(address, { SendEntries: [] }))
+      expect(held.length).toBe(6)
+      expect(result).toEqual(Either.right("Ack"))
+    }), 30_000)
+
+  it.scopedLive("rebinding a port a closed server held that another socket took meanwhile fails within seconds", () =>
+    Effect.gen(function*() {
+      const m = yield* Effect.promise(() => iroh())
+      const transport = yield* make()
+      const first = yield* Scope.make()
+      const before = yield* Effect.orDie(transport.serve("127.0.0.1:0", echoHandler()).pipe(Scope.extend(first)))
+      const bind = m.EndpointTicket.fromString(before.address).endpointAddr().directAddresses().find((a) => a.startsWith("127."))!
+      yield* Scope.close(first, Exit.void)
+      // someone else takes the port once iroh lets it go
+      const port = Number(bind.split(":")[1])
+      const socket = createSocket("udp4")
+      const deadline = Date.now() + 30_000
+      for (;;) {
+        const ok = yield* Effect.promise(() =>
+          new Promise<boolean>((resolve) => {
+            socket.once("error", () => resolve(false))
+            socket.bind(port, "127.0.0.1", () => resolve(true))
+          })
+        )
+        if (ok) break
+        if (Date.now() > deadline) throw new Error("port never freed")
+        ;(globalThis as { gc?: () => void }).gc?.()
+        yield* Effect.sleep("250 millis")
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.close()))
+      const started = Date.now()
+      const result = yield* Effect.either(transport.serve(bind, echoHandler()))
+      const elapsed = Date.now() - started
+      expect(result._tag).toBe("Left")
+      expect(elapsed).toBeLessThan(3_000)
+    }), 45_000)
+
+  it.scopedLive("a stalled request closes its connection (its pending read would hold the stream and a buffer until then)", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "200 millis", maxConcurrentStreams: 64 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const { endpoint, m } = yield* rawEndpoint
+      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+      const connection = yield* Effect.promise(() => endpoint.connect(target, bytesOf("eidetica/v0")))
+      // open streams one after another: each stalls, is reset by the server after 200 ms, and is never
+      // finished by us; how many can one connection leave behind, and is the connection kept?
+      let opened = 0
+      const streams: Array<Iroh.BiStream> = []
+      const until = Date.now() + 8_000
+      while (Date.now() < until) {
+        const stream = yield* Effect.tryPromise(async () => {
+          const s = await connection.openBi()
+          await s.send.writeAll(bytesOf("{\"SendEntries\":["))
+          return s
+        }).pipe(Effect.timeout("1500 millis"), Effect.option)
+        if (stream._tag === "None") break
+        streams.push(stream.value)
+        opened++
+      }
+      expect(opened).toBeGreaterThan(0)
+      expect(connection.closeReason()).toContain("request stalled")
+    }), 30_000)
+
+  it.scopedLive("requests the server resets (a handler failure) keep using one connection, not one each", () =>
+    Effect.gen(function*() {
+      const m = yield* Effect.promise(() => iroh())
+      const accepted: Array<Iroh.Connection> = []
+      const endpoint = yield* Effect.acquireRelease(
+        Effect.promise(() => {
+          const builder = m.Endpoint.builder()
+          m.presetMinimal(builder)
+          builder.relayMode(m.RelayMode.disabled())
+          builder.bindAddr("127.0.0.1:0")
+          builder.alpns([bytesOf("eidetica/v0")])
+          return builder.bind()
+        }),
+        (endpoint) => Effect.promise(() => endpoint.close())
+      )
+      // a server whose handler always fails: each stream read whole, then reset (as serveStream does)
+      yield* Effect.forkScoped(Effect.promise(async () => {
+        for (;;) {
+          const incoming = await endpoint.acceptNext()
+          if (incoming === null) return
+          const connection = await (await incoming.accept()).connect()
+          accepted.push(connection)
+          void (async () => {
+            for (;;) {
+              const stream = await connection.acceptBi()
+              await stream.recv.readToEnd(1 << 20)
+              await stream.send.reset(1n)
+            }
+          })().catch(() => undefined)
+        }
+      }))
+      const direct = endpoint.addr().directAddresses().filter((a) => a.startsWith("127."))
+      const ticket = m.EndpointTicket.fromAddr(new m.EndpointAddr(endpoint.id(), null, direct)).toString()
+      const client = yield* make()
+      for (let i = 0; i < 10; i++) {
+        const error = yield* client.send({ transport_type: "iroh", address: ticket }, { SendEntries: [] }).pipe(Effect.flip)
+        expect(error._tag).toBe("TransportError")
+      }
+      expect(accepted.length).toBe(1)
+    }), 30_000)
 })

@@ -2,10 +2,10 @@
  * One request on an iroh server, on its own bidirectional stream: read the request whole, run the
  * handler, write the response. Both directions are bounded in time, as a hostile or broken peer
  * would otherwise hold a stream slot forever: a request never idle for `idle` and whole within
- * `whole`, and the same for the response being taken. A stalled request is answered by resetting
- * our sending half (the pending read holds only the receiving one); a response the peer stops
- * taking cannot be reset (the binding's pending write holds the stream), so its connection is
- * closed. Bytes cross the binding as plain number arrays, converted here with loops.
+ * `whole`, and the same for the response being taken. A stalled request is reset and its
+ * connection closed (the binding's pending read would hold the stream and its buffer until then);
+ * a response the peer stops taking cannot be reset (the pending write holds the stream), so its
+ * connection is closed too. Bytes cross the binding as plain number arrays, converted here with loops.
  */
 import type * as Iroh from "@number0/iroh/index.js"
 import type * as Duration from "effect/Duration"
@@ -27,8 +27,8 @@ export interface Timeouts {
 const CHUNK = 64 * 1024
 
 /**
- * Answer one stream. `abandon` closes the stream's connection: the one way to free a response
- * write the peer never takes.
+ * Answer one stream. `close` closes the stream's connection (with a reason): the one way to free
+ * a response write the peer never takes, or a read it never finishes.
  */
 export const serveStream = (
   stream: Iroh.BiStream,
@@ -36,13 +36,13 @@ export const serveStream = (
   handler: Handler,
   limit: number,
   timeouts: Timeouts,
-  abandon: () => void
+  close: (why: string) => void
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     const reset = Effect.promise(() => stream.send.reset(1n).catch(() => undefined))
     const reply = (response: SyncResponse) =>
       writeResponse(stream.send, Buffer.from(JSON.stringify(response), "utf8"), timeouts).pipe(
-        Effect.flatMap((written) => written ? Effect.void : Effect.sync(abandon))
+        Effect.flatMap((written) => written ? Effect.void : Effect.sync(() => close("response not taken")))
       )
     const body = yield* readBody(stream.recv, limit, timeouts)
     switch (body._tag) {
@@ -51,6 +51,10 @@ export const serveStream = (
         yield* Effect.promise(() => stream.recv.stop(0n).catch(() => undefined))
         return yield* reply({ Error: `request body exceeds the limit of ${limit} bytes` })
       case "Stalled":
+        // the read still pending holds the stream (and the binding's 64 KiB buffer) until the
+        // connection closes: reset to tell the peer, then close
+        yield* reset
+        return yield* Effect.sync(() => close("request stalled"))
       case "Failed":
         // the read still pending keeps the receiving half; resetting ours tells the peer and frees us
         return yield* reset
