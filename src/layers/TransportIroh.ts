@@ -13,7 +13,8 @@
  * connection the peer has closed meanwhile is replaced once, one dialled at addresses the peer's
  * ticket no longer names is closed and replaced, and one a send timed out on is closed. The server
  * answers each stream in its own fiber (internal/IrohStream.ts), at most `maxConcurrentStreams` at
- * once and `maxStreamsPerPeer` of one peer, the request and the response each never
+ * once and `maxStreamsPerPeer` of one peer, over at most `maxConnections` connections
+ * (`maxConnectionsPerAddress` from one IP address), the request and the response each never
  * idle for `bodyTimeout` and whole within `requestTimeout`; malformed or oversized requests are
  * answered `{"Error": …}`, stalled ones reset, a peer that stops taking its response loses its
  * connection, none crash the server, and a handler defect resets that stream only.
@@ -72,6 +73,10 @@ export interface IrohTransportOptions {
   readonly maxConcurrentStreams?: number | undefined
   /** Server: requests read or answered at once for one peer (endpoint id), over all its connections (default 16). */
   readonly maxStreamsPerPeer?: number | undefined
+  /** Server: connections open at once (default 1024); a further one is refused. */
+  readonly maxConnections?: number | undefined
+  /** Server: connections open at once from one IP address (default 64); a further one is refused. */
+  readonly maxConnectionsPerAddress?: number | undefined
 }
 
 /** The default of `IrohTransportOptions.timeout`. */
@@ -91,6 +96,8 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
     const perPeerStreams = options.maxStreamsPerPeer ?? 16
+    const maxConnections = options.maxConnections ?? 1024
+    const perAddressConnections = options.maxConnectionsPerAddress ?? 64
     const serveOnce = yield* makeServeOnce
     /** Client endpoints by where they bind: see `clientBindFor`. */
     const clients = new Map<string, Promise<Iroh.Endpoint>>()
@@ -267,8 +274,31 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         const set = yield* FiberSet.make()
         const perPeer = new Map<string, { readonly semaphore: Effect.Semaphore; refs: number }>()
         const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
+        // connections open, in all and per source address: past either cap a new one is refused
+        // before its handshake (a connection costs a fiber and iroh's state, and ids are free to make)
+        const open = { total: 0, from: new Map<string, number>() }
+        const admit = (from: string) =>
+          Effect.acquireRelease(
+            Effect.sync(() => {
+              const mine = open.from.get(from) ?? 0
+              if (open.total >= maxConnections || mine >= perAddressConnections) return false
+              open.total++
+              open.from.set(from, mine + 1)
+              return true
+            }),
+            (admitted) =>
+              Effect.sync(() => {
+                if (!admitted) return
+                open.total--
+                const left = (open.from.get(from) ?? 1) - 1
+                if (left === 0) open.from.delete(from)
+                else open.from.set(from, left)
+              })
+          )
         const serveConnection = (incoming: Iroh.Incoming) =>
           Effect.gen(function*() {
+            const from = yield* Effect.tryPromise(() => incoming.remoteAddr()).pipe(Effect.map(sourceOf), Effect.orElseSucceed(() => "unknown"))
+            if (!(yield* admit(from))) return yield* Effect.promise(() => incoming.refuse().catch(() => undefined))
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
             const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
             const close = (why: string) => connection.close(1n, toNumbers(new TextEncoder().encode(why)))
@@ -419,6 +449,13 @@ const companionOf = (bind: string): string | undefined => {
   const host = v6 ? bind.slice(1, bind.indexOf("]")) : bind.slice(0, bind.lastIndexOf(":"))
   if (host === "0.0.0.0" || host === "::" || host === "") return undefined
   return v6 ? "127.0.0.1:0" : "[::1]:0"
+}
+
+/** The IP address a connection comes from (its port dropped), or the relay it comes through. */
+const sourceOf = (remote: Iroh.IncomingAddr): string => {
+  // relayed connections each count on their own (many honest peers share one relay)
+  if (remote.kind !== "ip" || remote.addr === undefined) return `${remote.kind}:${remote.endpointId ?? remote.addr ?? ""}`
+  return remote.addr.slice(0, remote.addr.lastIndexOf(":"))
 }
 
 /** Whether binding failed for an address in use. */

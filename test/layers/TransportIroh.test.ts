@@ -573,3 +573,38 @@ describe("iroh transport: limits per peer, stalled reads, ports", () => {
       expect(accepted.length).toBe(1)
     }), 30_000)
 })
+
+describe("iroh transport: connection caps", () => {
+  it.scopedLive("past maxConnectionsPerAddress a connection from that address is refused; one closing lets the next in", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ maxConnectionsPerAddress: 2 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const { endpoint, m } = yield* rawEndpoint
+      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+      const connect = () => endpoint.connect(target, bytesOf("eidetica/v0"))
+      const first = yield* Effect.promise(connect)
+      const second = yield* Effect.promise(connect)
+      const refused = yield* Effect.promise(() => connect().then(() => "connected", (e: unknown) => describeIrohError(e)))
+      expect(refused).not.toBe("connected")
+      // an honest client from the same address is refused too while the two are held
+      const client = yield* make({ timeout: "2 seconds" })
+      expect((yield* client.send(address, { SendEntries: [] }).pipe(Effect.flip))._tag).toBe("TransportError")
+      first.close(0n, bytesOf("done"))
+      yield* Effect.sleep("300 millis")
+      expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
+      expect(second.closeReason()).toBeNull()
+    }), 20_000)
+
+  it.scopedLive("past maxConnections any further connection is refused", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ maxConnections: 1 })
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const held = yield* make()
+      expect(yield* held.send(address, { SendEntries: [] })).toBe("Ack")
+      const other = yield* make({ timeout: "2 seconds" })
+      const error = yield* other.send(address, { SendEntries: [] }).pipe(Effect.flip)
+      expect(error._tag).toBe("TransportError")
+      // the held connection is still served
+      expect(yield* held.send(address, { SendEntries: [] })).toBe("Ack")
+    }), 20_000)
+})
