@@ -21,24 +21,33 @@
  */
 import type * as Iroh from "@number0/iroh/index.js"
 import { randomBytes } from "node:crypto"
-import { networkInterfaces } from "node:os"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
 import { decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import type { Handler, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
+import {
+  bindEndpoint,
+  closeEndpoint,
+  describeIrohError,
+  dialable,
+  type IrohModule,
+  isTooLong,
+  loadIroh,
+  serverEndpoint,
+  ticketAddress
+} from "./internal/IrohBinding.js"
 import { serveStream, type Timeouts, toBytes, toNumbers } from "./internal/IrohStream.js"
 import { makeServeOnce } from "./internal/ServeOnce.js"
 import { parseJson } from "./internal/SyncWire.js"
+
+export { describeIrohError } from "./internal/IrohBinding.js"
 
 /** The `transport_type` of iroh addresses. */
 export const IROH_TRANSPORT_TYPE = "iroh"
@@ -121,7 +130,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     const clientEndpoint = (iroh: IrohModule, bind: string): Promise<Iroh.Endpoint> => {
       let client = clients.get(bind)
       if (client === undefined) {
-        const pending = bindEndpoint(iroh, options, bind, iroh.SecretKey.generate().toBytes(), [])
+        const pending = bindEndpoint(iroh, options.relays, bind, iroh.SecretKey.generate().toBytes(), [])
         pending.catch(() => clients.delete(bind))
         clients.set(bind, pending)
         client = pending
@@ -212,7 +221,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         if (!canHandle(address)) {
           return yield* fail(`not an iroh address (transport_type ${JSON.stringify(address.transport_type)})`)
         }
-        const iroh = yield* load(address.address)
+        const iroh = yield* loadIroh(address.address)
         const target = ticketAddress(iroh, address.address)
         if (target === undefined) return yield* fail("invalid iroh address; expected an endpoint ticket")
         // our own request: its shape is the protocol's by construction, so it is not validated again
@@ -249,24 +258,10 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       Effect.gen(function*() {
         const listenError = (reason: string, cause?: unknown) =>
           new TransportError({ address: bind, operation: "listen", reason, cause })
-        const iroh = yield* Effect.mapError(load(bind), (e) => listenError(e.reason, e.cause))
-        /** The bind failed on a socket a closed server of this process still holds. */
-        const leftover = (e: TransportError) => isInUse(e.cause) && closedBinds.has(bind)
+        const iroh = yield* Effect.mapError(loadIroh(bind), (e) => listenError(e.reason, e.cause))
         const secret = options.secretKey === undefined ? iroh.SecretKey.generate().toBytes() : toNumbers(options.secretKey)
-        const endpoint = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: () => bindEndpoint(iroh, options, bind, secret, [ALPN_BYTES]),
-            catch: (cause) => listenError(describeIrohError(cause), cause)
-          }).pipe(
-            Effect.tapError((e) => leftover(e) ? Effect.sync(collectGarbage) : Effect.void),
-            Effect.retry({ schedule: REBIND, while: leftover }),
-            Effect.ensuring(Effect.sync(() => closedBinds.delete(bind)))
-          ),
-          (endpoint) =>
-            Effect.suspend(() => {
-              for (const socket of endpoint.boundSockets()) closedBinds.add(socket)
-              return closeEndpoint(Promise.resolve(endpoint))
-            })
+        const endpoint = yield* serverEndpoint(iroh, options.relays, bind, secret, [ALPN_BYTES]).pipe(
+          Effect.mapError((cause) => listenError(describeIrohError(cause), cause))
         )
         // made after the endpoint, so closed before it: every connection's and stream's fiber stops
         // before the endpoint closes under them. Run interruptible: `serve` itself is not, and a
@@ -349,8 +344,6 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-type IrohModule = typeof Iroh
-
 const ALPN_BYTES: Array<number> = toNumbers(new TextEncoder().encode(IROH_ALPN))
 
 /** A client's connection to a peer: the direct addresses it was dialled at, and whether this send dialled it. */
@@ -377,163 +370,9 @@ const closeConnection = (cached: Cached, reason: Array<number>): void => {
 const MOVED: Array<number> = toNumbers(new TextEncoder().encode("peer moved"))
 const SILENT: Array<number> = toNumbers(new TextEncoder().encode("no response"))
 
-let loading: Promise<IrohModule> | undefined
-
-/** The native binding, loaded once on first use (again after a failed load). */
-const load = (address: string): Effect.Effect<IrohModule, TransportError> =>
-  Effect.tryPromise({
-    try: () => {
-      if (loading === undefined) {
-        // a CommonJS module: its exports are the namespace's default
-        const pending = import("@number0/iroh/index.js").then((m) => (m as unknown as { readonly default: IrohModule }).default)
-        pending.catch(() => (loading = undefined))
-        loading = pending
-      }
-      return loading
-    },
-    catch: (cause) =>
-      new TransportError({
-        address,
-        reason: `the iroh transport cannot load on this platform (${cause instanceof Error ? cause.message : String(cause)})`,
-        cause
-      })
-  })
-
-/**
- * Bind an endpoint at `bind`. Unless told otherwise iroh binds the other address family too, on
- * all interfaces: a server asked for 127.0.0.1 would listen on every IPv6 interface. So beside one
- * specific address the other family's loopback is bound (beside an unspecified one, `0.0.0.0` or
- * `[::]`, iroh's default is what was asked for). A host without that family refuses its loopback:
- * the endpoint is bound without it then, where iroh's default for the family binds nothing either;
- * a host with it that refuses its loopback fails the bind rather than listen everywhere.
- */
-const bindEndpoint = async (
-  iroh: IrohModule,
-  options: IrohTransportOptions,
-  bind: string,
-  secret: Array<number>,
-  alpns: Array<Array<number>>
-): Promise<Iroh.Endpoint> => {
-  const build = (binds: ReadonlyArray<string>) => {
-    const builder = iroh.Endpoint.builder()
-    if (options.relays === "n0") {
-      iroh.presetN0(builder)
-      builder.relayMode(iroh.RelayMode.defaultMode())
-    } else {
-      iroh.presetMinimal(builder)
-      builder.relayMode(iroh.RelayMode.disabled())
-    }
-    for (const b of binds) builder.bindAddr(b)
-    builder.secretKey(secret)
-    builder.alpns(alpns)
-    return builder.bind()
-  }
-  const companion = companionOf(bind)
-  if (companion === undefined) return build([bind])
-  try {
-    return await build([bind, companion])
-  } catch (cause) {
-    // without the companion iroh binds that family on every interface: only where it has none
-    if (isInUse(cause) || hasInterfaces(companion.startsWith("[") ? "IPv6" : "IPv4")) throw cause
-    return build([bind])
-  }
-}
-
-/** Whether this host has a non-loopback address of `family`. */
-const hasInterfaces = (family: "IPv4" | "IPv6"): boolean =>
-  Object.values(networkInterfaces()).some((list) => list?.some((i) => !i.internal && i.family === family) ?? false)
-
-/** The other family's loopback to bind beside `bind` (`host:port` or `[v6]:port`), or none beside an unspecified host. */
-const companionOf = (bind: string): string | undefined => {
-  const v6 = bind.startsWith("[")
-  const host = v6 ? bind.slice(1, bind.indexOf("]")) : bind.slice(0, bind.lastIndexOf(":"))
-  if (host === "0.0.0.0" || host === "::" || host === "") return undefined
-  return v6 ? "127.0.0.1:0" : "[::1]:0"
-}
-
 /** The IP address a connection comes from (its port dropped), or the relay it comes through. */
 const sourceOf = (remote: Iroh.IncomingAddr): string => {
   // relayed connections each count on their own (many honest peers share one relay)
   if (remote.kind !== "ip" || remote.addr === undefined) return `${remote.kind}:${remote.endpointId ?? remote.addr ?? ""}`
   return remote.addr.slice(0, remote.addr.lastIndexOf(":"))
-}
-
-/** Whether binding failed for an address in use. */
-const isInUse = (cause: unknown): boolean => describeIrohError(cause).includes("Address already in use")
-
-/**
- * The addresses this process's servers were bound to and closed at. iroh frees a closed
- * endpoint's sockets only when the binding's objects are collected, so binding one of these again
- * collects and waits for that, where any other address in use fails at once.
- */
-const closedBinds = new Set<string>()
-
-/**
- * A full garbage collection, so closed endpoints' sockets go now (what jest's leak detector does:
- * the collector exposed for this process).
- */
-const collectGarbage = (): void => {
-  try {
-    if (collector === undefined) {
-      setFlagsFromString("--expose-gc")
-      collector = runInNewContext("gc") as () => void
-    }
-    collector()
-  } catch {
-    // a runtime that does not expose its collector: the retries wait for it to run on its own
-  }
-}
-let collector: (() => void) | undefined
-
-/**
- * How long a server waits for an address a closed server of this process held (2 s): left to itself
- * the collector took 5-20 s (and, idle, longer than 30); with a collection before each try, ~0.3 s.
- * Another process holding it now fails the bind after that wait.
- */
-const REBIND = Schedule.intersect(Schedule.spaced(Duration.millis(250)), Schedule.recurs(8))
-
-/** The addresses a peer can dial: the endpoint's own, without unspecified ones (`0.0.0.0`, `[::]`). */
-const dialable = (endpoint: Iroh.Endpoint): Array<string> => {
-  const unspecified = (a: string) => a.startsWith("0.0.0.0:") || a.startsWith("[::]:")
-  const own = endpoint.addr().directAddresses().filter((a) => !unspecified(a))
-  return own.length > 0 ? own : endpoint.boundSockets().filter((a) => !unspecified(a))
-}
-
-/** How long closing waits for an endpoint: iroh waits ~3 s for a connection attempt still pending. */
-const CLOSE_WAIT = Duration.seconds(1)
-
-/** Close an endpoint, waiting at most `CLOSE_WAIT` (it finishes closing in the background). */
-const closeEndpoint = (endpoint: Promise<Iroh.Endpoint>): Effect.Effect<void> =>
-  Effect.promise(() => endpoint.then((ep) => ep.close(), () => undefined).catch(() => undefined)).pipe(
-    // finalizers run uninterruptible, where the timeout could not cut the wait short
-    Effect.interruptible,
-    Effect.timeout(CLOSE_WAIT),
-    Effect.ignore
-  )
-
-const ticketAddress = (iroh: IrohModule, text: string): Iroh.EndpointAddr | undefined => {
-  try {
-    // "iroh:endpoint…", as `getServerAddress` gives it, is taken too
-    return iroh.EndpointTicket.fromString(text.trim().replace(/^iroh:/i, "")).endpointAddr()
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether a read failed for a message over its limit. */
-const isTooLong = (cause: unknown): boolean => describeIrohError(cause).startsWith("TooLong")
-
-/**
- * A readable reason from the binding's error: its message without the Rust backtrace and source
- * paths, the causes joined (`ConnectError::Connecting: ConnectingError::ConnectionError: timed out`).
- */
-export const describeIrohError = (cause: unknown): string => {
-  const text = cause instanceof Error ? cause.message : String(cause)
-  const lines: Array<string> = []
-  for (const line of text.split("\n")) {
-    if (line.startsWith("Stack backtrace")) break
-    const clean = line.replace(/\s*\((?:\/|[A-Za-z]:\\)[^)]*\)/g, "").trim()
-    if (clean.length > 0 && clean !== "Caused by:") lines.push(clean)
-  }
-  return lines.length === 0 ? "unknown iroh error" : lines.join(": ")
 }

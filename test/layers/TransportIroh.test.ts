@@ -122,7 +122,8 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       const outcome = yield* Effect.promise(() =>
         stalled.recv.readToEnd(1024).then((bytes) => `read ${bytes.length}`, (e: unknown) => describeIrohError(e))
       )
-      expect(outcome).toMatch(/reset/i)
+      // reset, or the connection closed after it: whichever frame the peer reads first
+      expect(outcome).toMatch(/reset|request stalled/i)
       expect(yield* client.send(address, { SendEntries: [] })).toBe("Ack")
     }))
 
@@ -147,7 +148,8 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
         stream.recv.readToEnd(1024).then((bytes) => `read ${bytes.length}`, (e: unknown) => describeIrohError(e))
       )
       trickling = false
-      expect(outcome).toMatch(/reset/i)
+      // reset, or the connection closed after it: whichever frame the peer reads first
+      expect(outcome).toMatch(/reset|request stalled/i)
       expect(Date.now() - started).toBeGreaterThanOrEqual(1_200)
       // its permit is back: the one stream the server reads at a time serves again
       const client = yield* make()
@@ -280,6 +282,39 @@ describe("iroh transport: identity, addresses and the client's limits", () => {
   })
 })
 
+/**
+ * A raw iroh server on loopback speaking our ALPN: each connection it accepts is kept in `accepted`
+ * and given to `onConnection`; `ticket` dials it.
+ */
+const rawServer = (onConnection: (connection: Iroh.Connection) => void) =>
+  Effect.gen(function*() {
+    const m = yield* Effect.promise(() => iroh())
+    const accepted: Array<Iroh.Connection> = []
+    const endpoint = yield* Effect.acquireRelease(
+      Effect.promise(() => {
+        const builder = m.Endpoint.builder()
+        m.presetMinimal(builder)
+        builder.relayMode(m.RelayMode.disabled())
+        builder.bindAddr("127.0.0.1:0")
+        builder.alpns([bytesOf("eidetica/v0")])
+        return builder.bind()
+      }),
+      (endpoint) => Effect.promise(() => endpoint.close())
+    )
+    yield* Effect.forkScoped(Effect.promise(async () => {
+      for (;;) {
+        const incoming = await endpoint.acceptNext()
+        if (incoming === null) return
+        const connection = await (await incoming.accept()).connect()
+        accepted.push(connection)
+        onConnection(connection)
+      }
+    }))
+    const direct = endpoint.addr().directAddresses().filter((a) => a.startsWith("127."))
+    const ticket = m.EndpointTicket.fromAddr(new m.EndpointAddr(endpoint.id(), null, direct)).toString()
+    return { accepted, ticket }
+  })
+
 /** `iroh-echo.ts` in a child process with the given secret key (hex): its address, and a kill that waits for the exit. */
 const echoProcess = (secret: string) =>
   Effect.acquireRelease(
@@ -343,30 +378,7 @@ describe("iroh transport: peers that stop reading, restart elsewhere or go silen
   it.scopedLive("a send that times out closes its connection: a silent peer is not kept alive", () =>
     Effect.gen(function*() {
       // a raw server that accepts connections and streams and never answers
-      const m = yield* Effect.promise(() => iroh())
-      const accepted: Array<Iroh.Connection> = []
-      const endpoint = yield* Effect.acquireRelease(
-        Effect.promise(() => {
-          const builder = m.Endpoint.builder()
-          m.presetMinimal(builder)
-          builder.relayMode(m.RelayMode.disabled())
-          builder.bindAddr("127.0.0.1:0")
-          builder.alpns([bytesOf("eidetica/v0")])
-          return builder.bind()
-        }),
-        (endpoint) => Effect.promise(() => endpoint.close())
-      )
-      yield* Effect.forkScoped(Effect.promise(async () => {
-        for (;;) {
-          const incoming = await endpoint.acceptNext()
-          if (incoming === null) return
-          const connection = await (await incoming.accept()).connect()
-          accepted.push(connection)
-          void connection.acceptBi().catch(() => undefined)
-        }
-      }))
-      const direct = endpoint.addr().directAddresses().filter((a) => a.startsWith("127."))
-      const ticket = m.EndpointTicket.fromAddr(new m.EndpointAddr(endpoint.id(), null, direct)).toString()
+      const { accepted, ticket } = yield* rawServer((connection) => void connection.acceptBi().catch(() => undefined))
       const client = yield* make({ timeout: "1 second" })
       const error = yield* client.send({ transport_type: "iroh", address: ticket }, { SendEntries: [] }).pipe(Effect.flip)
       expect(error._tag).toBe("TransportError")
@@ -534,37 +546,16 @@ describe("iroh transport: limits per peer, stalled reads, ports", () => {
 
   it.scopedLive("requests the server resets (a handler failure) keep using one connection, not one each", () =>
     Effect.gen(function*() {
-      const m = yield* Effect.promise(() => iroh())
-      const accepted: Array<Iroh.Connection> = []
-      const endpoint = yield* Effect.acquireRelease(
-        Effect.promise(() => {
-          const builder = m.Endpoint.builder()
-          m.presetMinimal(builder)
-          builder.relayMode(m.RelayMode.disabled())
-          builder.bindAddr("127.0.0.1:0")
-          builder.alpns([bytesOf("eidetica/v0")])
-          return builder.bind()
-        }),
-        (endpoint) => Effect.promise(() => endpoint.close())
-      )
       // a server whose handler always fails: each stream read whole, then reset (as serveStream does)
-      yield* Effect.forkScoped(Effect.promise(async () => {
-        for (;;) {
-          const incoming = await endpoint.acceptNext()
-          if (incoming === null) return
-          const connection = await (await incoming.accept()).connect()
-          accepted.push(connection)
-          void (async () => {
-            for (;;) {
-              const stream = await connection.acceptBi()
-              await stream.recv.readToEnd(1 << 20)
-              await stream.send.reset(1n)
-            }
-          })().catch(() => undefined)
-        }
-      }))
-      const direct = endpoint.addr().directAddresses().filter((a) => a.startsWith("127."))
-      const ticket = m.EndpointTicket.fromAddr(new m.EndpointAddr(endpoint.id(), null, direct)).toString()
+      const { accepted, ticket } = yield* rawServer((connection) =>
+        void (async () => {
+          for (;;) {
+            const stream = await connection.acceptBi()
+            await stream.recv.readToEnd(1 << 20)
+            await stream.send.reset(1n)
+          }
+        })().catch(() => undefined)
+      )
       const client = yield* make()
       for (let i = 0; i < 10; i++) {
         const error = yield* client.send({ transport_type: "iroh", address: ticket }, { SendEntries: [] }).pipe(Effect.flip)
@@ -578,9 +569,12 @@ describe("iroh transport: connection caps", () => {
   it.scopedLive("past maxConnectionsPerAddress a connection from that address is refused; one closing lets the next in", () =>
     Effect.gen(function*() {
       const server = yield* make({ maxConnectionsPerAddress: 2 })
-      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const served = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
       const { endpoint, m } = yield* rawEndpoint
-      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+      // every connection over IPv4, from 127.0.0.1: the ticket names ::1 too, a source of its own
+      const ticket = m.EndpointTicket.fromString(served.address).endpointAddr()
+      const target = new m.EndpointAddr(ticket.id(), null, ticket.directAddresses().filter((a) => a.startsWith("127.")))
+      const address: Address = { transport_type: "iroh", address: m.EndpointTicket.fromAddr(target).toString() }
       const connect = () => endpoint.connect(target, bytesOf("eidetica/v0"))
       const first = yield* Effect.promise(connect)
       const second = yield* Effect.promise(connect)
