@@ -41,21 +41,25 @@ const iroh = (): Promise<typeof Iroh> =>
 const bytesOf = (text: string): Array<number> => [...Buffer.from(text, "utf8")]
 const textOf = (numbers: ReadonlyArray<number>): string => Buffer.from(numbers).toString("utf8")
 
-/** A raw iroh client on loopback that opens streams to `address` with `alpn`; what it reads back per stream. */
+/** A raw iroh endpoint on loopback (no ALPN of its own), for clients that misbehave. */
+const rawEndpoint = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const m = await iroh()
+    const builder = m.Endpoint.builder()
+    m.presetMinimal(builder)
+    builder.relayMode(m.RelayMode.disabled())
+    builder.bindAddr("127.0.0.1:0")
+    return { m, endpoint: await builder.bind() }
+  }),
+  ({ endpoint }) => Effect.promise(() => endpoint.close())
+)
+
+/** A raw iroh client on loopback that opens connections to `address` with `alpn`. */
 const rawClient = (address: Address, alpn = "eidetica/v0") =>
-  Effect.acquireRelease(
-    Effect.promise(async () => {
-      const m = await iroh()
-      const builder = m.Endpoint.builder()
-      m.presetMinimal(builder)
-      builder.relayMode(m.RelayMode.disabled())
-      builder.bindAddr("127.0.0.1:0")
-      const endpoint = await builder.bind()
-      const target = m.EndpointTicket.fromString(address.address).endpointAddr()
-      return { endpoint, connect: () => endpoint.connect(target, bytesOf(alpn)) }
-    }),
-    ({ endpoint }) => Effect.promise(() => endpoint.close())
-  )
+  Effect.map(rawEndpoint, ({ endpoint, m }) => {
+    const target = m.EndpointTicket.fromString(address.address).endpointAddr()
+    return { endpoint, connect: () => endpoint.connect(target, bytesOf(alpn)) }
+  })
 
 describe("iroh transport: what a peer sends on a raw stream", () => {
   it.scopedLive("not JSON, not UTF-8, not a request, empty: each answered with an Error, and the server keeps serving", () =>
@@ -388,19 +392,6 @@ describe("iroh transport: peers that stop reading, restart elsewhere or go silen
       expect(closed._tag).toBe("Some")
     }))
 })
-
-/** A raw iroh endpoint on loopback (no ALPN of its own), for clients that misbehave. */
-const rawEndpoint = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const m = await iroh()
-    const builder = m.Endpoint.builder()
-    m.presetMinimal(builder)
-    builder.relayMode(m.RelayMode.disabled())
-    builder.bindAddr("127.0.0.1:0")
-    return { m, endpoint: await builder.bind() }
-  }),
-  ({ endpoint }) => Effect.promise(() => endpoint.close())
-)
 
 /** Sleep per request: SendEntries of n entries sleeps n*100 ms, then Ack. */
 const sleepy = (request: SyncRequest) =>
