@@ -43,7 +43,7 @@ import {
   serverEndpoint,
   ticketAddress
 } from "./internal/IrohBinding.js"
-import { serveStream, type Timeouts, toBytes, toNumbers } from "./internal/IrohStream.js"
+import { serveStream, textNumbers, type Timeouts, toBytes, toNumbers } from "./internal/IrohStream.js"
 import { makeServeOnce } from "./internal/ServeOnce.js"
 import { parseJson } from "./internal/SyncWire.js"
 
@@ -120,9 +120,8 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
      * addresses (with no relay) is dialled from an endpoint bound to 127.0.0.1, and any other from
      * one bound to all interfaces. So a node talking to local peers listens on loopback only.
      */
-    const clientBindFor = (target: Iroh.EndpointAddr): string => {
+    const clientBindFor = (direct: ReadonlyArray<string>): string => {
       if (options.clientBind !== undefined) return options.clientBind
-      const direct = target.directAddresses()
       const local = options.relays !== "n0" && direct.length > 0 && direct.every((a) => a.startsWith("127.") || a.startsWith("[::1]:"))
       return local ? "127.0.0.1:0" : "0.0.0.0:0"
     }
@@ -145,23 +144,27 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
      * out. Tickets that share an address (one server's, naming more or fewer of its addresses)
      * share the connection.
      */
-    const connectionTo = (endpoint: Iroh.Endpoint, target: Iroh.EndpointAddr, key: string): Cached => {
-      const dialled = target.directAddresses()
+    const connectionTo = (
+      endpoint: Iroh.Endpoint,
+      target: Iroh.EndpointAddr,
+      dialled: ReadonlyArray<string>,
+      key: string
+    ): { readonly cached: Cached; readonly fresh: boolean } => {
       const cached = connections.get(key)
       const moved = cached !== undefined && dialled.length > 0 && cached.dialled.length > 0 &&
         !dialled.some((a) => cached.dialled.includes(a))
-      if (cached !== undefined && !moved) return cached
+      if (cached !== undefined && !moved) return { cached, fresh: false }
       if (cached !== undefined) abandon(key, cached, MOVED)
-      const fresh: Cached = { connection: endpoint.connect(target, ALPN_BYTES), dialled, fresh: true, users: { n: 0 } }
-      connections.set(key, { ...fresh, fresh: false })
-      return fresh
+      const fresh: Cached = { connection: endpoint.connect(target, ALPN_BYTES), dialled, users: 0 }
+      connections.set(key, fresh)
+      return { cached: fresh, fresh: true }
     }
 
     /** Forget a cached connection (if it is still the cached one) and close it once no send uses it. */
     const abandon = (key: string, cached: Cached, reason: Array<number>) => {
-      if (connections.get(key)?.connection === cached.connection) connections.delete(key)
-      if (cached.users.retired === undefined) cached.users.retired = reason
-      if (cached.users.n === 0) closeConnection(cached, reason)
+      if (connections.get(key) === cached) connections.delete(key)
+      cached.retired ??= reason
+      closeIfDone(cached)
     }
 
     /** A send stops using its connection (once): the last user of a retired one closes it. */
@@ -169,9 +172,8 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       const cached = used.current
       if (cached === undefined || used.released) return
       used.released = true
-      cached.users.n--
-      const reason = cached.users.retired
-      if (reason !== undefined && cached.users.n === 0) closeConnection(cached, reason)
+      cached.users--
+      closeIfDone(cached)
     }
 
     /**
@@ -181,6 +183,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     const roundTrip = async (
       iroh: IrohModule,
       target: Iroh.EndpointAddr,
+      dialled: ReadonlyArray<string>,
       bind: string,
       key: string,
       body: Array<number>,
@@ -189,10 +192,10 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       const endpoint = await clientEndpoint(iroh, bind)
       for (let attempt = 0;; attempt++) {
         if (used.timedOut) throw new Error("timed out")
-        const cached = connectionTo(endpoint, target, key)
+        const { cached, fresh } = connectionTo(endpoint, target, dialled, key)
         used.current = cached
         used.released = false
-        cached.users.n++
+        cached.users++
         let sent = false
         try {
           const connection = await cached.connection
@@ -206,7 +209,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
           // a stream's error (the peer reset it: a handler failure) leaves a live connection to reuse
           const closed = await cached.connection.then((c) => c.closeReason() !== null, () => true)
           if (closed) abandon(key, cached, SILENT)
-          if (closed && !cached.fresh && !sent && attempt === 0) continue
+          if (closed && !fresh && !sent && attempt === 0) continue
           throw cause
         } finally {
           release(used)
@@ -227,11 +230,12 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         // our own request: its shape is the protocol's by construction, so it is not validated again
         const bytes = Buffer.from(JSON.stringify(request), "utf8")
         if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
-        const bind = clientBindFor(target)
+        const dialled = target.directAddresses()
+        const bind = clientBindFor(dialled)
         const key = `${bind} ${target.id().toString()}`
         const used: Used = { released: false, timedOut: false }
         const reply = yield* Effect.tryPromise({
-          try: () => roundTrip(iroh, target, bind, key, toNumbers(bytes), used),
+          try: () => roundTrip(iroh, target, dialled, bind, key, toNumbers(bytes), used),
           catch: (cause) =>
             isTooLong(cause) ? new PayloadTooLarge({ limit }) : fail(describeIrohError(cause), cause)
         }).pipe(
@@ -296,7 +300,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
             if (!(yield* admit(from))) return yield* Effect.promise(() => incoming.refuse().catch(() => undefined))
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
             const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
-            const close = (why: string) => connection.close(1n, toNumbers(new TextEncoder().encode(why)))
+            const close = (why: string) => connection.close(1n, textNumbers(why))
             // a stream is served only with a slot of its peer's own (over all its connections): one
             // peer cannot fill every slot of the server
             const own = yield* Effect.acquireRelease(
@@ -344,15 +348,17 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-const ALPN_BYTES: Array<number> = toNumbers(new TextEncoder().encode(IROH_ALPN))
+const ALPN_BYTES: Array<number> = textNumbers(IROH_ALPN)
 
-/** A client's connection to a peer: the direct addresses it was dialled at, and whether this send dialled it. */
+/**
+ * A client's connection to a peer: the direct addresses it was dialled at, the sends using it, and
+ * once it is no longer cached why (it closes when its last user lets go).
+ */
 interface Cached {
   readonly connection: Promise<Iroh.Connection>
   readonly dialled: ReadonlyArray<string>
-  readonly fresh: boolean
-  /** Sends using it, shared by the cached copy; `retired` once no longer cached: closed when `n` falls to 0. */
-  readonly users: { n: number; retired?: Array<number> }
+  users: number
+  retired?: Array<number>
 }
 
 /** The connection one send uses, for its timeout to let go of. */
@@ -362,13 +368,15 @@ interface Used {
   timedOut: boolean
 }
 
-const closeConnection = (cached: Cached, reason: Array<number>): void => {
-  cached.connection.then((c) => c.close(0n, reason)).catch(() => undefined)
+/** Close a retired connection no send uses any more. */
+const closeIfDone = (cached: Cached): void => {
+  const reason = cached.retired
+  if (reason !== undefined && cached.users === 0) cached.connection.then((c) => c.close(0n, reason)).catch(() => undefined)
 }
 
 /** Why a client closes a connection: the peer moved (its ticket names none of the addresses dialled), or went silent. */
-const MOVED: Array<number> = toNumbers(new TextEncoder().encode("peer moved"))
-const SILENT: Array<number> = toNumbers(new TextEncoder().encode("no response"))
+const MOVED: Array<number> = textNumbers("peer moved")
+const SILENT: Array<number> = textNumbers("no response")
 
 /** The IP address a connection comes from (its port dropped), or the relay it comes through. */
 const sourceOf = (remote: Iroh.IncomingAddr): string => {

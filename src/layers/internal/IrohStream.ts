@@ -124,6 +124,9 @@ export function toNumbers(bytes: Uint8Array): Array<number> {
   return out
 }
 
+/** A text's UTF-8 bytes as the binding takes them. */
+export const textNumbers = (text: string): Array<number> => toNumbers(Buffer.from(text, "utf8"))
+
 /** The binding's number array as bytes. */
 export const toBytes = (numbers: ReadonlyArray<number>): Uint8Array => {
   const out = new Uint8Array(numbers.length)
