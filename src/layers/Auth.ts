@@ -15,6 +15,7 @@ import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import { availableParallelism } from "node:os"
+import { Bounded } from "../core/internal/Bounded.js"
 import { CryptoError } from "../schema/Errors.js"
 import { Auth, type AuthShape, type KeyPair, type VerifyItem } from "../services/Auth.js"
 import { makePool, makeVerdicts, type RawDecoders, verdictCacheSize, verifyInPool, type VerifyPool } from "./internal/VerifyPool.js"
@@ -166,19 +167,14 @@ const decodeSecretKey = (secretKey: string, decode: Decoder): Effect.Effect<Uint
     : Effect.fail(new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" }))
 }
 
-/** A Map that forgets its oldest insertion beyond `max` entries (FIFO; cheap on the hot path). */
+/** A cache of at most `max` values built on demand (the least recently used dropped first). */
 const boundedCache = <V>(max: number) => {
-  const map = new Map<string, V>()
+  const map = new Bounded<string, V>(max)
   return (key: string, build: () => V | undefined): V | undefined => {
     const hit = map.get(key)
     if (hit !== undefined) return hit
     const value = build()
-    if (value === undefined) return undefined
-    if (map.size >= max) {
-      const oldest = map.keys().next()
-      if (!oldest.done) map.delete(oldest.value)
-    }
-    map.set(key, value)
+    if (value !== undefined) map.set(key, value)
     return value
   }
 }

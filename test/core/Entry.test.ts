@@ -42,7 +42,7 @@ describe("Entry", () => {
       expect(Entry.cidCacheSize()).toBeLessThanOrEqual(Entry.CID_CACHE_SIZE)
       parent = e.id
     }
-    expect(Entry.cidCacheSize()).toBe(Entry.CID_CACHE_SIZE)
+    expect(Entry.cidCacheSize()).toBeGreaterThanOrEqual(Entry.CID_CACHE_SIZE / 2)
   })
 
   it("IDs are CIDv1 dag-cbor BLAKE3-256 in base32", () => {

@@ -6,6 +6,7 @@
 import * as Effect from "effect/Effect"
 import * as crypto from "node:crypto"
 import { Worker } from "node:worker_threads"
+import { Bounded } from "../../core/internal/Bounded.js"
 import type { VerifyItem } from "../../services/Auth.js"
 
 /** How a caller turns key and signature strings into raw bytes (undefined when malformed). */
@@ -31,9 +32,9 @@ interface Verdict {
   waiters: Array<() => void> | undefined
 }
 
-/** Pool verdicts by signature (bounded FIFO); a lookup matches only the same key and byte-equal message. */
+/** Pool verdicts by signature (bounded, the least recently used dropped first); a lookup matches only the same key and byte-equal message. */
 export const makeVerdicts = (max: number) => {
-  const map = new Map<string, Verdict>()
+  const map = new Bounded<string, Verdict>(max)
   return {
     get: (item: VerifyItem): Verdict | undefined => {
       const v = map.get(item.signature)
@@ -51,10 +52,6 @@ export const makeVerdicts = (max: number) => {
     /** A new in-flight verdict for `item` (replacing any other triple with the same signature). */
     start: (item: VerifyItem): Verdict => {
       const v: Verdict = { publicKey: item.publicKey, message: item.message, ok: undefined, waiters: undefined }
-      if (map.size >= max && !map.has(item.signature)) {
-        const oldest = map.keys().next()
-        if (!oldest.done) map.delete(oldest.value)
-      }
       map.set(item.signature, v)
       return v
     }
