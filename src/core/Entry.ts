@@ -16,7 +16,15 @@ import type { Entry, EntryMetadata, SubTreeNode } from "../schema/Entry.js"
 import { decodeEntryEither } from "../schema/Entry.js"
 import { compareIds, compareNames } from "../schema/Ids.js"
 import { blake3 } from "./internal/blake3.js"
-import { fastEntry, stripUndefined } from "./internal/EntryBytes.js"
+import { Bounded } from "./internal/Bounded.js"
+import {
+  decodeWatched,
+  fastEntry,
+  knownCanonical,
+  rememberSigEnd,
+  stripUndefined,
+  type Watched
+} from "./internal/EntryBytes.js"
 
 export { decodeTrusted, encodeSigned, signingBytesOf, storeDataOfBytes } from "./internal/EntryBytes.js"
 
@@ -119,17 +127,18 @@ export const subtree = (entry: Entry, store: string): SubTreeNode | undefined =>
  * (or taking `idOfTheseBytes`, when the caller has just computed `idOfBytes(bytes)` itself).
  */
 export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Either<StoredEntry, string> => {
-  let raw: unknown
+  let watched: Watched
   try {
-    raw = dagCbor.decode(bytes)
+    watched = decodeWatched(bytes)
   } catch (e) {
     return Either.left(`not canonical DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
   }
   // The fast structural check accepts only what the schema accepts, building the same value; anything
   // else (including every invalid entry) takes the schema path, which also words the error.
-  let entry = fastEntry(raw)
+  let entry = fastEntry(watched.raw)
+  const known = entry !== undefined && knownCanonical(watched, entry)
   if (entry === undefined) {
-    const plain = fromCbor(raw)
+    const plain = fromCbor(watched.raw)
     if (typeof plain === "string") return Either.left(plain)
     const decoded = decodeEntryEither(plain)
     if (Either.isLeft(decoded)) return Either.left(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
@@ -139,9 +148,12 @@ export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Eithe
   if (reason !== undefined) return Either.left(reason)
   // One entry, one encoding: bytes that decode but are not what encoding the entry gives (map keys
   // out of order, non-minimal integers, defaults written out) would give the same signed content
-  // a second ID.
-  if (!sameBytes(encode(entry), bytes)) return Either.left("not in canonical form: re-encoding the entry gives other bytes")
-  return Either.right(stored(entry, bytes, idOfTheseBytes))
+  // a second ID. The common case is known canonical from decoding alone; any doubt re-encodes.
+  if (!known && !sameBytes(encode(entry), bytes))
+    return Either.left("not in canonical form: re-encoding the entry gives other bytes")
+  const result = stored(entry, bytes, idOfTheseBytes)
+  rememberSigEnd(result, watched.sigEnd)
+  return Either.right(result)
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
@@ -217,17 +229,14 @@ export const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
   return true
 }
 
-const cidCache = new Map<string, CID>()
 /**
  * The CIDs of the most recent IDs: a new ID is soon a parent, and a tree's root is named by every
  * entry. Kept small and dropped oldest first: a CID holds ~2.3 KB here, and the 100,000 kept before
  * grew a busy process's heap by ~230 MB before it was cleared.
  */
 export const CID_CACHE_SIZE = 4_096
-const rememberCid = (s: string, c: CID): void => {
-  cidCache.set(s, c)
-  if (cidCache.size > CID_CACHE_SIZE) cidCache.delete(cidCache.keys().next().value!)
-}
+const cidCache = new Bounded<string, CID>(CID_CACHE_SIZE)
+const rememberCid = (s: string, c: CID): void => cidCache.set(s, c)
 /** How many CIDs the cache holds (for tests). */
 export const cidCacheSize = (): number => cidCache.size
 const toCid = (s: string): CID => {

@@ -96,6 +96,47 @@ export const storeDataOfBytes = (bytes: Uint8Array, store: string): Either.Eithe
 }
 
 /**
+ * What decoding entry bytes saw besides the value: whether every token was in the form re-encoding
+ * gives back (see `WatchingTokenizer`), and where the top-level `sig` map ends.
+ */
+export interface Watched {
+  readonly raw: unknown
+  /** No float, no string with U+FFFD, every map's keys in DAG-CBOR order. */
+  readonly tokensCanonical: boolean
+  /** The offset just past the top-level `sig` map's value, or -1 if there is none. */
+  readonly sigEnd: number
+}
+
+/**
+ * DAG-CBOR-decode entry bytes (strictly, as `dagCbor.decode`: minimal integers and lengths, no
+ * duplicate keys, no indefinite lengths, only tag 42), watching the tokens go by. Throws as
+ * `dagCbor.decode` does on bytes that are not DAG-CBOR.
+ */
+export const decodeWatched = (bytes: Uint8Array): Watched => {
+  // a plain view of a Buffer, as dagCbor.decode takes it: byte strings decode as slices of it
+  const view = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const tokenizer = new WatchingTokenizer(view)
+  const raw = cborg.decode(view, { ...dagCbor.decodeOptions, tokenizer })
+  return { raw, tokensCanonical: tokenizer.canonical, sigEnd: tokenizer.sigEnd }
+}
+
+/**
+ * Whether bytes whose tokens are canonical (`decodeWatched`) and whose value `fastEntry` accepted
+ * as `entry` are exactly what encoding `entry` gives, known without encoding it. Strict decoding
+ * already refused every other freedom CBOR leaves (integer and length widths, duplicate keys,
+ * indefinite lengths, other tags and simple values), and `fastEntry` refused every field the
+ * encoder would not write; what remains are the two defaults the encoder drops (`_v`, and a tree
+ * height of 0). False means "not known", not "not canonical": the caller then re-encodes.
+ */
+export const knownCanonical = (watched: Watched, entry: Entry): boolean =>
+  watched.tokensCanonical && entry._v === undefined && entry.tree.h !== 0
+
+/** Record the end of a decoded entry's `sig` map, for `signingBytesOf` to cut its signing bytes without encoding. */
+export const rememberSigEnd = (e: StoredEntry, sigEnd: number): void => {
+  if (sigEnd > 0) sigEnds.set(e, sigEnd)
+}
+
+/**
  * The common shape of a well-formed entry (direct signer), checked by hand and built field by field
  * in the schema's order; undefined for anything else, which then goes through the Entry schema.
  */
@@ -181,22 +222,131 @@ export const stripUndefined = (value: unknown): unknown => {
 // Helpers
 
 const signingKept = new WeakMap<StoredEntry, Uint8Array>()
+/** Where the `sig` map ends in the canonical bytes of entries decoded here (`rememberSigEnd`). */
+const sigEnds = new WeakMap<StoredEntry, number>()
 
 const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   const signed = e.entry
   const bytes = e.bytes
   if (signed._v !== undefined || signed.sig.sig === undefined) return signingBytes(signed)
   const key = stripUndefined(signed.sig.key)
-  const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
   const at = SIG_MAP_OFFSET
-  if (bytes.length < at + withSig.length || !startsWith(bytes, SIG_PREFIX, 0) || !startsWith(bytes, withSig, at))
-    return signingBytes(signed)
+  // canonical bytes decoded here: the sig map is known to run from `at` to its recorded end
+  let end = sigEnds.get(e)
+  if (end === undefined || !startsWith(bytes, SIG_PREFIX, 0)) {
+    const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
+    if (bytes.length < at + withSig.length || !startsWith(bytes, SIG_PREFIX, 0) || !startsWith(bytes, withSig, at))
+      return signingBytes(signed)
+    end = at + withSig.length
+  }
   const without = unsignedSigMap(key)
-  const out = new Uint8Array(bytes.length - withSig.length + without.length)
+  const out = new Uint8Array(bytes.length - (end - at) + without.length)
   out.set(bytes.subarray(0, at))
   out.set(without, at)
-  out.set(bytes.subarray(at + withSig.length), at + without.length)
+  out.set(bytes.subarray(end), at + without.length)
   return out
+}
+
+/**
+ * A cborg tokenizer that hands out the default tokenizer's tokens while checking what the decoded
+ * value cannot show: that no number was a float (a height written as 3.0 decodes as 3), that no
+ * text held U+FFFD (invalid UTF-8 decodes to it), and that each map's keys come in DAG-CBOR order
+ * (shorter first, then bytewise); and noting where the top-level `sig` map's value ends. It follows
+ * the nesting by counting items: a map of n entries holds 2n, an array n, a tag wraps the next item.
+ */
+class WatchingTokenizer implements DecodeTokenizer {
+  canonical = true
+  sigEnd = -1
+  private readonly inner: DecodeTokenizer
+  /** Per open container (index 0 is the top level, never closed): items left, whether a map, items read, and the last key's span. */
+  private readonly left: Array<number> = [1]
+  private readonly isMap: Array<boolean> = [false]
+  private readonly read: Array<number> = [0]
+  private readonly keyStart: Array<number> = [0]
+  private readonly keyLength: Array<number> = [0]
+  private depth = 0
+  /** The item index, in the top-level map, of the `sig` key's value (-1 until that key is read). */
+  private sigValue = -1
+
+  constructor(private readonly data: Uint8Array) {
+    this.inner = new cborg.Tokenizer(data, DAG_CBOR_DECODE)
+  }
+
+  done(): boolean {
+    return this.inner.done()
+  }
+
+  pos(): number {
+    return this.inner.pos()
+  }
+
+  next(): cborg.Token {
+    const start = this.inner.pos()
+    const token = this.inner.next()
+    const d = this.depth
+    const major = token.type.major
+    if (this.isMap[d] && (this.read[d]! & 1) === 0) {
+      // a key (DAG-CBOR keys are text; the decoder refuses any other)
+      const length = token.encodedLength ?? 0
+      if (this.read[d]! > 0 && !keyBefore(this.data, this.keyStart[d]!, this.keyLength[d]!, start, length)) this.canonical = false
+      this.keyStart[d] = start
+      this.keyLength[d] = length
+      if (d === 1 && token.value === "sig") this.sigValue = this.read[d]! + 1
+    }
+    if (major === MAJOR_MAP || major === MAJOR_ARRAY) {
+      const count = major === MAJOR_MAP ? (token.value as number) * 2 : (token.value as number)
+      if (count > 0) {
+        this.depth = d + 1
+        this.left[d + 1] = count
+        this.isMap[d + 1] = major === MAJOR_MAP
+        this.read[d + 1] = 0
+        return token
+      }
+    } else if (major === MAJOR_TAG) {
+      return token // the tagged item that follows completes it
+    } else if (major === MAJOR_STRING) {
+      if ((token.value as string).includes("\uFFFD")) this.canonical = false
+    } else if (major === MAJOR_SIMPLE && typeof token.value === "number") {
+      this.canonical = false
+    }
+    this.complete()
+    return token
+  }
+
+  /** One item is complete: count it in its container, closing every container it completes. */
+  private complete(): void {
+    let d = this.depth
+    while (d > 0) {
+      this.read[d]!++
+      if (d === 1 && this.read[1] === this.sigValue + 1 && this.sigValue > 0) this.sigEnd = this.inner.pos()
+      if (--this.left[d]! > 0) break
+      d--
+    }
+    this.depth = d
+  }
+}
+
+/** What cborg asks of a tokenizer (its `DecodeTokenizer` interface, which the package's entry point does not re-export). */
+type DecodeTokenizer = NonNullable<cborg.DecodeOptions["tokenizer"]>
+
+const MAJOR_STRING = 3
+const MAJOR_ARRAY = 4
+const MAJOR_MAP = 5
+const MAJOR_TAG = 6
+const MAJOR_SIMPLE = 7
+
+/** DAG-CBOR's decoding rules, as the inner tokenizer reads them (strict widths, no indefinite lengths). */
+const DAG_CBOR_DECODE: cborg.DecodeOptions = dagCbor.decodeOptions
+
+/** Whether the encoded key at `a` sorts strictly before the one at `b`: shorter first, then bytewise. */
+const keyBefore = (data: Uint8Array, a: number, aLength: number, b: number, bLength: number): boolean => {
+  if (aLength !== bLength) return aLength < bLength
+  for (let i = 0; i < aLength; i++) {
+    const x = data[a + i]!
+    const y = data[b + i]!
+    if (x !== y) return x < y
+  }
+  return false
 }
 
 /** The encoded `sig` map without a signature, `{key}`: the same for every entry a signer writes, so kept. */

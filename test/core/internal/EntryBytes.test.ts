@@ -1,0 +1,165 @@
+/**
+ * Decoding knows most entries are canonical without re-encoding them (`knownCanonical`), and cuts
+ * their signing bytes at the `sig` map's end it noted (`rememberSigEnd`). Both must agree with the
+ * plain rules: known canonical only when re-encoding gives the same bytes, whatever the bytes.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as dagCbor from "@ipld/dag-cbor"
+import * as cborg from "cborg"
+import { Token, Type } from "cborg"
+import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
+import { CID } from "multiformats/cid"
+import * as Entry from "../../../src/core/Entry.js"
+import { decodeWatched, fastEntry, knownCanonical } from "../../../src/core/internal/EntryBytes.js"
+import type { SigKey } from "../../../src/schema/Auth.js"
+
+const pub = (c: string) => `ed25519:${c.repeat(43)}=`
+const idOf = (n: number) => Entry.idOfBytes(new Uint8Array([n & 255, n >> 8, 7]))
+
+/** Signer shapes the fast structural check takes, hint names included (some equal to entry keys). */
+const keys: ReadonlyArray<SigKey> = [
+  { Direct: { hint: { pubkey: pub("A") } } },
+  { Direct: { hint: { pubkey: pub("B"), is_global: true } } },
+  { Direct: { hint: { name: "sig" } } },
+  { Direct: { hint: { name: "tree", pubkey: pub("C") } } },
+  { Direct: { hint: {} } }
+]
+
+/** Arbitrary valid entries: roots and children, heights (0 included), metadata, store heights and data, signed or not. */
+const anyEntry = fc
+  .record({
+    isRoot: fc.boolean(),
+    parents: fc.uniqueArray(fc.nat({ max: 50 }), { minLength: 1, maxLength: 3 }),
+    height: fc.nat({ max: 70_000 }),
+    metadata: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
+    stores: fc.uniqueArray(
+      fc.record({
+        name: fc.string({ unit: "grapheme", minLength: 1, maxLength: 6 }),
+        parents: fc.uniqueArray(fc.nat({ max: 50 }), { maxLength: 2 }),
+        data: fc.option(fc.uint8Array({ maxLength: 30 }), { nil: undefined }),
+        h: fc.option(fc.nat({ max: 300 }), { nil: undefined })
+      }),
+      { selector: (s) => s.name, maxLength: 3 }
+    ),
+    key: fc.constantFrom(...keys),
+    sig: fc.option(fc.base64String({ minLength: 4, maxLength: 88 }), { nil: undefined })
+  })
+  .map((r) => {
+    const made = Entry.make({
+      ...(r.isRoot ? {} : { root: idOf(999) }),
+      parents: r.isRoot ? [] : r.parents.map(idOf),
+      height: r.isRoot ? 0 : r.height,
+      metadata: r.metadata,
+      subtrees: [
+        ...(r.isRoot ? [{ name: "_root", parents: [] }] : []),
+        ...r.stores.filter((s) => s.name !== "_root").map((s) => ({ ...s, parents: s.parents.map(idOf) }))
+      ],
+      key: r.key
+    })
+    return r.sig === undefined ? made : Entry.withSignature(made, r.sig)
+  })
+
+/** Known canonical from decoding, checked against re-encoding; undefined when the bytes are not a fast-path entry. */
+const knownAndTrue = (bytes: Uint8Array): boolean | undefined => {
+  let watched
+  try {
+    watched = decodeWatched(bytes)
+  } catch {
+    return undefined
+  }
+  const entry = fastEntry(watched.raw)
+  if (entry === undefined) return undefined
+  const known = knownCanonical(watched, entry)
+  if (known) expect(Buffer.from(Entry.encode(entry)).equals(Buffer.from(bytes))).toBe(true)
+  return known
+}
+
+/**
+ * Encode a value as DAG-CBOR would, except: each map's keys in the order `order` gives, integers
+ * `asFloat` says so written as floats, and `extra` fields added to the top-level and tree maps.
+ */
+const encodeOdd = (
+  value: unknown,
+  order: (keys: Array<string>) => Array<string>,
+  asFloat: (n: number) => boolean
+): Uint8Array =>
+  cborg.encode(value, {
+    float64: true,
+    typeEncoders: {
+      Object: (obj: unknown, _typ: string, options: cborg.EncodeOptions) => {
+        const cid = CID.asCID(obj)
+        if (cid !== null) {
+          const bytes = new Uint8Array(cid.bytes.byteLength + 1)
+          bytes.set(cid.bytes, 1)
+          return [new Token(Type.tag, 42), new Token(Type.bytes, bytes)]
+        }
+        if (obj instanceof Uint8Array) return null
+        const record = obj as Record<string, unknown>
+        const ks = order(Object.keys(record))
+        return [new Token(Type.map, ks.length), ...ks.map((k) => [new Token(Type.string, k), cborg.objectToTokens(record[k], options)])]
+      },
+      number: (n: unknown) => (typeof n === "number" && asFloat(n) ? [new Token(Type.float, n)] : null)
+    }
+  })
+
+/** The decoded CBOR of an entry (CID links and all), to re-encode oddly. */
+const rawOf = (entry: Parameters<typeof Entry.encode>[0]) => dagCbor.decode(Entry.encode(entry)) as Record<string, unknown>
+
+describe("canonical form known from decoding", () => {
+  it.prop("every canonical entry is known canonical, decodes, and its cut signing bytes are its signing bytes", [anyEntry], ([entry]) => {
+    const bytes = Entry.encode(entry)
+    expect(knownAndTrue(bytes)).toBe(true)
+    const decoded = Either.getOrThrow(Entry.decode(bytes))
+    expect(Buffer.from(Entry.signingBytesOf(decoded)).equals(Buffer.from(Entry.signingBytes(entry)))).toBe(true)
+  }, { fastCheck: { numRuns: 300 } })
+
+  it.prop(
+    "a changed byte is never taken as canonical unless re-encoding gives those very bytes",
+    [anyEntry, fc.nat(), fc.integer({ min: 0, max: 255 })],
+    ([entry, at, byte]) => {
+      const bytes = new Uint8Array(Entry.encode(entry))
+      bytes[at % bytes.length] = byte
+      knownAndTrue(bytes)
+      // and decode agrees with the plain rule (decoding, then re-encoding to compare)
+      const decoded = Entry.decode(bytes)
+      if (Either.isRight(decoded)) expect(Buffer.from(Entry.encode(decoded.right.entry)).equals(Buffer.from(bytes))).toBe(true)
+    },
+    { fastCheck: { numRuns: 2_000 } }
+  )
+
+  it.prop(
+    "keys out of order, integers written as floats, defaults written out: refused, never known canonical",
+    [anyEntry, fc.integer(), fc.constantFrom("order", "float", "version", "height0")],
+    ([entry, seed, how]) => {
+      const raw = rawOf(entry)
+      const tree = raw.tree as Record<string, unknown>
+      if (how === "version") raw._v = 0
+      if (how === "height0") {
+        if (tree.h !== undefined) return
+        tree.h = 0
+      }
+      const order = how === "order"
+        ? (ks: Array<string>) => (ks.length > 1 ? [...ks].sort().sort(() => ((seed = (seed * 1103515245 + 12345) | 0) & 1 ? 1 : -1)) : ks)
+        : (ks: Array<string>) => [...ks].sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0))
+      const bytes = encodeOdd(raw, order, (n) => how === "float" && n > 0)
+      const canonical = Buffer.from(bytes).equals(Buffer.from(Entry.encode(entry)))
+      const known = knownAndTrue(bytes)
+      if (!canonical) {
+        expect(known).not.toBe(true)
+        expect(Either.isLeft(Entry.decode(bytes))).toBe(true)
+      }
+    },
+    { fastCheck: { numRuns: 600 } }
+  )
+
+  it("text that is not UTF-8 is not taken as canonical (it decodes to U+FFFD, which re-encodes otherwise)", () => {
+    const entry = Entry.make({ root: idOf(1), parents: [idOf(2)], height: 1, subtrees: [{ name: "ab", parents: [] }], key: keys[0]! })
+    const bytes = new Uint8Array(Entry.encode(entry))
+    const at = Buffer.from(bytes).indexOf(Buffer.from("ab"))
+    bytes[at] = 0xff // "\xffb": invalid UTF-8 of the same length
+    expect(knownAndTrue(bytes)).toBe(false)
+    const decoded = Entry.decode(bytes)
+    expect(Either.isLeft(decoded) && decoded.left).toMatch(/canonical/)
+  })
+})
