@@ -21,6 +21,8 @@ import {
   decodeWatched,
   fastEntry,
   knownCanonical,
+  Link,
+  rememberLink,
   rememberSigEnd,
   stripUndefined,
   type Watched
@@ -97,8 +99,10 @@ export const idOfBytes = (bytes: Uint8Array): string => {
   const cid = CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes)))
   // the base32 multibase string, as CID#toString gives for a v1 CID, without its per-CID string cache
   const text = base32.encode(cid.bytes)
-  // a new ID is soon a parent to encode: keep its CID so encoding the child does not parse the string
+  // a new ID is soon a parent to encode (keep its CID, so encoding the child does not parse the
+  // string) or to decode (keep its string, so decoding the child does not build it again)
   rememberCid(text, cid)
+  rememberLink(cid.bytes, text)
   return text
 }
 
@@ -267,6 +271,7 @@ const toCbor = (entry: Entry, withSig: boolean): Record<string, unknown> => {
 /** Turn decoded CBOR into the string-ID shape the schema checks; a string result is the reason it fails. */
 const fromCbor = (raw: unknown): unknown => {
   const convert = (v: unknown, path: string): unknown => {
+    if (v instanceof Link) return v.text
     const cid = CID.asCID(v)
     if (cid !== null) {
       if (cid.version !== 1 || cid.code !== DAG_CBOR) throw new Error(`${path}: an ID must be a CIDv1 dag-cbor link`)

@@ -16,6 +16,7 @@ import { CID } from "multiformats/cid"
 import type { SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
 import { DAG_CBOR, encode, height, signingBytes, type StoredEntry } from "../Entry.js"
+import { Bounded } from "./Bounded.js"
 
 /**
  * The encoding of a signed entry from the signing bytes of the same entry: CBOR is concatenative
@@ -61,7 +62,7 @@ export const signingBytesOf = (e: StoredEntry): Uint8Array => {
 export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either<StoredEntry, string> => {
   let raw: unknown
   try {
-    raw = dagCbor.decode(bytes)
+    raw = cborg.decode(plainView(bytes), WITH_LINKS)
   } catch (e) {
     return Either.left(`not DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
   }
@@ -113,10 +114,9 @@ export interface Watched {
  * `dagCbor.decode` does on bytes that are not DAG-CBOR.
  */
 export const decodeWatched = (bytes: Uint8Array): Watched => {
-  // a plain view of a Buffer, as dagCbor.decode takes it: byte strings decode as slices of it
-  const view = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const view = plainView(bytes)
   const tokenizer = new WatchingTokenizer(view)
-  const raw = cborg.decode(view, { ...dagCbor.decodeOptions, tokenizer })
+  const raw = cborg.decode(view, { ...WITH_LINKS, tokenizer })
   return { raw, tokensCanonical: tokenizer.canonical, sigEnd: tokenizer.sigEnd }
 }
 
@@ -397,28 +397,69 @@ interface RawEntry {
 /** The fast path of `fromCbor` for trusted bytes: IDs sit only in `tree.root` and the parent lists. */
 const fromCborTrusted = (raw: RawEntry): Entry => {
   const link = (v: unknown): string => {
+    if (v instanceof Link) return v.text
     const cid = CID.asCID(v)
     if (cid === null) throw new Error("an ID is not a CID link")
-    return linkText(cid)
+    return cid.toString()
   }
   const tree = { ...raw.tree, parents: raw.tree.parents.map(link) }
   if (raw.tree.root !== undefined) tree.root = link(raw.tree.root)
   return { ...raw, tree, subtrees: raw.subtrees.map((s) => ({ ...s, parents: s.parents.map(link) })) } as unknown as Entry
 }
 
-const cidText = new Map<string, string>()
-
-/** The string form of a CID link, cached by its bytes (base32 is the slow part; IDs recur). */
-const linkText = (cid: CID): string => {
-  const key = String.fromCharCode.apply(null, cid.bytes as unknown as Array<number>)
-  let text = cidText.get(key)
-  if (text === undefined) {
-    text = cid.toString()
-    if (cidText.size > 100_000) cidText.clear()
-    cidText.set(key, text)
-  }
-  return text
+/**
+ * An ID link as decoding gives it: a tag-42 CID that is a CIDv1 dag-cbor (an entry ID), as its
+ * string, with the CID's bytes to tell two links of one hash apart. Links of other CIDs decode as
+ * CID objects, which the structural check refuses and the schema path reports.
+ */
+export class Link {
+  constructor(readonly text: string, readonly bytes: Uint8Array) {}
 }
+
+/** How many links are remembered (`links`). */
+export const LINK_CACHE_SIZE = 4_096
+
+/**
+ * Links by a hash of their CID bytes. The IDs an entry names are nearly always of entries decoded
+ * or made moments before (its parents, its root), so a link is found here by hashing its bytes and
+ * comparing them, instead of parsing the CID and encoding its base32 string.
+ */
+const links = new Bounded<number, Link>(LINK_CACHE_SIZE)
+
+/** FNV-1a over bytes[from..]: the key of a link's CID bytes in `links`. */
+const hashFrom = (bytes: Uint8Array, from: number): number => {
+  let h = 0x811c9dc5
+  for (let i = from; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
+  return h
+}
+
+/** Remember the ID string of CID bytes just made (an entry's own ID: soon a parent to decode). */
+export const rememberLink = (cidBytes: Uint8Array, text: string): void => links.set(hashFrom(cidBytes, 0), new Link(text, cidBytes))
+
+/** The content of tag 42 (0x00 then CID bytes) as a Link, or as a CID when it is not an entry ID. */
+const linkOfTagged = (tagged: unknown): Link | CID => {
+  // as @ipld/dag-cbor's own tag-42 decoder refuses
+  if (!(tagged instanceof Uint8Array) || tagged[0] !== 0) throw new Error("Invalid CID for CBOR tag 42; expected leading 0x00")
+  const h = hashFrom(tagged, 1)
+  const hit = links.get(h)
+  if (hit !== undefined && hit.bytes.length === tagged.length - 1 && startsWith(tagged, hit.bytes, 1)) return hit
+  const cid = CID.decode(tagged.subarray(1))
+  if (cid.version !== 1 || cid.code !== DAG_CBOR) return cid
+  // a copy: a slice would keep the whole received message alive
+  const link = new Link(cid.toString(), cid.bytes.slice())
+  links.set(h, link)
+  return link
+}
+
+/** DAG-CBOR's decoding rules, tag-42 links decoded as `Link`s. */
+const WITH_LINKS: cborg.DecodeOptions = {
+  ...dagCbor.decodeOptions,
+  tags: { ...dagCbor.decodeOptions.tags, [CID_TAG]: (decode: cborg.TagDecodeControl) => linkOfTagged(decode()) }
+}
+
+/** A plain view of a Buffer, as dagCbor.decode takes it: byte strings decode as slices of it. */
+const plainView = (bytes: Uint8Array): Uint8Array =>
+  bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 type RawMap = Record<string, unknown>
 
@@ -431,11 +472,8 @@ const isMapOf = (v: unknown, allowed: ReadonlySet<string>): v is RawMap => {
 
 const isHeight = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0
 
-/** An entry ID from a CIDv1 dag-cbor link, or undefined. */
-const fastLink = (v: unknown): string | undefined => {
-  const cid = CID.asCID(v)
-  return cid !== null && cid.version === 1 && cid.code === DAG_CBOR ? linkText(cid) : undefined
-}
+/** An entry ID from a decoded link, or undefined. */
+const fastLink = (v: unknown): string | undefined => (v instanceof Link ? v.text : undefined)
 
 const fastLinks = (v: unknown): Array<string> | undefined => {
   if (!Array.isArray(v)) return undefined

@@ -10,6 +10,7 @@ import { Token, Type } from "cborg"
 import * as Either from "effect/Either"
 import * as fc from "effect/FastCheck"
 import { CID } from "multiformats/cid"
+import * as Digest from "multiformats/hashes/digest"
 import * as Entry from "../../../src/core/Entry.js"
 import { decodeWatched, fastEntry, knownCanonical } from "../../../src/core/internal/EntryBytes.js"
 import type { SigKey } from "../../../src/schema/Auth.js"
@@ -161,5 +162,30 @@ describe("canonical form known from decoding", () => {
     expect(knownAndTrue(bytes)).toBe(false)
     const decoded = Entry.decode(bytes)
     expect(Either.isLeft(decoded) && decoded.left).toMatch(/canonical/)
+  })
+})
+
+describe("ID links", () => {
+  /** A CIDv1 dag-cbor BLAKE3 ID over a digest made from `i` (bytes 0-3 and 28-31). */
+  const idFrom = (i: number) => {
+    const digest = new Uint8Array(32)
+    const view = new DataView(digest.buffer)
+    view.setUint32(0, i)
+    view.setUint32(28, Math.imul(i, 2654435761))
+    return CID.createV1(0x71, Digest.create(0x1e, digest)).toString()
+  }
+  const naming = (parent: string) =>
+    Entry.encode(Entry.make({ root: parent, parents: [parent], height: 1, subtrees: [], key: keys[0]! }))
+
+  it("links decode to their own ID, first seen or remembered, even when two share the cache's hash", () => {
+    // 381 and 29,897 give CIDs whose bytes collide under the link cache's 32-bit FNV-1a hash
+    const a = idFrom(381)
+    const b = idFrom(29_897)
+    expect(a).not.toBe(b)
+    for (const id of [a, b, a, b, idFrom(5), a]) {
+      const decoded = Either.getOrThrow(Entry.decode(naming(id)))
+      expect(decoded.entry.tree.parents).toEqual([id])
+      expect(decoded.entry.tree.root).toBe(id)
+    }
   })
 })
