@@ -151,7 +151,6 @@ const check = (
     }
     const known = new Map<string, StoredEntry>()
     if (outside.size > 0) for (const f of yield* storage.getMany([...outside])) known.set(f.id, f)
-    const find = (id: string): StoredEntry | undefined => overlay.get(id) ?? known.get(id)
     const rejected: Array<InvalidEntry> = []
     const pending: Array<Pending> = []
     // what to verify, slice by slice: each slice goes to the verifier (when it can work in the
@@ -178,7 +177,7 @@ const check = (
     for (let i = 0; i < batch.length; i++) {
       const e = batch[i]!
       if (verifyAhead !== undefined && pending.length - sliced >= sliceSize()) yield* verifyAhead(cutSlice())
-      const structure = structureOf(e, metas[i], find, overlay, parseDeltas)
+      const structure = structureOf(e, metas[i], overlay, known, parseDeltas)
       if (typeof structure === "string") {
         rejected.push(new InvalidEntry({ entryId: e.id, reason: structure }))
         continue

@@ -53,6 +53,14 @@ export interface Pending {
 }
 
 /**
+ * An entry of the batch (`overlay`) or fetched for it (`known`). The two maps are passed down rather
+ * than a lookup closure: a closure made per batch is a new call target each batch, for which V8
+ * throws away the optimised code of `structureOf` and compiles it again (three times in a bootstrap).
+ */
+const find = (overlay: ReadonlyMap<string, StoredEntry>, known: ReadonlyMap<string, StoredEntry>, id: string) =>
+  overlay.get(id) ?? known.get(id)
+
+/**
  * The checks that need no settings: structure, signature present, parents present in this tree with
  * the height one more than the highest, store parents, well-formed plain deltas, pinned tips.
  * Returns the reason the entry is invalid, or what the settings checks need.
@@ -60,8 +68,8 @@ export interface Pending {
 export const structureOf = (
   e: StoredEntry,
   meta: EntryMetadata | undefined,
-  find: (id: string) => StoredEntry | undefined,
   overlay: ReadonlyMap<string, StoredEntry>,
+  known: ReadonlyMap<string, StoredEntry>,
   parseDeltas: boolean
 ): Structure | string => {
   const entry = e.entry
@@ -76,14 +84,14 @@ export const structureOf = (
   // parents: present, same tree, and the height is one more than the highest
   let maxParent = -1
   for (const parent of entry.tree.parents) {
-    const p = find(parent)
+    const p = find(overlay, known, parent)
     if (p === undefined) return `unknown parent ${parent}`
     if (p.treeId !== e.treeId) return `parent ${parent} belongs to another database`
     if (overlay.has(parent)) deps.push(parent)
     maxParent = Math.max(maxParent, p.height)
   }
   if (!root) {
-    const r = find(e.treeId)
+    const r = find(overlay, known, e.treeId)
     if (r === undefined || !Entry.isRoot(r.entry)) return `unknown database root ${e.treeId}`
   }
   if (e.height !== maxParent + 1) return `height ${e.height} should be ${maxParent + 1}`
@@ -94,7 +102,7 @@ export const structureOf = (
     const h = node.h ?? e.height
     let highest = -1
     for (const parent of node.parents) {
-      const p = find(parent)
+      const p = find(overlay, known, parent)
       if (p === undefined) return `unknown parent ${parent} of store ${node.name}`
       if (p.treeId !== e.treeId) return `store parent ${parent} belongs to another database`
       const theirs = Entry.subtree(p.entry, node.name)
@@ -123,7 +131,7 @@ export const structureOf = (
   if (!Entry.isCanonicalIdList(tips)) return "pinned settings tips must be sorted and without duplicates"
   if (tips.length > MAX_SETTINGS_TIPS) return `an entry pins at most ${MAX_SETTINGS_TIPS} settings tips, this one ${tips.length}`
   for (const t of tips) {
-    const tip = find(t)
+    const tip = find(overlay, known, t)
     if (tip === undefined || tip.treeId !== e.treeId) return `pinned settings tip ${t} is not a known entry of this database`
     if (tip.height >= e.height) return belowEntry(`pinned settings tip ${t}`, tip.height, e.height)
     if (overlay.has(t)) deps.push(t)

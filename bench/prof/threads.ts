@@ -1,0 +1,39 @@
+// CPU time per thread of this process (Linux /proc), and of another process, for telling apart the
+// main thread, the verification workers and V8's own threads (GC, compilation) in a profiling run.
+import { readdirSync, readFileSync } from "node:fs"
+
+/** Clock ticks (utime + stime) of one /proc stat file, and the thread's name. */
+const ticksOf = (path: string): { readonly name: string; readonly ticks: number } | undefined => {
+  try {
+    const stat = readFileSync(path, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ticks: Number(fields[11]) + Number(fields[12]) }
+  } catch {
+    return undefined
+  }
+}
+
+/** Ticks per thread of this process, by thread id. */
+export const snapshot = (): Map<string, number> => {
+  const out = new Map<string, number>()
+  for (const tid of readdirSync("/proc/self/task")) {
+    const t = ticksOf(`/proc/self/task/${tid}/stat`)
+    if (t !== undefined) out.set(tid, t.ticks)
+  }
+  return out
+}
+
+/** Milliseconds of CPU since `before`: the main thread, the two busiest others (the verification workers when they ran), and the rest. */
+export const since = (before: Map<string, number>): { main: number; workers: number; rest: number } => {
+  const main = String(process.pid)
+  const used: Array<[string, number]> = [...snapshot()].map(([tid, t]) => [tid, (t - (before.get(tid) ?? 0)) * 10])
+  const others = used.filter(([tid]) => tid !== main).map(([, ms]) => ms).sort((a, b) => b - a)
+  return {
+    main: used.find(([tid]) => tid === main)?.[1] ?? 0,
+    workers: (others[0] ?? 0) + (others[1] ?? 0),
+    rest: others.slice(2).reduce((a, b) => a + b, 0)
+  }
+}
+
+/** Milliseconds of CPU of a whole process so far (all its threads). */
+export const processMs = (pid: number): number => (ticksOf(`/proc/${pid}/stat`)?.ticks ?? 0) * 10
