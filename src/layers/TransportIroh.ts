@@ -13,8 +13,8 @@
  * connection the peer has closed meanwhile is replaced once, one dialled at addresses the peer's
  * ticket no longer names is closed and replaced, and one a send timed out on is closed. The server
  * answers each stream in its own fiber (internal/IrohStream.ts), at most `maxConcurrentStreams` at
- * once and `maxStreamsPerPeer` of one peer, over at most `maxConnections` connections
- * (`maxConnectionsPerAddress` from one IP address), the request and the response each never
+ * once (`maxStreamsPerPeer` of one peer, `maxStreamsPerAddress` of one IP address), over at most
+ * `maxConnections` connections (`maxConnectionsPerAddress` from one IP address), the request and the response each never
  * idle for `bodyTimeout` and whole within `requestTimeout`; malformed or oversized requests are
  * answered `{"Error": …}`, stalled ones reset, a peer that stops taking its response loses its
  * connection, none crash the server, and a handler defect resets that stream only.
@@ -82,6 +82,11 @@ export interface IrohTransportOptions {
   readonly maxConcurrentStreams?: number | undefined
   /** Server: requests read or answered at once for one peer (endpoint id), over all its connections (default 16). */
   readonly maxStreamsPerPeer?: number | undefined
+  /**
+   * Server: requests read or answered at once from one IP address, over all its peers (default 32,
+   * half of `maxConcurrentStreams`): endpoint ids are free to make, so one host cannot take every slot.
+   */
+  readonly maxStreamsPerAddress?: number | undefined
   /** Server: connections open at once (default 1024); a further one is refused. */
   readonly maxConnections?: number | undefined
   /** Server: connections open at once from one IP address (default 64); a further one is refused. */
@@ -105,6 +110,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
     const perPeerStreams = options.maxStreamsPerPeer ?? 16
+    const perAddressStreams = options.maxStreamsPerAddress ?? 32
     const maxConnections = options.maxConnections ?? 1024
     const perAddressConnections = options.maxConnectionsPerAddress ?? 64
     const serveOnce = yield* makeServeOnce
@@ -271,7 +277,10 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         // before the endpoint closes under them. Run interruptible: `serve` itself is not, and a
         // fiber forked there would inherit that and never stop.
         const set = yield* FiberSet.make()
-        const perPeer = new Map<string, { readonly semaphore: Effect.Semaphore; refs: number }>()
+        // a stream is served only with a slot of its peer's own and of its address's own (over all
+        // their connections): one peer cannot fill every slot of the server, nor one host of many ids
+        const peerSlots = keyedPermits(perPeerStreams)
+        const addressSlots = keyedPermits(perAddressStreams)
         const fork = (effect: Effect.Effect<void>) => FiberSet.run(set, Effect.interruptible(effect))
         // connections open, in all and per source address: past either cap a new one is refused
         // before its handshake (a connection costs a fiber and iroh's state, and ids are free to make)
@@ -301,23 +310,12 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
             const connection = yield* Effect.tryPromise(async () => (await incoming.accept()).connect())
             const remote = `${IROH_TRANSPORT_TYPE}:${connection.remoteId().toString()}`
             const close = (why: string) => connection.close(1n, textNumbers(why))
-            // a stream is served only with a slot of its peer's own (over all its connections): one
-            // peer cannot fill every slot of the server
-            const own = yield* Effect.acquireRelease(
-              Effect.sync(() => {
-                let peer = perPeer.get(remote)
-                if (peer === undefined) perPeer.set(remote, peer = { semaphore: Effect.unsafeMakeSemaphore(perPeerStreams), refs: 0 })
-                peer.refs++
-                return peer
-              }),
-              (peer) =>
-                Effect.sync(() => {
-                  if (--peer.refs === 0) perPeer.delete(remote)
-                })
-            ).pipe(Effect.map((peer) => peer.semaphore))
+            const peer = yield* peerSlots(remote)
+            const host = yield* addressSlots(from)
             while (true) {
               const stream = yield* Effect.tryPromise(() => connection.acceptBi())
-              yield* fork(own.withPermits(1)(streams.withPermits(1)(serveStream(stream, remote, handler, limit, timeouts, close))))
+              const served = serveStream(stream, remote, handler, limit, timeouts, close)
+              yield* fork(peer.withPermits(1)(host.withPermits(1)(streams.withPermits(1)(served))))
             }
           }).pipe(Effect.ignore, Effect.scoped)
         yield* fork(
@@ -349,6 +347,27 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 // helpers
 
 const ALPN_BYTES: Array<number> = textNumbers(IROH_ALPN)
+
+/**
+ * Semaphores of `permits` each, one per key (a peer, an address), kept while some connection of
+ * that key holds it: `slotsOf(key)` in a scope gives the key's semaphore for that scope.
+ */
+const keyedPermits = (permits: number) => {
+  const held = new Map<string, { readonly semaphore: Effect.Semaphore; refs: number }>()
+  return (key: string): Effect.Effect<Effect.Semaphore, never, Scope.Scope> =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        let slots = held.get(key)
+        if (slots === undefined) held.set(key, slots = { semaphore: Effect.unsafeMakeSemaphore(permits), refs: 0 })
+        slots.refs++
+        return slots
+      }),
+      (slots) =>
+        Effect.sync(() => {
+          if (--slots.refs === 0) held.delete(key)
+        })
+    ).pipe(Effect.map((slots) => slots.semaphore))
+}
 
 /**
  * A client's connection to a peer: the direct addresses it was dialled at, the sends using it, and

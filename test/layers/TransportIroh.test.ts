@@ -477,6 +477,38 @@ describe("iroh transport: limits per peer, stalled reads, ports", () => {
       expect(result).toEqual(Either.right("Ack"))
     }), 30_000)
 
+  it.scopedLive("peers of one address (ids are free to make) take only that address's slots: a peer from another address is answered meanwhile", () =>
+    Effect.gen(function*() {
+      const server = yield* make({ bodyTimeout: "20 seconds", maxConcurrentStreams: 4, maxStreamsPerPeer: 2, maxStreamsPerAddress: 2 })
+      const served = yield* Effect.orDie(server.serve("127.0.0.1:0", echoHandler()))
+      const held: Array<unknown> = []
+      // two peers (two endpoint ids) from 127.0.0.1, each stalling its two streams: without a cap per
+      // address they would hold all four slots
+      for (let p = 0; p < 2; p++) {
+        const { endpoint, m } = yield* rawEndpoint
+        const ticket = m.EndpointTicket.fromString(served.address).endpointAddr()
+        const target = new m.EndpointAddr(ticket.id(), null, ticket.directAddresses().filter((a) => a.startsWith("127.")))
+        const connection = yield* Effect.promise(() => endpoint.connect(target, bytesOf("eidetica/v0")))
+        held.push(endpoint, connection)
+        for (let s = 0; s < 2; s++) {
+          held.push(yield* Effect.promise(async () => {
+            const stream = await connection.openBi()
+            await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+            return stream
+          }))
+        }
+      }
+      yield* Effect.sleep("300 millis")
+      // a peer from ::1, another source address, dialling the ticket's IPv6 address only
+      const m = yield* Effect.promise(() => iroh())
+      const ticket = m.EndpointTicket.fromString(served.address).endpointAddr()
+      const v6 = new m.EndpointAddr(ticket.id(), null, ticket.directAddresses().filter((a) => a.startsWith("[::1]")))
+      const client = yield* make({ clientBind: "[::1]:0", timeout: "3 seconds" })
+      const result = yield* Effect.either(client.send({ transport_type: "iroh", address: m.EndpointTicket.fromAddr(v6).toString() }, { SendEntries: [] }))
+      expect(held.length).toBe(8)
+      expect(result).toEqual(Either.right("Ack"))
+    }), 30_000)
+
   it.scopedLive("rebinding a port a closed server held that another socket took meanwhile fails within seconds", () =>
     Effect.gen(function*() {
       const m = yield* Effect.promise(() => iroh())
