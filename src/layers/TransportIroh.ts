@@ -14,8 +14,8 @@
  * ticket no longer names is closed and replaced, and one a send timed out on is closed. The server
  * answers each stream in its own fiber (internal/IrohStream.ts), at most `maxConcurrentStreams` at
  * once (`maxStreamsPerPeer` of one peer, `maxStreamsPerAddress` of one IP address), over at most
- * `maxConnections` connections (`maxConnectionsPerAddress` from one IP address), the request and the response each never
- * idle for `bodyTimeout` and whole within `requestTimeout`; malformed or oversized requests are
+ * `maxConnections` connections (`maxConnectionsPerAddress` from one IP address), the request and
+ * the response each never idle for `bodyTimeout` and whole within `requestTimeout`; malformed or oversized requests are
  * answered `{"Error": …}`, stalled ones reset, a peer that stops taking its response loses its
  * connection, none crash the server, and a handler defect resets that stream only.
  */
@@ -349,8 +349,8 @@ export const layerIroh: Layer.Layer<Transport> = layerIrohWith({})
 const ALPN_BYTES: Array<number> = textNumbers(IROH_ALPN)
 
 /**
- * Semaphores of `permits` each, one per key (a peer, an address), kept while some connection of
- * that key holds it: `slotsOf(key)` in a scope gives the key's semaphore for that scope.
+ * Semaphores of `permits` each, one per key (a peer, an address), kept while some connection of that
+ * key holds one: the function returned gives, in a scope, the key's semaphore for that scope.
  */
 const keyedPermits = (permits: number) => {
   const held = new Map<string, { readonly semaphore: Effect.Semaphore; refs: number }>()

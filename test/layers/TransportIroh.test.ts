@@ -41,6 +41,13 @@ const iroh = (): Promise<typeof Iroh> =>
 const bytesOf = (text: string): Array<number> => [...Buffer.from(text, "utf8")]
 const textOf = (numbers: ReadonlyArray<number>): string => Buffer.from(numbers).toString("utf8")
 
+/** A stream opened on `connection` with a request begun and never finished (hold it: a collected stream stops). */
+const stalledStream = async (connection: Iroh.Connection): Promise<Iroh.BiStream> => {
+  const stream = await connection.openBi()
+  await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
+  return stream
+}
+
 /** A raw iroh endpoint on loopback (no ALPN of its own), for clients that misbehave. */
 const rawEndpoint = Effect.acquireRelease(
   Effect.promise(async () => {
@@ -168,11 +175,7 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       const connection = yield* Effect.promise(() => raw.connect())
       // six streams, each a request begun and never finished, all held to the end
       const stalled = yield* Effect.promise(() =>
-        Promise.all(Array.from({ length: 6 }, async () => {
-          const stream = await connection.openBi()
-          await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
-          return stream
-        }))
+        Promise.all(Array.from({ length: 6 }, () => stalledStream(connection)))
       )
       yield* Effect.sleep("300 millis")
       const client = yield* make({ timeout: "3 seconds" })
@@ -463,11 +466,7 @@ describe("iroh transport: limits per peer, stalled reads, ports", () => {
         const connection = yield* Effect.promise(() => endpoint.connect(target, bytesOf("eidetica/v0")))
         held.push(connection)
         for (let s = 0; s < 2; s++) {
-          held.push(yield* Effect.promise(async () => {
-            const stream = await connection.openBi()
-            await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
-            return stream
-          }))
+          held.push(yield* Effect.promise(() => stalledStream(connection)))
         }
       }
       yield* Effect.sleep("300 millis")
@@ -491,11 +490,7 @@ describe("iroh transport: limits per peer, stalled reads, ports", () => {
         const connection = yield* Effect.promise(() => endpoint.connect(target, bytesOf("eidetica/v0")))
         held.push(endpoint, connection)
         for (let s = 0; s < 2; s++) {
-          held.push(yield* Effect.promise(async () => {
-            const stream = await connection.openBi()
-            await stream.send.writeAll(bytesOf("{\"SendEntries\":["))
-            return stream
-          }))
+          held.push(yield* Effect.promise(() => stalledStream(connection)))
         }
       }
       yield* Effect.sleep("300 millis")

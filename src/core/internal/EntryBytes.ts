@@ -2,9 +2,11 @@
  * The byte-level fast paths of entry encoding and decoding: splicing the `sig` map in and out of
  * canonical bytes (so a signed entry is not encoded twice, nor its signing bytes re-encoded), decoding
  * bytes this storage wrote itself without checks, reading one store's data without building the
- * entry, and the hand-written structural check `decode` tries before the Entry schema. Each is an
- * optimisation equal to a plain path of `Entry.ts` (and falls back to it); kept apart so `Entry.ts`
- * reads as the format's rules. `Entry.ts` re-exports the public ones.
+ * entry, the hand-written structural check `decode` tries before the Entry schema, the decoding that
+ * knows canonical bytes without re-encoding them (`decodeWatched`, `knownCanonical`), and ID links
+ * decoded as their strings by a hash of their bytes (`Link`). Each is an optimisation equal to a
+ * plain path of `Entry.ts` (and falls back to it); kept apart so `Entry.ts` reads as the format's
+ * rules. `Entry.ts` re-exports the public ones.
  *
  * Imports `Entry.ts` back (its encoders, for the fallbacks): a cycle that is safe because neither
  * module touches the other at load time, only inside functions.
