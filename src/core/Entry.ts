@@ -17,16 +17,8 @@ import { decodeEntryEither } from "../schema/Entry.js"
 import { compareIds, compareNames } from "../schema/Ids.js"
 import { blake3 } from "./internal/blake3.js"
 import { Bounded } from "./internal/Bounded.js"
-import {
-  decodeWatched,
-  fastEntry,
-  knownCanonical,
-  Link,
-  rememberLink,
-  rememberSigEnd,
-  stripUndefined,
-  type Watched
-} from "./internal/EntryBytes.js"
+import { fastEntry, rememberSigEnd, stripUndefined } from "./internal/EntryBytes.js"
+import { decodeWatched, knownCanonical, Link, rememberLink, type Watched } from "./internal/EntryDecoding.js"
 
 export { decodeTrusted, encodeSigned, signingBytesOf, storeDataOfBytes } from "./internal/EntryBytes.js"
 

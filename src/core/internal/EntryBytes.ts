@@ -2,11 +2,10 @@
  * The byte-level fast paths of entry encoding and decoding: splicing the `sig` map in and out of
  * canonical bytes (so a signed entry is not encoded twice, nor its signing bytes re-encoded), decoding
  * bytes this storage wrote itself without checks, reading one store's data without building the
- * entry, the hand-written structural check `decode` tries before the Entry schema, the decoding that
- * knows canonical bytes without re-encoding them (`decodeWatched`, `knownCanonical`), and ID links
- * decoded as their strings by a hash of their bytes (`Link`). Each is an optimisation equal to a
- * plain path of `Entry.ts` (and falls back to it); kept apart so `Entry.ts` reads as the format's
- * rules. `Entry.ts` re-exports the public ones.
+ * entry, and the hand-written structural check `decode` tries before the Entry schema (how the
+ * bytes are decoded, watched and their links read, is `EntryDecoding.ts`). Each is an optimisation
+ * equal to a plain path of `Entry.ts` (and falls back to it); kept apart so `Entry.ts` reads as the
+ * format's rules. `Entry.ts` re-exports the public ones.
  *
  * Imports `Entry.ts` back (its encoders, for the fallbacks): a cycle that is safe because neither
  * module touches the other at load time, only inside functions.
@@ -17,8 +16,8 @@ import * as Either from "effect/Either"
 import { CID } from "multiformats/cid"
 import type { SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
-import { DAG_CBOR, encode, height, signingBytes, type StoredEntry } from "../Entry.js"
-import { Bounded } from "./Bounded.js"
+import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
+import { CID_TAG, Link, plainView, WITH_LINKS } from "./EntryDecoding.js"
 
 /**
  * The encoding of a signed entry from the signing bytes of the same entry: CBOR is concatenative
@@ -97,41 +96,6 @@ export const storeDataOfBytes = (bytes: Uint8Array, store: string): Either.Eithe
   }
   return Either.right(undefined)
 }
-
-/**
- * What decoding entry bytes saw besides the value: whether every token was in the form re-encoding
- * gives back (see `WatchingTokenizer`), and where the top-level `sig` map ends.
- */
-export interface Watched {
-  readonly raw: unknown
-  /** No float, no string with U+FFFD, every map's keys in DAG-CBOR order. */
-  readonly tokensCanonical: boolean
-  /** The offset just past the top-level `sig` map's value, or -1 if there is none. */
-  readonly sigEnd: number
-}
-
-/**
- * DAG-CBOR-decode entry bytes (strictly, as `dagCbor.decode`: minimal integers and lengths, no
- * duplicate keys, no indefinite lengths, only tag 42), watching the tokens go by. Throws as
- * `dagCbor.decode` does on bytes that are not DAG-CBOR.
- */
-export const decodeWatched = (bytes: Uint8Array): Watched => {
-  const view = plainView(bytes)
-  const tokenizer = new WatchingTokenizer(view)
-  const raw = cborg.decode(view, { ...WITH_LINKS, tokenizer })
-  return { raw, tokensCanonical: tokenizer.canonical, sigEnd: tokenizer.sigEnd }
-}
-
-/**
- * Whether bytes whose tokens are canonical (`decodeWatched`) and whose value `fastEntry` accepted
- * as `entry` are exactly what encoding `entry` gives, known without encoding it. Strict decoding
- * already refused every other freedom CBOR leaves (integer and length widths, duplicate keys,
- * indefinite lengths, other tags and simple values), and `fastEntry` refused every field the
- * encoder would not write; what remains are the two defaults the encoder drops (`_v`, and a tree
- * height of 0). False means "not known", not "not canonical": the caller then re-encodes.
- */
-export const knownCanonical = (watched: Watched, entry: Entry): boolean =>
-  watched.tokensCanonical && entry._v === undefined && entry.tree.h !== 0
 
 /** Record the end of a decoded entry's `sig` map, for `signingBytesOf` to cut its signing bytes without encoding. */
 export const rememberSigEnd = (e: StoredEntry, sigEnd: number): void => {
@@ -249,108 +213,6 @@ const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   return out
 }
 
-/**
- * A cborg tokenizer that hands out the default tokenizer's tokens while checking what the decoded
- * value cannot show: that no number was a float (a height written as 3.0 decodes as 3), that no
- * text held U+FFFD (invalid UTF-8 decodes to it), and that each map's keys come in DAG-CBOR order
- * (shorter first, then bytewise); and noting where the top-level `sig` map's value ends. It follows
- * the nesting by counting items: a map of n entries holds 2n, an array n, a tag wraps the next item.
- */
-class WatchingTokenizer implements DecodeTokenizer {
-  canonical = true
-  sigEnd = -1
-  private readonly inner: DecodeTokenizer
-  /** Per open container (index 0 is the top level, never closed): items left, whether a map, items read, and the last key's span. */
-  private readonly left: Array<number> = [1]
-  private readonly isMap: Array<boolean> = [false]
-  private readonly read: Array<number> = [0]
-  private readonly keyStart: Array<number> = [0]
-  private readonly keyLength: Array<number> = [0]
-  private depth = 0
-  /** The item index, in the top-level map, of the `sig` key's value (-1 until that key is read). */
-  private sigValue = -1
-
-  constructor(private readonly data: Uint8Array) {
-    this.inner = new cborg.Tokenizer(data, DAG_CBOR_DECODE)
-  }
-
-  done(): boolean {
-    return this.inner.done()
-  }
-
-  pos(): number {
-    return this.inner.pos()
-  }
-
-  next(): cborg.Token {
-    const start = this.inner.pos()
-    const token = this.inner.next()
-    const d = this.depth
-    const major = token.type.major
-    if (this.isMap[d] && (this.read[d]! & 1) === 0) {
-      // a key (DAG-CBOR keys are text; the decoder refuses any other)
-      const length = token.encodedLength ?? 0
-      if (this.read[d]! > 0 && !keyBefore(this.data, this.keyStart[d]!, this.keyLength[d]!, start, length)) this.canonical = false
-      this.keyStart[d] = start
-      this.keyLength[d] = length
-      if (d === 1 && token.value === "sig") this.sigValue = this.read[d]! + 1
-    }
-    if (major === MAJOR_MAP || major === MAJOR_ARRAY) {
-      const count = major === MAJOR_MAP ? (token.value as number) * 2 : (token.value as number)
-      if (count > 0) {
-        this.depth = d + 1
-        this.left[d + 1] = count
-        this.isMap[d + 1] = major === MAJOR_MAP
-        this.read[d + 1] = 0
-        return token
-      }
-    } else if (major === MAJOR_TAG) {
-      return token // the tagged item that follows completes it
-    } else if (major === MAJOR_STRING) {
-      if ((token.value as string).includes("\uFFFD")) this.canonical = false
-    } else if (major === MAJOR_SIMPLE && typeof token.value === "number") {
-      this.canonical = false
-    }
-    this.complete()
-    return token
-  }
-
-  /** One item is complete: count it in its container, closing every container it completes. */
-  private complete(): void {
-    let d = this.depth
-    while (d > 0) {
-      this.read[d]!++
-      if (d === 1 && this.read[1] === this.sigValue + 1 && this.sigValue > 0) this.sigEnd = this.inner.pos()
-      if (--this.left[d]! > 0) break
-      d--
-    }
-    this.depth = d
-  }
-}
-
-/** What cborg asks of a tokenizer (its `DecodeTokenizer` interface, which the package's entry point does not re-export). */
-type DecodeTokenizer = NonNullable<cborg.DecodeOptions["tokenizer"]>
-
-const MAJOR_STRING = 3
-const MAJOR_ARRAY = 4
-const MAJOR_MAP = 5
-const MAJOR_TAG = 6
-const MAJOR_SIMPLE = 7
-
-/** DAG-CBOR's decoding rules, as the inner tokenizer reads them (strict widths, no indefinite lengths). */
-const DAG_CBOR_DECODE: cborg.DecodeOptions = dagCbor.decodeOptions
-
-/** Whether the encoded key at `a` sorts strictly before the one at `b`: shorter first, then bytewise. */
-const keyBefore = (data: Uint8Array, a: number, aLength: number, b: number, bLength: number): boolean => {
-  if (aLength !== bLength) return aLength < bLength
-  for (let i = 0; i < aLength; i++) {
-    const x = data[a + i]!
-    const y = data[b + i]!
-    if (x !== y) return x < y
-  }
-  return false
-}
-
 /** The encoded `sig` map without a signature, `{key}`: the same for every entry a signer writes, so kept. */
 const unsignedSigMaps = new Map<string, Uint8Array>()
 const unsignedSigMap = (key: unknown): Uint8Array => {
@@ -373,8 +235,6 @@ const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): b
 const SIG_PREFIX = [0xa3, 0x63, 0x73, 0x69, 0x67]
 const SIG_MAP_OFFSET = SIG_PREFIX.length
 
-/** The CBOR tag of a CID link in DAG-CBOR. */
-const CID_TAG = 42
 /**
  * DAG-CBOR's decoding rules with every CID link (tag 42) read past and left as null: a fold needs
  * only store names and data, and building the links' CID objects was about 40% of decoding an entry.
@@ -408,60 +268,6 @@ const fromCborTrusted = (raw: RawEntry): Entry => {
   if (raw.tree.root !== undefined) tree.root = link(raw.tree.root)
   return { ...raw, tree, subtrees: raw.subtrees.map((s) => ({ ...s, parents: s.parents.map(link) })) } as unknown as Entry
 }
-
-/**
- * An ID link as decoding gives it: a tag-42 CID that is a CIDv1 dag-cbor (an entry ID), as its
- * string, with the CID's bytes to tell two links of one hash apart. Links of other CIDs decode as
- * CID objects, which the structural check refuses and the schema path reports.
- */
-export class Link {
-  constructor(readonly text: string, readonly bytes: Uint8Array) {}
-}
-
-/** How many links are remembered (`links`). */
-export const LINK_CACHE_SIZE = 4_096
-
-/**
- * Links by a hash of their CID bytes. The IDs an entry names are nearly always of entries decoded
- * or made moments before (its parents, its root), so a link is found here by hashing its bytes and
- * comparing them, instead of parsing the CID and encoding its base32 string.
- */
-const links = new Bounded<number, Link>(LINK_CACHE_SIZE)
-
-/** FNV-1a over bytes[from..]: the key of a link's CID bytes in `links`. */
-const hashFrom = (bytes: Uint8Array, from: number): number => {
-  let h = 0x811c9dc5
-  for (let i = from; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
-  return h
-}
-
-/** Remember the ID string of CID bytes just made (an entry's own ID: soon a parent to decode). */
-export const rememberLink = (cidBytes: Uint8Array, text: string): void => links.set(hashFrom(cidBytes, 0), new Link(text, cidBytes))
-
-/** The content of tag 42 (0x00 then CID bytes) as a Link, or as a CID when it is not an entry ID. */
-const linkOfTagged = (tagged: unknown): Link | CID => {
-  // as @ipld/dag-cbor's own tag-42 decoder refuses
-  if (!(tagged instanceof Uint8Array) || tagged[0] !== 0) throw new Error("Invalid CID for CBOR tag 42; expected leading 0x00")
-  const h = hashFrom(tagged, 1)
-  const hit = links.get(h)
-  if (hit !== undefined && hit.bytes.length === tagged.length - 1 && startsWith(tagged, hit.bytes, 1)) return hit
-  const cid = CID.decode(tagged.subarray(1))
-  if (cid.version !== 1 || cid.code !== DAG_CBOR) return cid
-  // a copy: a slice would keep the whole received message alive
-  const link = new Link(cid.toString(), cid.bytes.slice())
-  links.set(h, link)
-  return link
-}
-
-/** DAG-CBOR's decoding rules, tag-42 links decoded as `Link`s. */
-const WITH_LINKS: cborg.DecodeOptions = {
-  ...dagCbor.decodeOptions,
-  tags: { ...dagCbor.decodeOptions.tags, [CID_TAG]: (decode: cborg.TagDecodeControl) => linkOfTagged(decode()) }
-}
-
-/** A plain view of a Buffer, as dagCbor.decode takes it: byte strings decode as slices of it. */
-const plainView = (bytes: Uint8Array): Uint8Array =>
-  bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 type RawMap = Record<string, unknown>
 

@@ -2,6 +2,7 @@
  * Decoding knows most entries are canonical without re-encoding them (`knownCanonical`), and cuts
  * their signing bytes at the `sig` map's end it noted (`rememberSigEnd`). Both must agree with the
  * plain rules: known canonical only when re-encoding gives the same bytes, whatever the bytes.
+ * ID links, found by a hash of their bytes, must each decode to their own ID.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as dagCbor from "@ipld/dag-cbor"
@@ -12,7 +13,8 @@ import * as fc from "effect/FastCheck"
 import { CID } from "multiformats/cid"
 import * as Digest from "multiformats/hashes/digest"
 import * as Entry from "../../../src/core/Entry.js"
-import { decodeWatched, fastEntry, knownCanonical } from "../../../src/core/internal/EntryBytes.js"
+import { fastEntry } from "../../../src/core/internal/EntryBytes.js"
+import { decodeWatched, knownCanonical } from "../../../src/core/internal/EntryDecoding.js"
 import type { SigKey } from "../../../src/schema/Auth.js"
 
 const pub = (c: string) => `ed25519:${c.repeat(43)}=`
