@@ -11,7 +11,7 @@ export class Bounded<K, V> {
   private old = new Map<K, V>()
   private readonly half: number
 
-  /** A map that holds at most `max` entries (at least half of them once it has been filled). */
+  /** A map that holds at most `max` entries (a bound under 2 holds 2), at least half of them once filled. */
   constructor(max: number) {
     this.half = Math.max(1, Math.floor(max / 2))
   }

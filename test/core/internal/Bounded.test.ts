@@ -15,6 +15,17 @@ describe("Bounded", () => {
     expect(cache.get(899)).toBeUndefined()
   })
 
+  it("an odd or tiny bound is never exceeded (a bound under 2 counts as 2)", () => {
+    for (const [max, limit] of [[3, 3], [2, 2], [1, 2], [0, 2]] as const) {
+      const cache = new Bounded<number, number>(max)
+      for (let i = 0; i < 20; i++) {
+        cache.set(i, i)
+        expect(cache.size).toBeLessThanOrEqual(limit)
+        expect(cache.get(i)).toBe(i)
+      }
+    }
+  })
+
   it("a key read while old is kept as new: a key used all the time is never dropped", () => {
     const cache = new Bounded<string, string>(10)
     cache.set("hot", "h")
