@@ -59,7 +59,8 @@ const counting = (transport: TransportShape): TransportShape => ({
     )
 })
 
-const clientLayer = (filename: string) => {
+/** The benchmark's client: a SQLite engine with Instance and Sync, its transports metered. */
+export const clientLayer = (filename: string) => {
   const base = Layer.mergeAll(
     StorageLayers.layerSqlite({ filename }),
     AuthLayers.layerNode,

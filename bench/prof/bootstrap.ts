@@ -2,32 +2,19 @@
 // it over loopback; prints the time and where the CPU went (client main thread, its verification
 // workers, V8's other threads; the server process).
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { layerCache } from "../../src/database/StoreState.js"
-import * as AuthLayers from "../../src/layers/Auth.js"
-import * as CipherLayers from "../../src/layers/Cipher.js"
-import * as InstanceLayers from "../../src/layers/Instance.js"
-import * as StorageLayers from "../../src/layers/Storage.js"
-import * as SyncLayers from "../../src/layers/Sync.js"
 import { Sync } from "../../src/services/Sync.js"
-import * as WriteEvents from "../../src/services/WriteEvents.js"
 import { startServerProcess } from "../../test/fixtures/SyncServerProcess.js"
+import { clientLayer } from "../sync.js"
 import * as Prof from "./inspect.js"
 import * as Threads from "./threads.js"
 
 const dir = mkdtempSync(join(tmpdir(), "eidetica-prof-boot-"))
-const base = Layer.mergeAll(
-  StorageLayers.layerSqlite({ filename: join(dir, "client.db") }),
-  AuthLayers.layerNode,
-  CipherLayers.layerNode,
-  layerCache,
-  WriteEvents.layer
-)
-const client = Layer.orDie(Layer.provideMerge(SyncLayers.layer, Layer.provideMerge(InstanceLayers.layer, base)))
+// the sync benchmark's own client, so the figures are the figure's
+const client = clientLayer(join(dir, "client.db"))
 const server = await startServerProcess({ entries: 10_000, valueBytes: 200, timeoutMs: 600_000 })
 try {
   await Effect.runPromise(Effect.scoped(Effect.gen(function*() {

@@ -194,15 +194,14 @@ const sigEnds = new WeakMap<StoredEntry, number>()
 const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   const signed = e.entry
   const bytes = e.bytes
-  if (signed._v !== undefined || signed.sig.sig === undefined) return signingBytes(signed)
+  if (signed._v !== undefined || signed.sig.sig === undefined || !startsWith(bytes, SIG_PREFIX, 0)) return signingBytes(signed)
   const key = stripUndefined(signed.sig.key)
   const at = SIG_MAP_OFFSET
   // canonical bytes decoded here: the sig map is known to run from `at` to its recorded end
   let end = sigEnds.get(e)
-  if (end === undefined || !startsWith(bytes, SIG_PREFIX, 0)) {
+  if (end === undefined) {
     const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
-    if (bytes.length < at + withSig.length || !startsWith(bytes, SIG_PREFIX, 0) || !startsWith(bytes, withSig, at))
-      return signingBytes(signed)
+    if (bytes.length < at + withSig.length || !startsWith(bytes, withSig, at)) return signingBytes(signed)
     end = at + withSig.length
   }
   const without = unsignedSigMap(key)

@@ -118,8 +118,8 @@ class WatchingTokenizer implements DecodeTokenizer {
   canonical = true
   sigEnd = -1
   private readonly inner: DecodeTokenizer
-  /** Per open container (index 0 is the top level, never closed): items left, whether a map, items read, and the last key's span. */
-  private readonly left: Array<number> = [1]
+  /** Per open container (index 0 is the top level, never closed): items it holds, whether a map, items read, and the last key's span. */
+  private readonly size: Array<number> = [1]
   private readonly isMap: Array<boolean> = [false]
   private readonly read: Array<number> = [0]
   private readonly keyStart: Array<number> = [0]
@@ -157,7 +157,7 @@ class WatchingTokenizer implements DecodeTokenizer {
       const count = major === MAJOR_MAP ? (token.value as number) * 2 : (token.value as number)
       if (count > 0) {
         this.depth = d + 1
-        this.left[d + 1] = count
+        this.size[d + 1] = count
         this.isMap[d + 1] = major === MAJOR_MAP
         this.read[d + 1] = 0
         return token
@@ -177,9 +177,9 @@ class WatchingTokenizer implements DecodeTokenizer {
   private complete(): void {
     let d = this.depth
     while (d > 0) {
-      this.read[d]!++
-      if (d === 1 && this.read[1] === this.sigValue + 1 && this.sigValue > 0) this.sigEnd = this.inner.pos()
-      if (--this.left[d]! > 0) break
+      const read = ++this.read[d]!
+      if (d === 1 && read === this.sigValue + 1) this.sigEnd = this.inner.pos()
+      if (read < this.size[d]!) break
       d--
     }
     this.depth = d

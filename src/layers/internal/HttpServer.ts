@@ -16,11 +16,10 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { TransportError } from "../../schema/Errors.js"
 import { isPubKey } from "../../schema/Ids.js"
-import type { Address, SyncRequest, SyncResponse } from "../../schema/Protocol.js"
-import { decodeRequestEither } from "../../schema/Protocol.js"
+import type { Address, SyncResponse } from "../../schema/Protocol.js"
 import type { Handler } from "../../services/Transport.js"
 import { API_PATH, HEALTH_PATH, PEER_HEADER, timerMs, TRANSPORT_TYPE } from "./HttpWire.js"
-import { parseJson } from "./SyncWire.js"
+import { requestOfBytes } from "./SyncWire.js"
 
 
 /** How much of an oversized request body is read and thrown away (so the client sees the 413) before the connection is cut. */
@@ -161,7 +160,7 @@ const onRequest = (
         break
     }
     if (body.bytes.length === 0) return errorReply(response, 400, "empty body; expected a JSON sync request")
-    const decoded = requestOf(body.bytes)
+    const decoded = requestOfBytes(body.bytes)
     if (Either.isLeft(decoded)) return errorReply(response, 400, decoded.left)
     const fiber = run(handler(decoded.right, { remoteAddress: remoteOf(request), peer: peerOf(request) }))
     fiber.addObserver((exit) => {
@@ -282,16 +281,6 @@ const drain = (incoming: Http.IncomingMessage, idleMs: number | undefined): void
   incoming.on("close", stop)
   incoming.on("error", () => {})
   incoming.resume()
-}
-
-// Parse and decode a request body. Both steps are meant to be total; the catch is the last guard,
-// since a throw here, in a socket callback outside any fiber, would take the whole process down.
-const requestOf = (bytes: Uint8Array): Either.Either<SyncRequest, string> => {
-  try {
-    return Either.flatMap(parseJson(bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
-  } catch {
-    return Either.left("the body could not be read as a sync request")
-  }
 }
 
 const peerOf = (incoming: Http.IncomingMessage): string | undefined => {

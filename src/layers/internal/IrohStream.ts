@@ -13,9 +13,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import type { SyncResponse } from "../../schema/Protocol.js"
-import { decodeRequestEither } from "../../schema/Protocol.js"
 import type { Handler } from "../../services/Transport.js"
-import { parseJson } from "./SyncWire.js"
+import { requestOfBytes } from "./SyncWire.js"
 
 /** How long a message may go without a byte moving, and take in all (each direction). */
 export interface Timeouts {
@@ -62,7 +61,7 @@ export const serveStream = (
         break
     }
     if (body.bytes.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
-    const request = Either.flatMap(parseJson(body.bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
+    const request = requestOfBytes(body.bytes)
     if (Either.isLeft(request)) return yield* reply({ Error: request.left })
     const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote }))
     if (Exit.isFailure(exit)) return yield* reset

@@ -7,6 +7,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as SyncAuth from "../../core/SyncAuth.js"
 import { EntryId } from "../../schema/Ids.js"
+import { decodeRequestEither, type SyncRequest } from "../../schema/Protocol.js"
 import type { StorageShape } from "../../services/Storage.js"
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
@@ -23,6 +24,19 @@ export const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => 
     return Either.right(JSON.parse(text) as unknown)
   } catch (cause) {
     return Either.left(`malformed JSON: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }
+}
+
+/**
+ * A request's bytes as a sync request, or the reason they are not one (both servers answer it as an
+ * Error). Parsing and decoding are meant to be total; the catch is the last guard, since a throw in
+ * a socket or stream callback outside any fiber would take the whole process down.
+ */
+export const requestOfBytes = (bytes: Uint8Array): Either.Either<SyncRequest, string> => {
+  try {
+    return Either.flatMap(parseJson(bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
+  } catch {
+    return Either.left("the body could not be read as a sync request")
   }
 }
 
