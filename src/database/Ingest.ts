@@ -6,6 +6,7 @@
  * batch refers to, fold the pinned settings, verify signatures, store); the per-entry rules it
  * applies are the pure functions of `internal/EntryRules.ts`.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { Doc } from "../core/Doc.js"
@@ -77,11 +78,11 @@ export const ingestEncoded = (
 export const ingestSignedHere = (
   entries: ReadonlyArray<StoredEntry>
 ): Effect.Effect<ReadonlyArray<string>, InvalidEntry | StorageError, IngestEnv> =>
-  Effect.gen(function* () {
-    const { valid, rejected } = yield* check(entries, false, false)
-    if (rejected.length > 0) return yield* rejected[0]!
-    return yield* store(valid, "local", undefined)
-  })
+  Effect.flatMap(
+    check(entries, false, false),
+    ({ rejected, valid }): Effect.Effect<ReadonlyArray<string>, InvalidEntry | StorageError, IngestEnv> =>
+      rejected.length > 0 ? Effect.fail(rejected[0]!) : store(valid, "local", undefined)
+  )
 
 /**
  * Validate a batch and store every entry that is valid (and whose ancestors are valid); report the
@@ -100,23 +101,29 @@ export const ingestPartial = (
 
 // Uninterruptible: a request cut short between the put and the announcement (a client gone) would
 // leave entries stored that no write listener, relay or sync-on-commit ever heard of.
-const store = (valid: ReadonlyArray<StoredEntry>, source: WriteSource, peer: string | undefined) =>
-  Effect.uninterruptible(Effect.gen(function* () {
-    if (valid.length === 0) return [] as ReadonlyArray<string>
-    const storage = yield* Storage
-    const events = yield* WriteEvents
-    const stored = yield* storage.put(valid)
-    const byTree = new Map<string, Array<string>>()
-    const treeOf = new Map(valid.map((e) => [e.id, e.treeId]))
-    for (const id of stored) {
-      const tree = treeOf.get(id)!
-      const list = byTree.get(tree)
-      if (list === undefined) byTree.set(tree, [id])
-      else list.push(id)
-    }
-    for (const [treeId, entryIds] of byTree) yield* events.publish({ treeId, entryIds, source, peer })
-    return stored
-  }))
+// (A chain, not a generator: it runs once per commit, where a nested Effect.gen is a measurable share.)
+const store = (
+  valid: ReadonlyArray<StoredEntry>,
+  source: WriteSource,
+  peer: string | undefined
+): Effect.Effect<ReadonlyArray<string>, StorageError, Storage | WriteEvents> =>
+  valid.length === 0
+    ? Effect.succeed([])
+    : Effect.uninterruptible(Effect.flatMap(Effect.context<Storage | WriteEvents>(), (context) => {
+      const events = Context.get(context, WriteEvents)
+      return Effect.flatMap(Context.get(context, Storage).put(valid), (stored) => {
+        const byTree = new Map<string, Array<string>>()
+        const treeOf = new Map(valid.map((e) => [e.id, e.treeId]))
+        for (const id of stored) {
+          const tree = treeOf.get(id)!
+          const list = byTree.get(tree)
+          if (list === undefined) byTree.set(tree, [id])
+          else list.push(id)
+        }
+        const announce = [...byTree].map(([treeId, entryIds]) => events.publish({ treeId, entryIds, source, peer }))
+        return Effect.as(announce.length === 1 ? announce[0]! : Effect.all(announce, { discard: true }), stored)
+      })
+    }))
 
 /** Entries per verification slice: large enough for the Auth layer's worker pool, small enough to pipeline. */
 const VERIFY_SLICE = 1_024

@@ -82,7 +82,19 @@ export const stateOf = (
 ): Effect.Effect<Doc, StorageError | InvalidEntry, Storage | StateCache> =>
   Effect.flatMap(StateCache, (cache) => {
     const key = stateKey(treeId, store, codec.id)
-    return serialized(cache, key, update(treeId, store, codec, cache, key))
+    const cached = cache.states.get(key)
+    if (cached === undefined || cache.updating.has(key)) return serialized(cache, key, update(treeId, store, codec, cache, key))
+    // The common read (every commit reads `_index`): a cached state that no update holds. If storage
+    // has nothing after it, it is current, and the lock (a Deferred and a finalizer, about a third of
+    // the read) is not needed; if an update started meanwhile, or there is something new, take it.
+    return Effect.flatMap(Storage, (storage) =>
+      Effect.flatMap(storage.storeEntriesSince(treeId, store, cached.seq), (since) => {
+        if (since.length === 0 && !cache.updating.has(key) && cache.states.get(key) === cached) {
+          touch(cache, key, cached)
+          return Effect.succeed(cached.doc)
+        }
+        return serialized(cache, key, update(treeId, store, codec, cache, key))
+      }))
   })
 
 /** Bring the state under `key` up to date and return it (its lock held: see `serialized`). */

@@ -108,17 +108,20 @@ const noOverlay: ReadonlyMap<string, StoredEntry> = new Map()
 
 /** Where the next entry of a tree goes: its parents are the current tips, its height one above the highest. */
 const nextPosition = (storage: StorageShape, treeId: string) =>
-  Effect.gen(function* () {
-    const parents = yield* storage.tips(treeId)
-    const heights = yield* storage.heights(parents)
-    return { parents, height: Math.max(-1, ...parents.map((p) => heights.get(p) ?? 0)) + 1 }
-  })
+  Effect.flatMap(storage.tips(treeId), (parents) =>
+    Effect.map(storage.heights(parents), (heights) => {
+      let highest = -1
+      for (const p of parents) highest = Math.max(highest, heights.get(p) ?? 0)
+      return { parents, height: highest + 1 }
+    }))
 
 /**
  * The unsigned entry that comes next in a tree: parents and height from `nextPosition`, pinning
  * `settingsTips`. A store's height is the entry's (left out) unless a store parent is as high, as a
  * peer's entry may be (the reference lets stores keep heights of their own): then it is one above
  * the highest, so the store's order still follows its history and no store parent blocks a commit.
+ * (Written as a chain of flatMaps, not a generator: it runs on every commit, and a nested
+ * `Effect.gen` costs several times a flatMap.)
  */
 export const nextEntry = (
   storage: StorageShape,
@@ -127,26 +130,27 @@ export const nextEntry = (
   subtrees: Entry.EntryInput["subtrees"],
   key: SigKey
 ) =>
-  Effect.gen(function* () {
-    const { height, parents } = yield* nextPosition(storage, treeId)
+  Effect.flatMap(nextPosition(storage, treeId), ({ height, parents }) => {
     const storeParents = [...new Set(subtrees.flatMap((s) => s.parents))]
-    const held = storeParents.length === 0 ? [] : yield* storage.getMany(storeParents)
-    const byId = new Map(held.map((e) => [e.id, e.entry]))
-    const placed = subtrees.map((s) => {
-      let h = height
-      for (const p of s.parents) {
-        const parent = byId.get(p)
-        if (parent !== undefined) h = Math.max(h, Entry.storeHeight(parent, s.name) + 1)
-      }
-      return h === height ? s : { ...s, h }
-    })
-    return Entry.make({
-      root: treeId,
-      parents,
-      height,
-      metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
-      subtrees: placed,
-      key
+    const held = storeParents.length === 0 ? Effect.succeed([]) : storage.getMany(storeParents)
+    return Effect.map(held, (entries) => {
+      const byId = new Map(entries.map((e) => [e.id, e.entry]))
+      const placed = subtrees.map((s) => {
+        let h = height
+        for (const p of s.parents) {
+          const parent = byId.get(p)
+          if (parent !== undefined) h = Math.max(h, Entry.storeHeight(parent, s.name) + 1)
+        }
+        return h === height ? s : { ...s, h }
+      })
+      return Entry.make({
+        root: treeId,
+        parents,
+        height,
+        metadata: Entry.encodeMetadata({ settings_tips: settingsTips, entropy: null }),
+        subtrees: placed,
+        key
+      })
     })
   })
 

@@ -160,11 +160,11 @@ const raw: RawDecoders = {
   signature: (signature) => decodeNode(signature, 64)
 }
 
+const malformedSecretKey = () => new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" })
+
 const decodeSecretKey = (secretKey: string, decode: Decoder): Effect.Effect<Uint8Array, CryptoError> => {
   const seed = decodeKey(secretKey, decode)
-  return seed
-    ? Effect.succeed(seed)
-    : Effect.fail(new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" }))
+  return seed ? Effect.succeed(seed) : Effect.fail(malformedSecretKey())
 }
 
 /** A cache of at most `max` values built on demand (the least recently used dropped first). */
@@ -211,19 +211,18 @@ const makeNodeWith = (
   const privateKeys = boundedCache<crypto.KeyObject>(keyCacheSize)
   const verdicts = makeVerdicts(verdictCacheSize)
 
+  /** The cached KeyObject of a secret key; undefined when it is malformed; throws if node refuses it. */
+  const privateKeyFor = (secretKey: string): crypto.KeyObject | undefined =>
+    privateKeys(secretKey, () => {
+      const seed = decodeKey(secretKey, decodeNode)
+      return seed && privateKeyObject(seed)
+    })
+
   const privateKeyOf = (secretKey: string): Effect.Effect<crypto.KeyObject, CryptoError> =>
     Effect.try({
-      try: () => privateKeys(secretKey, () => {
-        const seed = decodeKey(secretKey, decodeNode)
-        return seed && privateKeyObject(seed)
-      }),
+      try: () => privateKeyFor(secretKey),
       catch: (cause) => new CryptoError({ detail: "cannot build the private key", cause })
-    }).pipe(
-      Effect.filterOrFail(
-        (key): key is crypto.KeyObject => key !== undefined,
-        () => new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" })
-      )
-    )
+    }).pipe(Effect.filterOrFail((key): key is crypto.KeyObject => key !== undefined, malformedSecretKey))
 
   const verifyOne = (publicKey: string, signature: string, message: Uint8Array): boolean => {
     try {
@@ -252,13 +251,22 @@ const makeNodeWith = (
           catch: (cause) => new CryptoError({ detail: "cannot derive the public key", cause })
         })
       ),
+    // one step, not a chain of four: every commit signs
     sign: (secretKey, message) =>
-      Effect.flatMap(privateKeyOf(secretKey), (key) =>
-        Effect.try({
-          try: () => crypto.sign(null, message, key).toString("base64"),
-          catch: (cause) => new CryptoError({ detail: "signing failed", cause })
-        })
-      ),
+      Effect.suspend(() => {
+        let key: crypto.KeyObject | undefined
+        try {
+          key = privateKeyFor(secretKey)
+        } catch (cause) {
+          return Effect.fail(new CryptoError({ detail: "cannot build the private key", cause }))
+        }
+        if (key === undefined) return Effect.fail(malformedSecretKey())
+        try {
+          return Effect.succeed(crypto.sign(null, message, key).toString("base64"))
+        } catch (cause) {
+          return Effect.fail(new CryptoError({ detail: "signing failed", cause }))
+        }
+      }),
     verify: (publicKey, signature, message) => Effect.sync(() => verifyOne(publicKey, signature, message)),
     verifyBatch: (items: ReadonlyArray<VerifyItem>) =>
       pool.usable() && (items.length >= poolThreshold || verdicts.anyInFlight(items))

@@ -426,6 +426,42 @@ describe("concurrent readers", () => {
         memoryWith(layerCache, counter, slow)
       )
     }))
+
+  it.effect("a read of a cached state with nothing new takes no lock; one with something new folds it under the lock", () =>
+    Effect.gen(function* () {
+      const auth = yield* Effect.provide(Auth, AuthLayers.layerNode)
+      const key = yield* auth.generateKey
+      const history = yield* linearHistory(key, 30, (i) => ["k", i])
+      const memory = yield* StorageLayers.makeMemory
+      // how many state locks were held each time the storage was asked what is new since a state
+      const locksHeld: Array<number> = []
+      const cacheOf: { cache?: StateCache["Type"] } = {}
+      const watching: Storage["Type"] = {
+        ...memory,
+        storeEntriesSince: (treeId, store, seq) =>
+          Effect.suspend(() => {
+            locksHeld.push(cacheOf.cache!.updating.size)
+            return memory.storeEntriesSince(treeId, store, seq)
+          })
+      }
+      return yield* Effect.provide(
+        Effect.gen(function* () {
+          cacheOf.cache = yield* StateCache
+          yield* ingest(history.entries.slice(0, 11), "remote")
+          expect((yield* stateOf(history.db.rootId, "data")).get("k")).toBe(9)
+          locksHeld.length = 0
+          expect((yield* stateOf(history.db.rootId, "data")).get("k")).toBe(9)
+          expect(locksHeld).toEqual([0])
+          yield* ingest(history.entries.slice(11), "remote")
+          locksHeld.length = 0
+          expect((yield* stateOf(history.db.rootId, "data")).get("k")).toBe(29)
+          // looked without the lock, found 19 new entries, took the lock and folded them
+          expect(locksHeld).toEqual([0, 1])
+          expect(cacheOf.cache.updating.size).toBe(0)
+        }),
+        memoryWith(layerCache, undefined, watching)
+      )
+    }))
 })
 
 describe("the state cache's bound", () => {
