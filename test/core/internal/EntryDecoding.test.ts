@@ -112,7 +112,9 @@ const rawOf = (entry: Parameters<typeof Entry.encode>[0]) => dagCbor.decode(Entr
 describe("canonical form known from decoding", () => {
   it.prop("every canonical entry is known canonical, decodes, and its cut signing bytes are its signing bytes", [anyEntry], ([entry]) => {
     const bytes = Entry.encode(entry)
-    expect(knownAndTrue(bytes)).toBe(true)
+    // a text holding U+FFFD (a store name may) is a doubt the check leaves to re-encoding, not an error
+    const doubtful = entry.subtrees.some((s) => s.name.includes("\uFFFD"))
+    expect(knownAndTrue(bytes)).toBe(!doubtful)
     const decoded = Either.getOrThrow(Entry.decode(bytes))
     expect(Buffer.from(Entry.signingBytesOf(decoded)).equals(Buffer.from(Entry.signingBytes(entry)))).toBe(true)
   }, { fastCheck: { numRuns: 300 } })
@@ -164,6 +166,13 @@ describe("canonical form known from decoding", () => {
     expect(knownAndTrue(bytes)).toBe(false)
     const decoded = Entry.decode(bytes)
     expect(Either.isLeft(decoded) && decoded.left).toMatch(/canonical/)
+  })
+
+  it("a store name that holds U+FFFD itself is left to re-encoding, which finds the bytes canonical", () => {
+    const entry = Entry.make({ root: idOf(1), parents: [idOf(2)], height: 1, subtrees: [{ name: "\uFFFD ", parents: [] }], key: keys[0]! })
+    const bytes = Entry.encode(entry)
+    expect(knownAndTrue(bytes)).toBe(false)
+    expect(Either.getOrThrow(Entry.decode(bytes)).entry.subtrees[0]!.name).toBe("\uFFFD ")
   })
 })
 
