@@ -8,7 +8,6 @@
 import * as dagCbor from "@ipld/dag-cbor"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
-import { base32 } from "multiformats/bases/base32"
 import { CID } from "multiformats/cid"
 import * as Digest from "multiformats/hashes/digest"
 import type { SigKey } from "../schema/Auth.js"
@@ -16,6 +15,7 @@ import type { Entry, EntryMetadata, SubTreeNode } from "../schema/Entry.js"
 import { decodeEntryEither } from "../schema/Entry.js"
 import { compareIds, compareNames } from "../schema/Ids.js"
 import { blake3 } from "./internal/blake3.js"
+import { base32Multibase } from "./internal/Base32.js"
 import { Bounded } from "./internal/Bounded.js"
 import { fastEntry, rememberSigEnd, stripUndefined } from "./internal/EntryBytes.js"
 import { decodeWatched, knownCanonical, Link, rememberLink, type Watched } from "./internal/EntryDecoding.js"
@@ -90,7 +90,7 @@ export const signingBytes = (entry: Entry): Uint8Array => dagCbor.encode(toCbor(
 export const idOfBytes = (bytes: Uint8Array): string => {
   const cid = CID.createV1(DAG_CBOR, Digest.create(BLAKE3, blake3(bytes)))
   // the base32 multibase string, as CID#toString gives for a v1 CID, without its per-CID string cache
-  const text = base32.encode(cid.bytes)
+  const text = base32Multibase(cid.bytes)
   // a new ID is soon a parent to encode (keep its CID, so encoding the child does not parse the
   // string) or to decode (keep its string, so decoding the child does not build it again)
   rememberCid(text, cid)

@@ -150,6 +150,36 @@ describe("Entry", () => {
     }
   })
 
+  it("the sig maps kept per key never mix up two keys: splicing equals encoding for arbitrary hints and signatures", () => {
+    // names built to collide with a naive join of the fields ("3:abc", separators, empty), both key
+    // forms, undefined fields, and signatures of any length; the keys' encodings are kept across runs
+    const text = fc.oneof(fc.constantFrom("", "-", "3:abc", "1:-", "t", "\u0000", "D-"), fc.string({ maxLength: 12 }))
+    const pubkey = fc.constantFrom(`ed25519:${"A".repeat(43)}=`, `ed25519:${"B".repeat(43)}=`)
+    const hint = fc.record(
+      { pubkey: fc.option(pubkey, { nil: undefined }), name: fc.option(text, { nil: undefined }), is_global: fc.constantFrom(true, undefined) },
+      { requiredKeys: [] }
+    )
+    const key = fc.oneof(
+      hint.map((h) => ({ Direct: { hint: h } })),
+      fc.tuple(hint, fc.array(fc.record({ tree: text, tips: fc.array(text, { maxLength: 2 }) }), { maxLength: 2 }))
+        .map(([h, path]) => ({ Delegation: { path, hint: h } }))
+    )
+    const signature = fc.oneof(fc.constant("c2ln".repeat(22)), fc.string({ maxLength: 120 }))
+    fc.assert(
+      fc.property(key, signature, (k, sig) => {
+        const e = Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: k as never })
+        const signed = Entry.withSignature(e, sig)
+        const bytes = Entry.encode(signed)
+        expect(Buffer.from(Entry.encodeSigned(signed, Entry.signingBytes(signed))).equals(Buffer.from(bytes))).toBe(true)
+        const signing = Buffer.from(Entry.signingBytes(signed))
+        expect(Buffer.from(Entry.signingBytesOf(Entry.stored(signed, bytes))).equals(signing)).toBe(true)
+        const decoded = Entry.decode(bytes)
+        if (Either.isRight(decoded)) expect(Buffer.from(Entry.signingBytesOf(decoded.right)).equals(signing)).toBe(true)
+      }),
+      { numRuns: 600 }
+    )
+  })
+
   /** CID links to their strings, everything else as is (the shape the schema decodes). */
   const linksToText = (v: unknown): unknown => {
     const c = CID.asCID(v)

@@ -14,9 +14,10 @@ import * as dagCbor from "@ipld/dag-cbor"
 import * as cborg from "cborg"
 import * as Either from "effect/Either"
 import { CID } from "multiformats/cid"
-import type { SigKey } from "../../schema/Auth.js"
+import type { KeyHint, SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
 import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
+import { Bounded } from "./Bounded.js"
 import { CID_TAG, Link, plainView, WITH_LINKS } from "./EntryDecoding.js"
 
 /**
@@ -25,14 +26,14 @@ import { CID_TAG, Link, plainView, WITH_LINKS } from "./EntryDecoding.js"
  * swapped in. Equal to `encode(signed)` (which it falls back to if the layout is not the expected one).
  */
 export const encodeSigned = (signed: Entry, signing: Uint8Array): Uint8Array => {
-  const key = stripUndefined(signed.sig.key)
-  const without = unsignedSigMap(key)
+  const maps = sigMapsOf(signed.sig.key)
+  const without = maps.unsigned
   const at = SIG_MAP_OFFSET
   if (
     signed._v !== undefined || signed.sig.sig === undefined || signing.length < at + without.length ||
-    !SIG_PREFIX.every((b, i) => signing[i] === b) || !without.every((b, i) => signing[at + i] === b)
+    !startsWith(signing, SIG_PREFIX, 0) || !startsWith(signing, without, at)
   ) return encode(signed)
-  const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
+  const withSig = signedSigMap(maps, signed.sig.sig)
   const out = new Uint8Array(signing.length - without.length + withSig.length)
   out.set(signing.subarray(0, at))
   out.set(withSig, at)
@@ -195,16 +196,16 @@ const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   const signed = e.entry
   const bytes = e.bytes
   if (signed._v !== undefined || signed.sig.sig === undefined || !startsWith(bytes, SIG_PREFIX, 0)) return signingBytes(signed)
-  const key = stripUndefined(signed.sig.key)
+  const maps = sigMapsOf(signed.sig.key)
   const at = SIG_MAP_OFFSET
   // canonical bytes decoded here: the sig map is known to run from `at` to its recorded end
   let end = sigEnds.get(e)
   if (end === undefined) {
-    const withSig = dagCbor.encode({ key, sig: signed.sig.sig })
+    const withSig = signedSigMap(maps, signed.sig.sig)
     if (bytes.length < at + withSig.length || !startsWith(bytes, withSig, at)) return signingBytes(signed)
     end = at + withSig.length
   }
-  const without = unsignedSigMap(key)
+  const without = maps.unsigned
   const out = new Uint8Array(bytes.length - (end - at) + without.length)
   out.set(bytes.subarray(0, at))
   out.set(without, at)
@@ -212,18 +213,77 @@ const cutSigningBytes = (e: StoredEntry): Uint8Array => {
   return out
 }
 
-/** The encoded `sig` map without a signature, `{key}`: the same for every entry a signer writes, so kept. */
-const unsignedSigMaps = new Map<string, Uint8Array>()
-const unsignedSigMap = (key: unknown): Uint8Array => {
-  const text = JSON.stringify(key)
-  let bytes = unsignedSigMaps.get(text)
-  if (bytes === undefined) {
-    bytes = dagCbor.encode({ key })
-    if (unsignedSigMaps.size > 1_000) unsignedSigMaps.clear()
-    unsignedSigMaps.set(text, bytes)
-  }
-  return bytes
+/**
+ * What a signer's key contributes to an entry's `sig` map, encoded once per key (every entry one
+ * signer writes or sends has the same): `{key}`, the map of the signing bytes, and `{key, sig: ""}`
+ * without its last byte (the empty string), which the encoding of a signature completes, when
+ * DAG-CBOR lays it out that way (`sig` sorts after `key`; checked when the key is first seen).
+ */
+interface SigMaps {
+  readonly key: unknown
+  readonly unsigned: Uint8Array
+  readonly signedHead: Uint8Array | undefined
 }
+
+/** Keys seen, by fingerprint (a signer's key is a new object in every decoded entry). */
+const sigMaps = new Bounded<string, SigMaps>(1_024)
+
+const sigMapsOf = (key: SigKey): SigMaps => {
+  const print = fingerprint(key)
+  let maps = sigMaps.get(print)
+  if (maps === undefined) {
+    const plain = stripUndefined(key)
+    const unsigned = dagCbor.encode({ key: plain })
+    const empty = dagCbor.encode({ key: plain, sig: "" })
+    const head = empty.subarray(0, empty.length - 1)
+    const laidOut = empty[empty.length - 1] === EMPTY_TEXT &&
+      equalBytes(dagCbor.encode({ key: plain, sig: "A" }), concat(head, dagCbor.encode("A")))
+    maps = { key: plain, unsigned, signedHead: laidOut ? head : undefined }
+    sigMaps.set(print, maps)
+  }
+  return maps
+}
+
+/** The encoded `{key, sig}` of a signature by the key of `maps`. */
+const signedSigMap = (maps: SigMaps, sig: string): Uint8Array =>
+  maps.signedHead !== undefined ? concat(maps.signedHead, dagCbor.encode(sig)) : dagCbor.encode({ key: maps.key, sig })
+
+/**
+ * A string naming a key's encoding: the fields of the usual direct key, each marked absent or
+ * length-prefixed (undefined counts as absent: DAG-CBOR is given the key without them); the JSON of
+ * any other key.
+ */
+const fingerprint = (key: SigKey): string => {
+  if (!isPlainDirect(key)) return `J${JSON.stringify(stripUndefined(key))}`
+  const { is_global, name, pubkey } = (key as { readonly Direct: { readonly hint: KeyHint } }).Direct.hint
+  return `D${is_global === undefined ? "-" : is_global ? "t" : "f"}${field(pubkey)}${field(name)}`
+}
+
+const field = (text: string | undefined): string => (text === undefined ? "-" : `${text.length}:${text}`)
+
+/** `{Direct: {hint}}` and nothing else, the hint's fields among pubkey and name (strings) and is_global (a boolean). */
+const isPlainDirect = (key: SigKey): boolean => {
+  for (const k in key) if (k !== "Direct") return false
+  const direct = (key as { readonly Direct?: unknown }).Direct
+  if (direct === null || typeof direct !== "object") return false
+  for (const k in direct) if (k !== "hint") return false
+  const hint = (direct as { readonly hint?: unknown }).hint
+  if (hint === null || typeof hint !== "object") return false
+  for (const [k, v] of Object.entries(hint)) {
+    if (v === undefined) continue
+    if (k === "is_global" ? typeof v !== "boolean" : (k !== "pubkey" && k !== "name") || typeof v !== "string") return false
+  }
+  return true
+}
+
+const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
+  return out
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && startsWith(a, b, 0)
 
 const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): boolean => {
   for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false
@@ -233,6 +293,8 @@ const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): b
 /** A three-key map whose first key is "sig": how every encoded entry (no `_v`) starts. */
 const SIG_PREFIX = [0xa3, 0x63, 0x73, 0x69, 0x67]
 const SIG_MAP_OFFSET = SIG_PREFIX.length
+/** The DAG-CBOR encoding of the empty text string. */
+const EMPTY_TEXT = 0x60
 
 /**
  * DAG-CBOR's decoding rules with every CID link (tag 42) read past and left as null: a fold needs

@@ -10,6 +10,7 @@ import * as dagCbor from "@ipld/dag-cbor"
 import * as cborg from "cborg"
 import { CID } from "multiformats/cid"
 import type { Entry } from "../../schema/Entry.js"
+import { base32Multibase } from "./Base32.js"
 import { Bounded } from "./Bounded.js"
 
 /** The CBOR tag of a CID link in DAG-CBOR. */
@@ -89,7 +90,7 @@ const linkOfTagged = (tagged: unknown): Link | CID => {
   const cid = CID.decode(tagged.subarray(1))
   if (cid.version !== 1 || cid.code !== dagCbor.code) return cid
   // a copy: a slice would keep the whole received message alive
-  const link = new Link(cid.toString(), cid.bytes.slice())
+  const link = new Link(base32Multibase(cid.bytes), cid.bytes.slice())
   links.set(h, link)
   return link
 }
