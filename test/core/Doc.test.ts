@@ -427,6 +427,9 @@ describe("serialization (reference §1.3)", () => {
 
   it("decode rejects invalid UTF-8 and pathological nesting with DocFormatError only", () => {
     expectFormatError(() => Doc.decode(new Uint8Array([0xff, 0xfe])), "(root): invalid UTF-8")
+    // the decoder is shared: a failure (even one cut mid-character) leaves nothing behind for the next decode
+    expectFormatError(() => Doc.decode(new TextEncoder().encode('{"children":{}}é').subarray(0, 16)), "(root): invalid UTF-8")
+    expect(Doc.decode(new TextEncoder().encode('{"children":{"é":"Null"}}')).get("é")).toBe(null)
     const depth = 20_000
     const deep = `{"children":{"a":{"Doc":`.repeat(depth) + `{"children":{}}` + `}}}`.repeat(depth)
     expectFormatError(() => Doc.deserialize(deep), /^children\.a\.Doc\.children\.a\..*: nested deeper than 127 arrays and objects$/)

@@ -57,12 +57,15 @@ export const decode = (bytes: Uint8Array): Doc =>
     if (!(bytes instanceof Uint8Array)) throw new DocFormatError("", "expected bytes")
     let text: string
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes)
+      text = strictUtf8.decode(bytes)
     } catch {
       throw new DocFormatError("", "invalid UTF-8")
     }
     return deserialize(text)
   })
+
+/** One strict decoder for every delta (one-shot decodes keep no state; making one each time cost as much as decoding). */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
 
 // ---------------------------------------------------------------------------------------------
 // Writer
