@@ -37,6 +37,19 @@ export const Address = Schema.Struct({
 /** A peer address. */
 export type Address = typeof Address.Type
 
+/** The `transport_type` of http addresses. */
+export const HTTP_TRANSPORT_TYPE = "http"
+
+/**
+ * The host and port of an http address, `host:port` or `[v6]:port` with a port from 1 to 65535;
+ * undefined for anything else (a URL, a bare host, port 0).
+ */
+export const httpAddressParts = (address: string): { readonly host: string; readonly port: number } | undefined => {
+  const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s/?#@]+):(\d{1,5})$/.exec(address)
+  const port = match ? Number(match[2]) : NaN
+  return match && port > 0 && port <= 65535 ? { host: match[1]!, port } : undefined
+}
+
 /**
  * Standard padded base64: a multiple of four characters, all from the alphabet but up to two `=` at
  * the end. The same language as `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`,

@@ -202,9 +202,16 @@ describe("bad input to the Promise API", () => {
     }
   }, 60_000)
 
-  // before its fix: a malformed peer is registered and persisted; it can never sync
+  // before its fix: a malformed peer is registered and persisted; it can never sync (a malformed
+  // http address only ever showed as the peer's lastError)
+  const badHttp = (address: string) => ({ addresses: [{ transportType: "http", address }] })
   for (const [label, patch] of [
-    ["peerPubkey 'garbage'", { peerPubkey: "garbage" }]
+    ["peerPubkey 'garbage'", { peerPubkey: "garbage" }],
+    ["an http address with no port", badHttp("127.0.0.1")],
+    ["an http address given as a URL", badHttp("http://127.0.0.1:3000")],
+    ["an http address with port 0", badHttp("127.0.0.1:0")],
+    ["an http address with port 65536", badHttp("127.0.0.1:65536")],
+    ["an http address with an unbracketed IPv6 host", badHttp("::1:3000")]
   ] as const) {
     it(`registerSyncPeer with ${label} rejects with InvalidArgument`, async () => {
       await instance.enableSync()
@@ -214,9 +221,24 @@ describe("bad input to the Promise API", () => {
         treeId: db.rootId,
         addresses: [{ transportType: "http", address: "127.0.0.1:1" }]
       }
-      await rejection(instance.sync().registerSyncPeer({ ...good, ...patch }), "InvalidArgument")
+      const error = await rejection(instance.sync().registerSyncPeer({ ...good, ...patch }), "InvalidArgument")
+      if ("addresses" in patch) expect(String(error)).toMatch(/is not an http address: expected host:port/)
     })
   }
+
+  it("registerSyncPeer takes http addresses of every form the client reads, and addAddress checks as it does", async () => {
+    await instance.enableSync()
+    await instance.sync().enableHttpTransport()
+    const handle = await instance.sync().registerSyncPeer({
+      peerPubkey: "ed25519:" + "B".repeat(43) + "=",
+      treeId: db.rootId,
+      addresses: ["127.0.0.1:1", "[::1]:1", "localhost:1", "peer.example:65535"].map((address) => ({ transportType: "http", address }))
+    })
+    await rejection(handle.addAddress({ transportType: "http", address: "localhost" }), "InvalidArgument")
+    // another transport's address is that transport's to read
+    await handle.addAddress({ transportType: "iroh", address: "not checked here" })
+    await instance.sync().unregisterSyncPeer("ed25519:" + "B".repeat(43) + "=")
+  })
 
   // before its fix: syncSettings.properties is not checked: "str" is stored as {0:"s",1:"t",2:"r"}
   it("trackDatabase with non-object properties rejects", async () => {

@@ -6,6 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Http from "node:http"
 import { PayloadTooLarge, TransportError } from "../../schema/Errors.js"
+import { httpAddressParts } from "../../schema/Protocol.js"
 import { API_PATH, describeCause, timerMs } from "./HttpWire.js"
 
 /** A transport's client: its connection pool, limits, timeouts, headers and parsed addresses. */
@@ -36,9 +37,7 @@ export interface Reply {
 /** The host and port of a `host:port` or `[v6]:port` address (undefined when it is neither), remembered. */
 export const targetOf = (client: Client, address: string): Target | undefined => {
   if (client.targets.has(address)) return client.targets.get(address)
-  const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s/?#@]+):(\d{1,5})$/.exec(address)
-  const port = match ? Number(match[2]) : NaN
-  const target = match && port > 0 && port <= 65535 ? { host: match[1]!, port } : undefined
+  const target = httpAddressParts(address)
   if (client.targets.size >= 1_024) client.targets.clear()
   client.targets.set(address, target)
   return target

@@ -3,9 +3,10 @@
  * header, node timer delays and readable causes.
  */
 import * as Duration from "effect/Duration"
+import { HTTP_TRANSPORT_TYPE } from "../../schema/Protocol.js"
 
 /** The `transport_type` of HTTP addresses. */
-export const TRANSPORT_TYPE = "http"
+export const TRANSPORT_TYPE = HTTP_TRANSPORT_TYPE
 
 /** The path of the sync endpoint. */
 export const API_PATH = "/api/v0"
