@@ -1,7 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
+import * as Schema from "effect/Schema"
 import * as Entry from "../../src/core/Entry.js"
-import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_DEPTH } from "../../src/schema/Protocol.js"
+import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_DEPTH, WireEntry } from "../../src/schema/Protocol.js"
 
 const treeId = Entry.idOfBytes(new TextEncoder().encode("a tree"))
 
@@ -93,5 +95,21 @@ describe("Protocol permissions", () => {
       })
     expect(Either.isRight(ask(2 ** 32 - 1))).toBe(true)
     for (const bad of [2 ** 32, 2 ** 53, 1.5, -1]) expect(detail(ask(bad))).toMatch(/requested_permission/)
+  })
+})
+
+describe("wire entries", () => {
+  it("are exactly the non-empty strings of standard padded base64 form", () => {
+    // the definition the table-driven check replaced
+    const byRegExp = (s: string) => s.length > 0 && s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s)
+    const isWire = Schema.is(WireEntry)
+    const unit = fc.constantFrom(..."AZaz09+/=-_ \u00e9\u0100\u{1F600}".split(""), "A", "b", "=")
+    fc.assert(
+      fc.property(fc.array(unit, { maxLength: 14 }).map((cs) => cs.join("")), (s) => {
+        expect(isWire(s)).toBe(byRegExp(s))
+      }),
+      { numRuns: 5_000 }
+    )
+    for (const s of ["", "====", "A===", "AA==", "AAA=", "AAAA", "AA=A", "A\u0000==", "QUJD"]) expect(isWire(s)).toBe(byRegExp(s))
   })
 })
