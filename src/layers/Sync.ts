@@ -365,7 +365,7 @@ export const make = (options: SyncLayerOptions = {}) =>
         Effect.gen(function*() {
           if (irohEnabled) return
           const secretKey = yield* irohSecretKey
-          const iroh = yield* Scope.extend(makeIroh({ ...irohOptions, secretKey }), layerScope)
+          const iroh = yield* Scope.extend(makeIroh({ ...irohOptions, secretKey, announce: instance.deviceId }), layerScope)
           yield* enableTransport(iroh)
           irohEnabled = true
         })

@@ -1,7 +1,8 @@
 /**
  * The iroh transport (QUIC, ALPN `eidetica/v0`), as the reference's: one bidirectional stream per
- * request, the JSON request written and finished, the JSON response read to its end. An address is
- * an iroh `EndpointTicket` string (the endpoint's id and the direct addresses it is bound to).
+ * request, the JSON request written and finished (after a line announcing our device key, as HTTP's
+ * peer header), the JSON response read to its end. An address is an iroh `EndpointTicket` string
+ * (the endpoint's id and the direct addresses it is bound to).
  *
  * By default iroh's minimal preset with relays disabled: peers dial the direct addresses a ticket
  * names and nothing reaches n0's servers. `relays: "n0"` opts into n0's public relays and address
@@ -30,6 +31,7 @@ import type * as Scope from "effect/Scope"
 import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
 import { decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
+import { isPubKey } from "../schema/Ids.js"
 import type { Handler, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
 import {
@@ -43,7 +45,7 @@ import {
   serverEndpoint,
   ticketAddress
 } from "./internal/IrohBinding.js"
-import { serveStream, textNumbers, type Timeouts, toBytes, toNumbers } from "./internal/IrohStream.js"
+import { serveStream, textNumbers, type Timeouts, toBytes, toNumbers, withPeerLine } from "./internal/IrohStream.js"
 import { makeServeOnce } from "./internal/ServeOnce.js"
 import { parseJson } from "./internal/SyncWire.js"
 
@@ -91,6 +93,12 @@ export interface IrohTransportOptions {
   readonly maxConnections?: number | undefined
   /** Server: connections open at once from one IP address (default 64); a further one is refused. */
   readonly maxConnectionsPerAddress?: number | undefined
+  /**
+   * Our device key, announced to servers in a line before each request (`eidetica-peer: <key>`, as
+   * HTTP's `x-eidetica-peer` header; an unauthenticated hint a server uses not to relay our pushes
+   * back to us). The client's endpoint id cannot say it: the client dials from a fresh key.
+   */
+  readonly announce?: string | undefined
 }
 
 /** The default of `IrohTransportOptions.timeout`. */
@@ -108,6 +116,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
       whole: Duration.decode(options.requestTimeout ?? Duration.minutes(5))
     }
     const limit = options.maxMessageBytes ?? MAX_MESSAGE_BYTES
+    const announce = options.announce !== undefined && isPubKey(options.announce) ? options.announce : undefined
     const streams = yield* Effect.makeSemaphore(options.maxConcurrentStreams ?? 64)
     const perPeerStreams = options.maxStreamsPerPeer ?? 16
     const perAddressStreams = options.maxStreamsPerAddress ?? 32
@@ -234,7 +243,7 @@ export const makeIroh = (options: IrohTransportOptions = {}): Effect.Effect<Tran
         const target = ticketAddress(iroh, address.address)
         if (target === undefined) return yield* fail("invalid iroh address; expected an endpoint ticket")
         // our own request: its shape is the protocol's by construction, so it is not validated again
-        const bytes = Buffer.from(JSON.stringify(request), "utf8")
+        const bytes = withPeerLine(announce, Buffer.from(JSON.stringify(request), "utf8"))
         if (bytes.length > limit) return yield* new PayloadTooLarge({ limit })
         const dialled = target.directAddresses()
         const bind = clientBindFor(dialled)

@@ -26,11 +26,13 @@ import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { DocStore, DocStoreView } from "../../src/database/Stores.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import * as Eidetica from "../../src/layers/Eidetica.js"
+import { parseAddress } from "../../src/layers/Sync.js"
 import * as Permission from "../../src/schema/Permission.js"
 import { Instance, type InstanceShape, type User } from "../../src/services/Instance.js"
 import { Storage, type StorageShape } from "../../src/services/Storage.js"
 import { Sync, type SyncShape } from "../../src/services/Sync.js"
 import { SyncEngine, type SyncEngineShape, type SyncHandle } from "../../src/services/SyncEngine.js"
+import type { TransportShape } from "../../src/services/Transport.js"
 
 const onCommit = { syncEnabled: true, syncOnCommit: true, properties: {} }
 
@@ -195,6 +197,49 @@ describe("SyncEngine over HTTP", () => {
       yield* Effect.sleep("200 millis")
       expect(relayed).toBe(0)
     }))
+
+  it.scopedLive("over iroh too, entries pushed to B are not relayed back to the peer that pushed them", () =>
+    Effect.gen(function*() {
+      let relayed = 0
+      const counting = (t: TransportShape): TransportShape => ({
+        ...t,
+        send: (address, request) => {
+          if ("SendEntries" in request) relayed++
+          return t.send(address, request)
+        }
+      })
+      // two nodes on iroh alone (loopback, no relays); B counts the SendEntries it sends
+      const irohNode = (wrap?: (t: TransportShape) => TransportShape) =>
+        Effect.gen(function*() {
+          const context = yield* Layer.build(Eidetica.layer({ storage: "memory", sync: { wrapTransport: wrap } }))
+          const run = <A, E>(effect: Effect.Effect<A, E, Eidetica.Services>) => Effect.provide(effect, context)
+          return yield* run(Effect.gen(function*() {
+            const sync = yield* Sync
+            yield* sync.enableIrohTransport({ clientBind: "127.0.0.1:0", timeout: "3 seconds" })
+            const served = yield* sync.startServer("127.0.0.1:0")
+            return { instance: yield* Instance, sync, engine: yield* SyncEngine, storage: yield* Storage, address: served, run } satisfies Node
+          }))
+        }).pipe(Effect.orDie)
+      const a = yield* irohNode()
+      const b = yield* irohNode(counting)
+      const alice = yield* userOn(a, "alice")
+      const bob = yield* userOn(b, "bob")
+      const { signer, treeId } = yield* sharedDb(a, alice.user, alice.key)
+      yield* track(b, bob.user, bob.key, treeId)
+      const registerIroh = (node: Node, peer: Node) =>
+        Effect.flatMap(parseAddress(peer.address), (address) =>
+          node.engine.registerSyncPeer({ peerPubkey: peer.instance.deviceId, treeId, addresses: [address] })).pipe(Effect.orDie)
+      expect((yield* parseAddress(b.address).pipe(Effect.orDie)).transport_type).toBe("iroh")
+      yield* registerIroh(a, b)
+      const onB = yield* registerIroh(b, a)
+      yield* onB.waitForInitialSync.pipe(Effect.timeout("10 seconds"))
+      for (let i = 0; i < 3; i++) {
+        yield* write(a, treeId, signer, `k${i}`, i)
+        yield* eventually(b, treeId, `k${i}`, i)
+      }
+      yield* Effect.sleep("200 millis")
+      expect(relayed).toBe(0)
+    }), 30_000)
 
   it.scopedLive("writes made while B is down arrive after B returns (flush)", () =>
     Effect.gen(function*() {

@@ -93,6 +93,35 @@ describe("iroh transport: what a peer sends on a raw stream", () => {
       expect(yield* client.send(address, { SendEntries: [wireEntry(1), wireEntry(2)] })).toEqual({ Count: 2 })
     }))
 
+  it.scopedLive("the client's announced device key reaches the handler as the peer hint; a line naming no key gives none", () =>
+    Effect.gen(function*() {
+      const peers: Array<string | undefined> = []
+      const server = yield* make()
+      const address = yield* Effect.orDie(server.serve("127.0.0.1:0", (request, context) => {
+        peers.push(context.peer)
+        return echoHandler()(request, context)
+      }))
+      const device = `ed25519:${"Q".repeat(43)}=`
+      const announcing = yield* make({ announce: device })
+      expect(yield* announcing.send(address, { SendEntries: [wireEntry(1), wireEntry(2)] })).toEqual({ Count: 2 })
+      const silent = yield* make()
+      expect(yield* silent.send(address, { SendEntries: [] })).toBe("Ack")
+      // a raw stream: a line naming something else is only no hint; a line never ended is no request
+      const raw = yield* rawClient(address)
+      const connection = yield* Effect.promise(() => raw.connect())
+      const ask = (body: string) =>
+        Effect.promise(async () => {
+          const stream = await connection.openBi()
+          await stream.send.writeAll(bytesOf(body))
+          await stream.send.finish()
+          return JSON.parse(textOf(await stream.recv.readToEnd(1 << 20))) as unknown
+        })
+      expect(yield* ask(`eidetica-peer: not-a-key\n${JSON.stringify({ SendEntries: [] })}`)).toBe("Ack")
+      expect(yield* ask(`eidetica-peer: ${device}${" ".repeat(200)}\n{}`)).toEqual({ Error: expect.stringContaining("malformed JSON") })
+      expect(yield* ask(`eidetica-peer: ${device}\n`)).toEqual({ Error: "empty body; expected a JSON sync request" })
+      expect(peers).toEqual([device, undefined, undefined])
+    }))
+
   it.scopedLive("a request over the server's limit is answered with an Error naming the limit; the handler never sees it", () =>
     Effect.gen(function*() {
       const server = yield* make({ maxMessageBytes: 64 * 1024 })

@@ -12,6 +12,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import { isPubKey } from "../../schema/Ids.js"
 import type { SyncResponse } from "../../schema/Protocol.js"
 import type { Handler } from "../../services/Transport.js"
 import { requestOfBytes } from "./SyncWire.js"
@@ -60,13 +61,41 @@ export const serveStream = (
       case "Body":
         break
     }
-    if (body.bytes.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
-    const request = requestOfBytes(body.bytes)
+    const { peer, rest } = splitPeerLine(body.bytes)
+    if (rest.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
+    const request = requestOfBytes(rest)
     if (Either.isLeft(request)) return yield* reply({ Error: request.left })
-    const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote }))
+    const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote, peer }))
     if (Exit.isFailure(exit)) return yield* reset
     yield* reply(exit.value)
   })
+
+/**
+ * The line a client may write before its request, announcing its device key (as HTTP's
+ * `x-eidetica-peer` header): `eidetica-peer: ed25519:…` and a newline. A request is JSON, so it
+ * starts with `{` and cannot be taken for one.
+ */
+const PEER_LINE = Buffer.from("eidetica-peer: ", "ascii")
+/** A device key's length, with room to spare: a line longer than this before its newline is not one. */
+const PEER_LINE_MAX = PEER_LINE.length + 128
+const NEWLINE = 0x0a
+
+/** A request's bytes with our device key's line before them (none when there is no key to announce). */
+export const withPeerLine = (announce: string | undefined, request: Uint8Array): Uint8Array =>
+  announce === undefined ? request : Buffer.concat([PEER_LINE, Buffer.from(`${announce}\n`, "ascii"), request])
+
+/**
+ * The announced device key (undefined when there is no such line, or it does not name a key) and the
+ * bytes after the line. Bytes that begin like the line but do not end it in time are left whole, for
+ * the request decoder to refuse.
+ */
+export const splitPeerLine = (bytes: Uint8Array): { readonly peer: string | undefined; readonly rest: Uint8Array } => {
+  if (bytes.length < PEER_LINE.length || !PEER_LINE.equals(bytes.subarray(0, PEER_LINE.length))) return { peer: undefined, rest: bytes }
+  const end = bytes.subarray(0, PEER_LINE_MAX).indexOf(NEWLINE)
+  if (end < 0) return { peer: undefined, rest: bytes }
+  const key = Buffer.from(bytes.buffer, bytes.byteOffset + PEER_LINE.length, end - PEER_LINE.length).toString("latin1")
+  return { peer: isPubKey(key) ? key : undefined, rest: bytes.subarray(end + 1) }
+}
 
 type Body =
   | { readonly _tag: "Body"; readonly bytes: Uint8Array }
