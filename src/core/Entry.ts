@@ -18,7 +18,7 @@ import { blake3 } from "./internal/blake3.js"
 import { base32Multibase } from "./internal/Base32.js"
 import { Bounded } from "./internal/Bounded.js"
 import { fastEntry, rememberSigEnd, stripUndefined } from "./internal/EntryBytes.js"
-import { decodeWatched, knownCanonical, Link, rememberLink, type Watched } from "./internal/EntryDecoding.js"
+import { decodeWatched, knownCanonical, Link, rememberLink, sameBytes, type Watched } from "./internal/EntryDecoding.js"
 
 export { decodeTrusted, encodeSigned, signingBytesOf, storeDataOfBytes } from "./internal/EntryBytes.js"
 
@@ -150,12 +150,6 @@ export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Eithe
   const result = stored(entry, bytes, idOfTheseBytes)
   rememberSigEnd(result, watched.sigEnd)
   return Either.right(result)
-}
-
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /** Wrap an entry (already valid) with its bytes, ID (when not given, computed over the bytes), tree and height. */

@@ -161,6 +161,7 @@ const raw: RawDecoders = {
 }
 
 const malformedSecretKey = () => new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" })
+const keyNotBuilt = (cause: unknown) => new CryptoError({ detail: "cannot build the private key", cause })
 
 const decodeSecretKey = (secretKey: string, decode: Decoder): Effect.Effect<Uint8Array, CryptoError> => {
   const seed = decodeKey(secretKey, decode)
@@ -221,7 +222,7 @@ const makeNodeWith = (
   const privateKeyOf = (secretKey: string): Effect.Effect<crypto.KeyObject, CryptoError> =>
     Effect.try({
       try: () => privateKeyFor(secretKey),
-      catch: (cause) => new CryptoError({ detail: "cannot build the private key", cause })
+      catch: keyNotBuilt
     }).pipe(Effect.filterOrFail((key): key is crypto.KeyObject => key !== undefined, malformedSecretKey))
 
   const verifyOne = (publicKey: string, signature: string, message: Uint8Array): boolean => {
@@ -258,7 +259,7 @@ const makeNodeWith = (
         try {
           key = privateKeyFor(secretKey)
         } catch (cause) {
-          return Effect.fail(new CryptoError({ detail: "cannot build the private key", cause }))
+          return Effect.fail(keyNotBuilt(cause))
         }
         if (key === undefined) return Effect.fail(malformedSecretKey())
         try {

@@ -18,7 +18,7 @@ import type { KeyHint, SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
 import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
 import { Bounded } from "./Bounded.js"
-import { CID_TAG, Link, plainView, WITH_LINKS } from "./EntryDecoding.js"
+import { CID_TAG, Link, plainView, sameBytes, WITH_LINKS } from "./EntryDecoding.js"
 
 /**
  * The encoding of a signed entry from the signing bytes of the same entry: CBOR is concatenative
@@ -237,7 +237,7 @@ const sigMapsOf = (key: SigKey): SigMaps => {
     const empty = dagCbor.encode({ key: plain, sig: "" })
     const head = empty.subarray(0, empty.length - 1)
     const laidOut = empty[empty.length - 1] === EMPTY_TEXT &&
-      equalBytes(dagCbor.encode({ key: plain, sig: "A" }), concat(head, dagCbor.encode("A")))
+      sameBytes(dagCbor.encode({ key: plain, sig: "A" }), concat(head, dagCbor.encode("A")))
     maps = { key: plain, unsigned, signedHead: laidOut ? head : undefined }
     sigMaps.set(print, maps)
   }
@@ -282,8 +282,6 @@ const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
   out.set(b, a.length)
   return out
 }
-
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && startsWith(a, b, 0)
 
 const startsWith = (bytes: Uint8Array, prefix: ArrayLike<number>, at: number): boolean => {
   for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false

@@ -211,8 +211,11 @@ const keyBefore = (data: Uint8Array, a: number, aLength: number, b: number, bLen
 }
 
 /** Whether `bytes` holds exactly `part` from `at` to its end. */
-const sameAt = (bytes: Uint8Array, at: number, part: Uint8Array): boolean => {
+export const sameAt = (bytes: Uint8Array, at: number, part: Uint8Array): boolean => {
   if (bytes.length - at !== part.length) return false
   for (let i = 0; i < part.length; i++) if (bytes[at + i] !== part[i]) return false
   return true
 }
+
+/** Whether two byte arrays are equal. */
+export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => sameAt(a, 0, b)

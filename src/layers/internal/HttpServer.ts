@@ -159,7 +159,6 @@ const onRequest = (
       case "Body":
         break
     }
-    if (body.bytes.length === 0) return errorReply(response, 400, "empty body; expected a JSON sync request")
     const decoded = requestOfBytes(body.bytes)
     if (Either.isLeft(decoded)) return errorReply(response, 400, decoded.left)
     const fiber = run(handler(decoded.right, { remoteAddress: remoteOf(request), peer: peerOf(request) }))

@@ -62,7 +62,6 @@ export const serveStream = (
         break
     }
     const { peer, rest } = splitPeerLine(body.bytes)
-    if (rest.length === 0) return yield* reply({ Error: "empty body; expected a JSON sync request" })
     const request = requestOfBytes(rest)
     if (Either.isLeft(request)) return yield* reply({ Error: request.left })
     const exit = yield* Effect.exit(handler(request.right, { remoteAddress: remote, peer }))

@@ -33,6 +33,7 @@ export const parseJson = (bytes: Uint8Array): Either.Either<unknown, string> => 
  * a socket or stream callback outside any fiber would take the whole process down.
  */
 export const requestOfBytes = (bytes: Uint8Array): Either.Either<SyncRequest, string> => {
+  if (bytes.length === 0) return Either.left("empty body; expected a JSON sync request")
   try {
     return Either.flatMap(parseJson(bytes), (json) => Either.mapLeft(decodeRequestEither(json), (e) => e.message))
   } catch {
