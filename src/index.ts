@@ -4,7 +4,7 @@
  */
 /** Storage: the Tag, `layerMemory` and `layerSqlite({ filename })`. */
 export * as Storage from "./layers/Storage.js"
-/** Auth: the Tag, `layerNode` (node:crypto) and `layerNoble` (@noble/ed25519). */
+/** Auth: the Tag, `layerNode` (native: libsodium, else node:crypto), `layerNodeCrypto` (node:crypto alone) and `layerNoble` (@noble/ed25519). */
 export * as Auth from "./layers/Auth.js"
 /** Cipher: the Tag and `layerNode` (Argon2id + AES-256-GCM). */
 export * as Cipher from "./layers/Cipher.js"

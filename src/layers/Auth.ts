@@ -1,9 +1,11 @@
 /**
- * Implementations of the Auth port. `layerNode` (node:crypto, native speed) is the default;
+ * Implementations of the Auth port. `layerNode` (native: libsodium through sodium-native, else
+ * node:crypto's OpenSSL) is the default; `layerNodeCrypto` is the native layer on OpenSSL alone;
  * `layerNoble` (@noble/ed25519, pure JS) is portable; `layerSeeded` draws keys and randomness from
- * Effect's `Random` for deterministic simulation and is NOT for production. All three produce and
+ * Effect's `Random` for deterministic simulation and is NOT for production. All of them produce and
  * accept the same strings: keys `ed25519:<padded base64 of 32 bytes>`, signatures padded base64 of 64
- * bytes. Non-canonical base64 is treated as malformed, so one signature has exactly one string form.
+ * bytes. Non-canonical base64 is treated as malformed, so one signature has exactly one string form;
+ * and all of them accept exactly the same signatures (see internal/Ed25519.ts).
  */
 import * as ed from "@noble/ed25519"
 import { sha512 } from "@noble/hashes/sha2.js"
@@ -18,6 +20,15 @@ import { availableParallelism } from "node:os"
 import { Bounded } from "../core/internal/Bounded.js"
 import { CryptoError } from "../schema/Errors.js"
 import { Auth, type AuthShape, type KeyPair, type VerifyItem } from "../services/Auth.js"
+import {
+  acceptablePublicKey,
+  acceptableSignature,
+  type Ed25519Engine,
+  type EngineName,
+  loadSodium,
+  opensslEngine,
+  sodiumEngine
+} from "./internal/Ed25519.js"
 import { makePool, makeVerdicts, type RawDecoders, verdictCacheSize, verifyInPool, type VerifyPool } from "./internal/VerifyPool.js"
 
 /** The Auth service tag (re-exported from the port). */
@@ -32,30 +43,56 @@ export const poolThreshold = 256
 /** Worker threads of one node-backed service's verification pool: one per core, at most 4. */
 export const poolSize = Math.min(4, Math.max(1, availableParallelism()))
 
-/** A verification pool that lives as long as the enclosing scope. */
-const scopedPool: Effect.Effect<VerifyPool, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => makePool(poolSize)),
-  (pool) => pool.close
-)
+/** sodium-native, loaded on the first native service (undefined where its addon does not load). */
+let sodium: ReturnType<typeof loadSodium> | null = null
+const sodiumOnce = () => (sodium === null ? (sodium = loadSodium()) : sodium)
+
+/** The engine `layerNode` signs and verifies with on this machine: "libsodium", or "node:crypto" where sodium-native does not load. */
+export const nativeEngine = (): EngineName => (sodiumOnce() === undefined ? "node:crypto" : "libsodium")
 
 /**
- * Builds the node:crypto Auth service; each call has its own KeyObject caches and its own
- * verification pool (started on the first large batch, terminated when the scope closes).
+ * A native Auth service on the named engine, with a verification pool (on the same engine) that
+ * lives as long as the enclosing scope: started on the first large batch, terminated on close.
  */
-export const makeNode: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.map(scopedPool, (pool) =>
-  makeNodeWith(
-    Effect.sync(() => crypto.randomFillSync(new Uint8Array(32))),
-    (n) => Effect.sync(() => nodeRandomBytes(n)),
-    pool,
-    true
+const makeNative = (
+  engine: EngineName,
+  newSeed: Effect.Effect<Uint8Array>,
+  randomBytes: (n: number) => Effect.Effect<Uint8Array>,
+  ahead: boolean
+): Effect.Effect<AuthShape, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(Effect.sync(() => makePool(poolSize, engine)), (pool) => pool.close),
+    (pool) => {
+      const lib = engine === "libsodium" ? sodiumOnce() : undefined
+      return lib !== undefined
+        ? makeNativeWith(sodiumEngine(lib), newSeed, randomBytes, pool, ahead)
+        : makeNativeWith(opensslEngine, newSeed, randomBytes, pool, ahead)
+    }
   )
+
+const systemSeed = Effect.sync(() => crypto.randomFillSync(new Uint8Array(32)))
+const systemBytes = (n: number) => Effect.sync(() => nodeRandomBytes(n))
+
+/**
+ * Builds the native Auth service; each call has its own key caches and its own verification pool
+ * (started on the first large batch, terminated when the scope closes).
+ */
+export const makeNode: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.suspend(() =>
+  makeNative(nativeEngine(), systemSeed, systemBytes, true)
 )
 
 /**
- * Auth on node:crypto: native ed25519 with cached KeyObjects, randomness from `crypto.randomFillSync`,
- * large verification batches spread over worker threads.
+ * Native Auth: ed25519 on libsodium (sodium-native's prebuilt addon) where it loads, else on
+ * node:crypto; cached keys, randomness from `crypto.randomFillSync`, large verification batches spread
+ * over worker threads.
  */
 export const layerNode: Layer.Layer<Auth> = Layer.scoped(Auth, makeNode)
+
+/** As `layerNode`, on node:crypto's OpenSSL alone (about half libsodium's speed; no addon). */
+export const layerNodeCrypto: Layer.Layer<Auth> = Layer.scoped(
+  Auth,
+  makeNative("node:crypto", systemSeed, systemBytes, true)
+)
 
 /** Builds the @noble/ed25519 Auth service (sync API, SHA-512 from @noble/hashes). */
 export const makeNoble: Effect.Effect<AuthShape> = Effect.sync(() => {
@@ -69,11 +106,11 @@ export const makeNoble: Effect.Effect<AuthShape> = Effect.sync(() => {
       })
     )
   const verifyOne = (publicKey: string, signature: string, message: Uint8Array): boolean => {
-    const pub = decodeKey(publicKey, decodePortable)
-    const sig = pub && decodePortable(signature, 64)
+    const pub = decodePublicKey(publicKey, decodePortable)
+    const sig = pub && decodeSignature(signature, decodePortable)
     if (!pub || !sig) return false
     try {
-      // zip215: false is noble's strict RFC 8032 branch, the closest to OpenSSL's acceptance rules.
+      // zip215: false is noble's strict RFC 8032 branch; the shared acceptance rule did the rest
       return ed.verify(sig, message, pub, { zip215: false })
     } catch {
       return false
@@ -110,9 +147,9 @@ export const layerNoble: Layer.Layer<Auth> = Layer.effect(Auth, makeNoble)
  * and `randomBytes` draw from Effect's `Random` service, so under `Effect.withRandom(Random.make(seed))`
  * every key and nonce is reproducible, and therefore predictable to anyone who knows the seed.
  */
-export const makeSeeded: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.map(scopedPool, (pool) =>
+export const makeSeeded: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.suspend(() =>
   // no `verifyAhead`: background verification lands at times a simulation's clock cannot see
-  makeNodeWith(seededBytes(32), seededBytes, pool, false)
+  makeNative(nativeEngine(), seededBytes(32), seededBytes, false)
 )
 
 /**
@@ -125,8 +162,6 @@ export const layerSeeded: Layer.Layer<Auth> = Layer.scoped(Auth, makeSeeded)
 // helpers
 
 const KEY_PREFIX = "ed25519:"
-const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex")
-const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
 
 /** Decodes canonical padded base64 of exactly `length` bytes, or undefined. */
 type Decoder = (text: string, length: number) => Uint8Array | undefined
@@ -154,10 +189,22 @@ const encodeKey = (raw: Uint8Array, encode: (bytes: Uint8Array) => string) => KE
 const decodeKey = (key: string, decode: Decoder): Uint8Array | undefined =>
   key.startsWith(KEY_PREFIX) ? decode(key.slice(KEY_PREFIX.length), 32) : undefined
 
-/** The raw bytes of keys and signatures for the pool (node's base64). */
+/** A public key's bytes, if well-formed and acceptable to every engine (else it verifies nothing). */
+const decodePublicKey = (key: string, decode: Decoder): Uint8Array | undefined => {
+  const raw = decodeKey(key, decode)
+  return raw && acceptablePublicKey(raw) ? raw : undefined
+}
+
+/** A signature's bytes, if well-formed and acceptable to every engine. */
+const decodeSignature = (signature: string, decode: Decoder): Uint8Array | undefined => {
+  const raw = decode(signature, 64)
+  return raw && acceptableSignature(raw) ? raw : undefined
+}
+
+/** The raw bytes of keys and signatures for the pool (node's base64): what fails here never leaves this thread. */
 const raw: RawDecoders = {
-  publicKey: (key) => decodeKey(key, decodeNode),
-  signature: (signature) => decodeNode(signature, 64)
+  publicKey: (key) => decodePublicKey(key, decodeNode),
+  signature: (signature) => decodeSignature(signature, decodeNode)
 }
 
 const malformedSecretKey = () => new CryptoError({ detail: "malformed secret key: expected ed25519:<base64 of a 32-byte seed>" })
@@ -180,15 +227,6 @@ const boundedCache = <V>(max: number) => {
   }
 }
 
-const publicKeyObject = (raw: Uint8Array): crypto.KeyObject =>
-  crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" })
-
-const privateKeyObject = (seed: Uint8Array): crypto.KeyObject =>
-  crypto.createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: "der", type: "pkcs8" })
-
-const rawPublicKey = (privateKey: crypto.KeyObject): Uint8Array =>
-  crypto.createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(SPKI_ED25519_PREFIX.length)
-
 const nodeRandomBytes = (n: number): Uint8Array => crypto.randomFillSync(new Uint8Array(n))
 
 /** getRandomValues fills at most 65,536 bytes per call. */
@@ -201,61 +239,62 @@ const webRandomBytes = (n: number): Uint8Array => {
 const seededBytes = (n: number): Effect.Effect<Uint8Array> =>
   Effect.map(Effect.replicateEffect(Random.nextIntBetween(0, 256), n), (bytes) => Uint8Array.from(bytes))
 
-/** The node:crypto signature engine with a pluggable source of seeds and random bytes. */
-const makeNodeWith = (
+/** The native signature service on one engine, with a pluggable source of seeds and random bytes. */
+const makeNativeWith = <Pub, Priv>(
+  engine: Ed25519Engine<Pub, Priv>,
   newSeed: Effect.Effect<Uint8Array>,
   randomBytes: (n: number) => Effect.Effect<Uint8Array>,
   pool: VerifyPool,
   ahead: boolean
 ): AuthShape => {
-  const publicKeys = boundedCache<crypto.KeyObject>(keyCacheSize)
-  const privateKeys = boundedCache<crypto.KeyObject>(keyCacheSize)
+  const publicKeys = boundedCache<Pub>(keyCacheSize)
+  const privateKeys = boundedCache<Priv>(keyCacheSize)
   const verdicts = makeVerdicts(verdictCacheSize)
 
-  /** The cached KeyObject of a secret key; undefined when it is malformed; throws if node refuses it. */
-  const privateKeyFor = (secretKey: string): crypto.KeyObject | undefined =>
+  /** The cached prepared key of a secret key; undefined when it is malformed; throws if the engine refuses it. */
+  const privateKeyFor = (secretKey: string): Priv | undefined =>
     privateKeys(secretKey, () => {
       const seed = decodeKey(secretKey, decodeNode)
-      return seed && privateKeyObject(seed)
+      return seed && engine.privateKey(seed)
     })
 
-  const privateKeyOf = (secretKey: string): Effect.Effect<crypto.KeyObject, CryptoError> =>
+  const privateKeyOf = (secretKey: string): Effect.Effect<Priv, CryptoError> =>
     Effect.try({
       try: () => privateKeyFor(secretKey),
       catch: keyNotBuilt
-    }).pipe(Effect.filterOrFail((key): key is crypto.KeyObject => key !== undefined, malformedSecretKey))
+    }).pipe(Effect.filterOrFail((key): key is Priv => key !== undefined, malformedSecretKey))
 
   const verifyOne = (publicKey: string, signature: string, message: Uint8Array): boolean => {
     try {
       const key = publicKeys(publicKey, () => {
-        const raw = decodeKey(publicKey, decodeNode)
-        return raw && publicKeyObject(raw)
+        const raw = decodePublicKey(publicKey, decodeNode)
+        return raw && engine.publicKey(raw)
       })
       if (key === undefined) return false
-      const sig = decodeNode(signature, 64)
-      return sig !== undefined && crypto.verify(null, message, key, sig)
+      const sig = decodeSignature(signature, decodeNode)
+      return sig !== undefined && engine.verify(key, sig, message)
     } catch {
-      // createPublicKey rejects bytes that are not a curve point: a malformed key, so not verified.
+      // OpenSSL refuses bytes that are not a curve point: a malformed key, so not verified.
       return false
     }
   }
 
   return {
     generateKey: Effect.map(newSeed, (seed) => ({
-      publicKey: encodeKey(rawPublicKey(privateKeyObject(seed)), toBase64),
+      publicKey: encodeKey(engine.rawPublicKey(engine.privateKey(seed)), toBase64),
       secretKey: encodeKey(seed, toBase64)
     })),
     publicKeyOf: (secretKey) =>
       Effect.flatMap(privateKeyOf(secretKey), (key) =>
         Effect.try({
-          try: () => encodeKey(rawPublicKey(key), toBase64),
+          try: () => encodeKey(engine.rawPublicKey(key), toBase64),
           catch: (cause) => new CryptoError({ detail: "cannot derive the public key", cause })
         })
       ),
     // one step, not a chain of four: every commit signs
     sign: (secretKey, message) =>
       Effect.suspend(() => {
-        let key: crypto.KeyObject | undefined
+        let key: Priv | undefined
         try {
           key = privateKeyFor(secretKey)
         } catch (cause) {
@@ -263,7 +302,7 @@ const makeNodeWith = (
         }
         if (key === undefined) return Effect.fail(malformedSecretKey())
         try {
-          return Effect.succeed(crypto.sign(null, message, key).toString("base64"))
+          return Effect.succeed(engine.sign(key, message).toString("base64"))
         } catch (cause) {
           return Effect.fail(new CryptoError({ detail: "signing failed", cause }))
         }

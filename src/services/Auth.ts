@@ -1,7 +1,8 @@
 /**
- * The Auth port: ed25519 keys, signatures and secure randomness. Layers: `layerNode` (node:crypto,
- * the default), `layerNoble` (@noble/ed25519, portable) and `layerSeeded` (keys and randomness from
- * Effect's Random, for deterministic simulation only). All pass one contract suite.
+ * The Auth port: ed25519 keys, signatures and secure randomness. Layers: `layerNode` (native, the
+ * default: libsodium, else node:crypto), `layerNodeCrypto` (node:crypto alone), `layerNoble`
+ * (@noble/ed25519, portable) and `layerSeeded` (keys and randomness from Effect's Random, for
+ * deterministic simulation only). All pass one contract suite and accept exactly the same signatures.
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"

@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import { readdirSync, readFileSync, readlinkSync } from "node:fs"
-import { Auth, layerNode, layerNoble, layerSeeded, poolSize } from "../../src/layers/Auth.js"
+import { Auth, layerNode, layerNodeCrypto, layerNoble, layerSeeded, poolSize } from "../../src/layers/Auth.js"
 
 const PUBLIC_KEY = /^ed25519:[A-Za-z0-9+/]{43}=$/
 const SIGNATURE = /^[A-Za-z0-9+/]{86}==$/
@@ -154,7 +154,8 @@ const contract = (name: string, layer: Layer.Layer<Auth>) =>
       }).pipe(Effect.provide(layer)))
   })
 
-contract("node:crypto", layerNode)
+contract("native (libsodium)", layerNode)
+contract("node:crypto", layerNodeCrypto)
 contract("@noble/ed25519", layerNoble)
 contract("seeded (simulation only)", layerSeeded)
 
@@ -203,7 +204,8 @@ const largeBatch = (name: string, layer: Layer.Layer<Auth>) =>
       }).pipe(Effect.provide(layer)), 30_000)
   })
 
-largeBatch("node:crypto", layerNode)
+largeBatch("native (libsodium)", layerNode)
+largeBatch("node:crypto", layerNodeCrypto)
 largeBatch("seeded (simulation only)", layerSeeded)
 
 describe("Auth verifyAhead (node:crypto)", () => {

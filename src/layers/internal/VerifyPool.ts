@@ -8,6 +8,7 @@ import * as crypto from "node:crypto"
 import { Worker } from "node:worker_threads"
 import { Bounded } from "../../core/internal/Bounded.js"
 import type { VerifyItem } from "../../services/Auth.js"
+import type { EngineName } from "./Ed25519.js"
 
 /** How a caller turns key and signature strings into raw bytes (undefined when malformed). */
 export interface RawDecoders {
@@ -93,12 +94,14 @@ interface PoolTask {
 }
 
 /**
- * A lazily started pool of `size` verification workers. Each task is posted at once to the worker
+ * A lazily started pool of `size` verification workers on the named engine (a worker where
+ * sodium-native does not load verifies on node:crypto: the callers checked the shared acceptance
+ * rule before, so both give the same answers). Each task is posted at once to the worker
  * with the smallest backlog, which works through its messages in order without waiting for this
  * thread (busy as it may be) to hand out the next; replies come back in the same order. Workers
  * with nothing outstanding are unref'd so they never keep a process alive.
  */
-export const makePool = (size: number): VerifyPool => {
+export const makePool = (size: number, engine: EngineName): VerifyPool => {
   let workers: Array<Worker> | undefined
   let broken = false
   /** Each worker's outstanding tasks, oldest first, and their total cost. */
@@ -117,7 +120,7 @@ export const makePool = (size: number): VerifyPool => {
   const start = () => {
     workers = []
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL("./verifyWorker.mjs", import.meta.url), { execArgv: [] })
+      const worker = new Worker(new URL("./verifyWorker.mjs", import.meta.url), { execArgv: [], workerData: { engine } })
       worker.unref()
       const queue = { tasks: [] as Array<PoolTask>, cost: 0 }
       backlog.set(worker, queue)

@@ -1,14 +1,18 @@
 /**
- * ed25519 verification worker for the node Auth layer's pool. Plain JavaScript so it loads in any
- * runner (tsx, vitest, plain node) without a TypeScript loader.
+ * ed25519 verification worker for the native Auth layers' pool. Plain JavaScript so it loads in any
+ * runner (tsx, vitest, plain node) without a TypeScript loader. It verifies on the engine its
+ * `workerData.engine` names: libsodium (sodium-native), or node:crypto's OpenSSL, also where
+ * sodium-native does not load. The pool sends only keys and signatures that passed the acceptance
+ * rule all engines share (Ed25519.ts), so either gives the same answers.
  *
  * Request: an ArrayBuffer of packed items, each `[u32 LE message length][32-byte public key][64-byte signature][message]`.
  * Reply: a Uint8Array with one byte per item (1 = verified), its buffer transferred back.
  */
 import { createPublicKey, verify } from "node:crypto"
 import { readlinkSync } from "node:fs"
+import { createRequire } from "node:module"
 import { setPriority } from "node:os"
-import { parentPort } from "node:worker_threads"
+import { parentPort, workerData } from "node:worker_threads"
 
 /**
  * Verification is background work: this thread runs at a lower priority (nice 10), so that when the
@@ -23,6 +27,16 @@ try {
 } catch {
   // not Linux, or not allowed: default priority
 }
+
+/** sodium-native when asked for and loadable, else undefined (OpenSSL verifies). */
+const sodium = (() => {
+  if (workerData?.engine !== "libsodium") return undefined
+  try {
+    return createRequire(import.meta.url)("sodium-native")
+  } catch {
+    return undefined
+  }
+})()
 
 const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
 const CACHE_MAX = 10_000
@@ -53,7 +67,9 @@ parentPort.on("message", (buffer) => {
     at += 100 + length
     let ok = false
     try {
-      ok = verify(null, message, keyOf(raw), sig)
+      ok = sodium !== undefined
+        ? sodium.crypto_sign_verify_detached(sig, message, raw)
+        : verify(null, message, keyOf(raw), sig)
     } catch {
       // a key that is not a curve point: not verified, as on the main thread
       ok = false
