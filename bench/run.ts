@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- <suite…>`: runs the named benchmark suites (all when none is named) and prints
  * one JSON object per line: {"bench": name, "value": n, "unit": u}. The machine's one-core ed25519
- * verification speed comes first (`machine.ed25519_verify_per_s`), to read the figures against.
+ * verification speeds come first (`machine.ed25519_verify_per_s`, OpenSSL; `..._libsodium_per_s`), to read the figures against.
  */
 type Suite = { run: () => Promise<void> }
 const load = (name: string) => (): Promise<Suite> => import(`./${name}.js`) as Promise<Suite>
