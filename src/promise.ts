@@ -46,6 +46,7 @@ export {
   ServerAlreadyRunning,
   ServerNotRunning,
   TransportError,
+  InvalidAddress,
   NoTransportForAddress,
   ProtocolVersionMismatch,
   HandshakeFailed,

@@ -13,8 +13,8 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Signer } from "../database/Database.js"
-import type { StorageError } from "../schema/Errors.js"
-import type { Address } from "../schema/Protocol.js"
+import { InvalidAddress, type StorageError } from "../schema/Errors.js"
+import { type Address, addressProblem } from "../schema/Protocol.js"
 import type { SyncSettings } from "../schema/SyncSettings.js"
 import { Instance } from "../services/Instance.js"
 import { readMetaRecord, Storage } from "../services/Storage.js"
@@ -300,6 +300,15 @@ export const make = (options: Options = {}): Effect.Effect<
      * status, waits for nothing and changes nothing, and never touches the peer's actor, which
      * would bring the database back (and start a new actor for a peer unregistered altogether).
      */
+    /** Fails with the first address its transport cannot read: it could only ever fail to sync. */
+    const readable = (addresses: ReadonlyArray<Address>): Effect.Effect<void, InvalidAddress> => {
+      for (const a of addresses) {
+        const reason = addressProblem(a)
+        if (reason !== undefined) return Effect.fail(new InvalidAddress({ address: formatAddress(a), reason }))
+      }
+      return Effect.void
+    }
+
     const handleOf = (peer: string, treeId: string): SyncHandle => {
       const actor = Effect.suspend(() => registered(peer, treeId) ? Effect.asSome(peers.get(peer)) : Effect.succeedNone)
       return {
@@ -314,14 +323,14 @@ export const make = (options: Options = {}): Effect.Effect<
           Option.match({ onNone: () => Stream.make(PeerActor.idleStatus), onSome: (a) => a.changes(treeId) })
         )).pipe(Stream.mapEffect(withLocal(treeId))),
         addAddress: (address) =>
-          registry.withPermits(1)(Effect.gen(function*() {
+          Effect.zipRight(readable([address]), registry.withPermits(1)(Effect.gen(function*() {
             const record = records.get(peer)
             if (record === undefined || !registered(peer, treeId)) return
             const updated = { ...record, addresses: mergeAddresses(record.addresses, [address]) }
             records.set(peer, updated)
             yield* saveRecord(updated)
             yield* Effect.flatMap(peers.get(peer), (a) => a.poke)
-          })),
+          }))),
         // an unregistered pair will never sync: interrupted, like the waiters removeTree interrupts
         waitForInitialSync: Effect.flatMap(
           actor,
@@ -331,7 +340,7 @@ export const make = (options: Options = {}): Effect.Effect<
     }
 
     const registerSyncPeer: SyncEngineShape["registerSyncPeer"] = (info) =>
-      registry.withPermits(1)(Effect.gen(function*() {
+      Effect.zipRight(readable(info.addresses), registry.withPermits(1)(Effect.gen(function*() {
         const existing = records.get(info.peerPubkey)
         const record: PeerRecord = {
           peerPubkey: info.peerPubkey,
@@ -351,7 +360,7 @@ export const make = (options: Options = {}): Effect.Effect<
         yield* actor.poke
         yield* reconcile([info.treeId])
         return handleOf(info.peerPubkey, info.treeId)
-      }))
+      })))
 
     const unregisterSyncPeer: SyncEngineShape["unregisterSyncPeer"] = (peer, treeId) =>
       registry.withPermits(1)(Effect.gen(function*() {

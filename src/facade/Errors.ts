@@ -110,6 +110,8 @@ export const ServerAlreadyRunning = fromSchema(Errors.ServerAlreadyRunning)
 export const ServerNotRunning = fromSchema(Errors.ServerNotRunning)
 /** @see Errors.TransportError */
 export const TransportError = fromSchema(Errors.TransportError)
+/** @see Errors.InvalidAddress */
+export const InvalidAddress = fromSchema(Errors.InvalidAddress)
 /** @see Errors.NoTransportForAddress */
 export const NoTransportForAddress = fromSchema(Errors.NoTransportForAddress)
 /** @see Errors.ProtocolVersionMismatch */

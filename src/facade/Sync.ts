@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { type Address, HTTP_TRANSPORT_TYPE, httpAddressParts } from "../schema/Protocol.js"
+import { type Address, addressProblem } from "../schema/Protocol.js"
 import {
   type FlushReport,
   type PeerStatus as EnginePeerStatus,
@@ -318,13 +318,10 @@ const checkAddress = (a: PeerAddressOptions): Address => {
   if (typeof a !== "object" || a === null) throw new InvalidArgument("an address is { transportType, address }")
   const transport_type = checkString(a.transportType, "an address needs a transportType such as \"http\"")
   const address = checkString(a.address, "an address needs an address such as \"127.0.0.1:3000\"")
-  // an http address the client cannot read would only ever show as the peer's lastError; the form of
-  // other transports' addresses (an iroh ticket) is theirs to read, when they are enabled
-  if (transport_type === HTTP_TRANSPORT_TYPE && httpAddressParts(address) === undefined) {
-    throw new InvalidArgument(
-      `${JSON.stringify(address.length > 80 ? `${address.slice(0, 80)}…` : address)} is not an http address: expected host:port, such as "127.0.0.1:3000" or "[::1]:3000"`
-    )
-  }
+  // an http address the client cannot read would only ever show as the peer's lastError (the engine
+  // refuses it too, as InvalidAddress; here it is the facade's InvalidArgument)
+  const problem = addressProblem({ transport_type, address })
+  if (problem !== undefined) throw new InvalidArgument(problem)
   return { transport_type, address }
 }
 

@@ -147,6 +147,16 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
   }
 }
 
+/** An address its transport cannot read (an http address that is not `host:port`); nothing was saved. */
+export class InvalidAddress extends Schema.TaggedError<InvalidAddress>()("InvalidAddress", {
+  address: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Invalid address: ${this.reason}`
+  }
+}
+
 /** No enabled transport handles the address's `transport_type`. */
 export class NoTransportForAddress extends Schema.TaggedError<NoTransportForAddress>()("NoTransportForAddress", {
   address: Schema.String

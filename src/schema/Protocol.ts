@@ -51,13 +51,17 @@ export const httpAddressParts = (address: string): { readonly host: string; read
 }
 
 /**
- * Standard padded base64: a multiple of four characters, all from the alphabet but up to two `=` at
- * the end. The same language as `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`,
- * checked with a regex that does not backtrack through groups (entries are long).
+ * Why an address cannot be used by its transport, or undefined. Only http's form is known here; the
+ * form of other transports' addresses (an iroh ticket) is theirs to read, when they are enabled.
  */
+export const addressProblem = (a: Address): string | undefined =>
+  a.transport_type === HTTP_TRANSPORT_TYPE && httpAddressParts(a.address) === undefined
+    ? `${JSON.stringify(a.address.length > 80 ? `${a.address.slice(0, 80)}…` : a.address)} is not an http address: expected host:port, such as "127.0.0.1:3000" or "[::1]:3000"`
+    : undefined
+
 /**
  * Whether a string is standard padded base64 in form: a multiple of 4 characters from the base64
- * alphabet, then at most two `=`. (A loop over a table: every received entry is checked, and the
+ * alphabet, then at most two `=` (the language of `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`). (A loop over a table: every received entry is checked, and the
  * regular expression it replaces took 3.4 µs for an entry's ~550 characters, the loop 1.)
  */
 const isPaddedBase64 = (s: string): boolean => {

@@ -5,7 +5,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
-import type { MailboxFull, StorageError } from "../schema/Errors.js"
+import type { InvalidAddress, MailboxFull, StorageError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
 
 /** A peer to keep one database in sync with. */
@@ -53,8 +53,8 @@ export interface SyncHandle {
    * is unregistered or the engine closes (a later registration of the pair has changes of its own).
    */
   readonly changes: Stream.Stream<PeerStatus>
-  /** Add an address to try for this peer (persisted). */
-  readonly addAddress: (address: Address) => Effect.Effect<void, StorageError>
+  /** Add an address to try for this peer (persisted); one its transport cannot read is refused, as InvalidAddress. */
+  readonly addAddress: (address: Address) => Effect.Effect<void, StorageError | InvalidAddress>
   /** Completes once a sync of this database with this peer has succeeded; interrupted if the pair is unregistered or the engine closes first. */
   readonly waitForInitialSync: Effect.Effect<void>
 }
@@ -69,8 +69,11 @@ export interface FlushReport {
 
 /** The engine's interface. */
 export interface SyncEngineShape {
-  /** Register (or update) a peer for a database; persisted, so it survives a restart. */
-  readonly registerSyncPeer: (info: SyncPeerInfo) => Effect.Effect<SyncHandle, StorageError>
+  /**
+   * Register (or update) a peer for a database; persisted, so it survives a restart. An address its
+   * transport cannot read fails the call with InvalidAddress, and nothing is saved.
+   */
+  readonly registerSyncPeer: (info: SyncPeerInfo) => Effect.Effect<SyncHandle, StorageError | InvalidAddress>
   /** Stop syncing a database with a peer (every database when `treeId` is absent). */
   readonly unregisterSyncPeer: (peerPubkey: string, treeId?: string) => Effect.Effect<void, StorageError>
   /** A handle on an already registered peer and database. */

@@ -577,6 +577,31 @@ describe("SyncEngine registration", () => {
       expect(record).toMatchObject([{ addresses: [FAKE_ADDRESS], trees: { T1: {} } }])
     }))
 
+  it.scoped("an http address the client cannot read is refused as InvalidAddress, at registration and by addAddress; nothing is saved", () =>
+    Effect.gen(function*() {
+      const { engine, storage } = yield* fakeEngine({ sync: () => Effect.void, push: () => Effect.void })
+      const bad = { transport_type: "http", address: "http://127.0.0.1:3000/api" }
+      const refused = yield* Effect.flip(engine.registerSyncPeer({ ...registration("T1"), addresses: [FAKE_ADDRESS, bad] }))
+      expect(refused._tag).toBe("InvalidAddress")
+      expect(refused.message).toBe(
+        "Invalid address: \"http://127.0.0.1:3000/api\" is not an http address: expected host:port, such as \"127.0.0.1:3000\" or \"[::1]:3000\""
+      )
+      expect(yield* engine.handle(PEER, "T1")).toBeUndefined()
+      expect(yield* storage.listMeta("sync/").pipe(Effect.orDie)).toEqual([])
+      const handle = yield* engine.registerSyncPeer(registration("T1")).pipe(Effect.orDie)
+      for (const address of ["127.0.0.1", "127.0.0.1:0", "::1:3000", ""]) {
+        const e = yield* Effect.flip(handle.addAddress({ transport_type: "http", address }))
+        expect(e._tag, address).toBe("InvalidAddress")
+      }
+      // good forms, and another transport's address (its own form), are taken
+      yield* handle.addAddress({ transport_type: "http", address: "[::1]:3000" }).pipe(Effect.orDie)
+      yield* handle.addAddress({ transport_type: "iroh", address: "a ticket" }).pipe(Effect.orDie)
+      const record = (yield* storage.listMeta("sync/peers/").pipe(Effect.orDie)).map(([, v]) => JSON.parse(v))
+      expect(record).toMatchObject([{
+        addresses: [FAKE_ADDRESS, { transport_type: "http", address: "[::1]:3000" }, { transport_type: "iroh", address: "a ticket" }]
+      }])
+    }))
+
   it.scoped("a handle kept after unregistering its peer altogether reads idle and waits for nothing", () =>
     Effect.gen(function*() {
       const { engine, storage } = yield* fakeEngine({ sync: () => Effect.void, push: () => Effect.void })
