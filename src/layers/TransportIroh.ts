@@ -30,7 +30,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { MalformedMessage, PayloadTooLarge, TransportError } from "../schema/Errors.js"
 import type { Address } from "../schema/Protocol.js"
-import { decodeResponseEither, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
+import { decodeResponseEither, IROH_TRANSPORT_TYPE, MAX_MESSAGE_BYTES } from "../schema/Protocol.js"
 import { isPubKey } from "../schema/Ids.js"
 import type { Handler, TransportShape } from "../services/Transport.js"
 import { Transport } from "../services/Transport.js"
@@ -51,8 +51,8 @@ import { parseJson } from "./internal/SyncWire.js"
 
 export { describeIrohError } from "./internal/IrohBinding.js"
 
-/** The `transport_type` of iroh addresses. */
-export const IROH_TRANSPORT_TYPE = "iroh"
+/** The `transport_type` of iroh addresses (schema's, re-exported: the facade reads it there). */
+export { IROH_TRANSPORT_TYPE }
 
 /** The ALPN of the sync protocol. */
 export const IROH_ALPN = "eidetica/v0"

@@ -50,19 +50,41 @@ export const httpAddressParts = (address: string): { readonly host: string; read
   return match && port > 0 && port <= 65535 ? { host: match[1]!, port } : undefined
 }
 
+/** The `transport_type` of iroh addresses. */
+export const IROH_TRANSPORT_TYPE = "iroh"
+
 /**
- * Why an address cannot be used by its transport, or undefined. Only http's form is known here; the
- * form of other transports' addresses (an iroh ticket) is theirs to read, when they are enabled.
+ * Whether a string has the form of an iroh endpoint ticket: `endpoint`, then lowercase base32 of at
+ * least the 32-byte endpoint id and its header (55 characters); as the iroh transport reads it,
+ * spaces around and an `iroh:` prefix (as `getServerAddress` gives it) are taken. The form only:
+ * whether the bytes read as a ticket is for the iroh transport to say, when it is enabled.
  */
-export const addressProblem = (a: Address): string | undefined =>
-  a.transport_type === HTTP_TRANSPORT_TYPE && httpAddressParts(a.address) === undefined
-    ? `${JSON.stringify(a.address.length > 80 ? `${a.address.slice(0, 80)}…` : a.address)} is not an http address: expected host:port, such as "127.0.0.1:3000" or "[::1]:3000"`
-    : undefined
+export const isIrohTicketForm = (address: string): boolean =>
+  /^endpoint[a-z2-7]{55,}$/.test(address.trim().replace(/^iroh:/i, ""))
+
+/** An address shortened for a message. */
+const quoted = (address: string) => JSON.stringify(address.length > 80 ? `${address.slice(0, 80)}…` : address)
+
+/**
+ * Why an address cannot be used by its transport, or undefined: an http address that is not
+ * `host:port`, an iroh address without a ticket's form. Other transports' addresses are theirs to read.
+ */
+export const addressProblem = (a: Address): string | undefined => {
+  if (a.transport_type === HTTP_TRANSPORT_TYPE && httpAddressParts(a.address) === undefined) {
+    return `${quoted(a.address)} is not an http address: expected host:port, such as "127.0.0.1:3000" or "[::1]:3000"`
+  }
+  if (a.transport_type === IROH_TRANSPORT_TYPE && !isIrohTicketForm(a.address)) {
+    return `${quoted(a.address)} is not an iroh address: expected an endpoint ticket ("endpoint…", as an iroh server's address gives it)`
+  }
+  return undefined
+}
 
 /**
  * Whether a string is standard padded base64 in form: a multiple of 4 characters from the base64
- * alphabet, then at most two `=` (the language of `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`). (A loop over a table: every received entry is checked, and the
- * regular expression it replaces took 3.4 µs for an entry's ~550 characters, the loop 1.)
+ * alphabet, then at most two `=`: the language of
+ * `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`. (A loop over a table: every
+ * received entry is checked, and that regular expression took 3.4 µs for an entry's ~550
+ * characters, the loop 1.)
  */
 const isPaddedBase64 = (s: string): boolean => {
   const n = s.length

@@ -536,6 +536,9 @@ const endsWithin = <A, E>(effect: Effect.Effect<A, E>, d: Duration.DurationInput
     return yield* Fiber.join(waiting)
   })
 
+/** A real endpoint ticket (an iroh endpoint id and one loopback address), as an iroh server gives it. */
+const TICKET = "endpointaayo2tox3ksw3n6v7excmsohfkekml4eeoyzglezqysuys4bw4liqaibab7qaaabuapq"
+
 describe("SyncEngine registration", () => {
   it.scoped("a flush returns when its peer is unregistered meanwhile, and leaves that peer out", () =>
     Effect.gen(function*() {
@@ -577,7 +580,7 @@ describe("SyncEngine registration", () => {
       expect(record).toMatchObject([{ addresses: [FAKE_ADDRESS], trees: { T1: {} } }])
     }))
 
-  it.scoped("an http address the client cannot read is refused as InvalidAddress, at registration and by addAddress; nothing is saved", () =>
+  it.scoped("an http address the client cannot read, or an iroh one without a ticket's form, is refused as InvalidAddress, at registration and by addAddress; nothing is saved", () =>
     Effect.gen(function*() {
       const { engine, storage } = yield* fakeEngine({ sync: () => Effect.void, push: () => Effect.void })
       const bad = { transport_type: "http", address: "http://127.0.0.1:3000/api" }
@@ -593,12 +596,25 @@ describe("SyncEngine registration", () => {
         const e = yield* Effect.flip(handle.addAddress({ transport_type: "http", address }))
         expect(e._tag, address).toBe("InvalidAddress")
       }
-      // good forms, and another transport's address (its own form), are taken
+      // an iroh address needs a ticket's form: a host:port, a cased or cut ticket are refused
+      for (const address of ["127.0.0.1:3000", TICKET.toUpperCase(), TICKET.slice(0, 60), `iroh:${TICKET}x!`]) {
+        const e = yield* Effect.flip(handle.addAddress({ transport_type: "iroh", address }))
+        expect(e.message, address).toMatch(/is not an iroh address: expected an endpoint ticket/)
+      }
+      // good forms are taken, and another transport's address is that transport's to read
       yield* handle.addAddress({ transport_type: "http", address: "[::1]:3000" }).pipe(Effect.orDie)
-      yield* handle.addAddress({ transport_type: "iroh", address: "a ticket" }).pipe(Effect.orDie)
+      yield* handle.addAddress({ transport_type: "iroh", address: TICKET }).pipe(Effect.orDie)
+      yield* handle.addAddress({ transport_type: "iroh", address: `iroh:${TICKET}` }).pipe(Effect.orDie)
+      yield* handle.addAddress({ transport_type: "carrier-pigeon", address: "the loft" }).pipe(Effect.orDie)
       const record = (yield* storage.listMeta("sync/peers/").pipe(Effect.orDie)).map(([, v]) => JSON.parse(v))
       expect(record).toMatchObject([{
-        addresses: [FAKE_ADDRESS, { transport_type: "http", address: "[::1]:3000" }, { transport_type: "iroh", address: "a ticket" }]
+        addresses: [
+          FAKE_ADDRESS,
+          { transport_type: "http", address: "[::1]:3000" },
+          { transport_type: "iroh", address: TICKET },
+          { transport_type: "iroh", address: `iroh:${TICKET}` },
+          { transport_type: "carrier-pigeon", address: "the loft" }
+        ]
       }])
     }))
 

@@ -235,8 +235,10 @@ describe("bad input to the Promise API", () => {
       addresses: ["127.0.0.1:1", "[::1]:1", "localhost:1", "peer.example:65535"].map((address) => ({ transportType: "http", address }))
     })
     await rejection(handle.addAddress({ transportType: "http", address: "localhost" }), "InvalidArgument")
-    // another transport's address is that transport's to read
-    await handle.addAddress({ transportType: "iroh", address: "not checked here" })
+    // an iroh address must have a ticket's form; another transport's address is that transport's to read
+    await rejection(handle.addAddress({ transportType: "iroh", address: "127.0.0.1:3000" }), "InvalidArgument")
+    await handle.addAddress({ transportType: "iroh", address: "endpoint" + "a".repeat(55) })
+    await handle.addAddress({ transportType: "carrier-pigeon", address: "not checked here" })
     await instance.sync().unregisterSyncPeer("ed25519:" + "B".repeat(43) + "=")
   })
 
