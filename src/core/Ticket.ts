@@ -8,7 +8,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { EntryId } from "../schema/Ids.js"
 import { InvalidTicket } from "../schema/Errors.js"
-import type { Address } from "../schema/Protocol.js"
+import type { Address } from "../schema/Address.js"
 
 /** A parsed ticket: the database and the addresses it may be fetched from (its "address hints"). */
 export interface Ticket {

@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { type Address, addressProblem } from "../schema/Protocol.js"
+import { type Address, addressProblem } from "../schema/Address.js"
 import {
   type FlushReport,
   type PeerStatus as EnginePeerStatus,

@@ -25,7 +25,8 @@ import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Entry from "../core/Entry.js"
 import { ServerAlreadyRunning, TransportError } from "../schema/Errors.js"
-import { type Address, requestKind, responseKind, type SyncRequest, type SyncResponse } from "../schema/Protocol.js"
+import type { Address } from "../schema/Address.js"
+import { requestKind, responseKind, type SyncRequest, type SyncResponse } from "../schema/Protocol.js"
 import { formatAddress, type Handler, Transport, type TransportShape } from "../services/Transport.js"
 
 /** The `transport_type` of simulated addresses. */

@@ -13,6 +13,7 @@ import * as ParseResult from "effect/ParseResult"
 import type * as AST from "effect/SchemaAST"
 import * as Schema from "effect/Schema"
 import { MalformedMessage } from "./Errors.js"
+import { Address } from "./Address.js"
 import { EntryId, PubKey } from "./Ids.js"
 import { Permission } from "./Permission.js"
 
@@ -29,55 +30,8 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
  */
 export const MAX_MESSAGE_DEPTH = 64
 
-/** A peer address: which transport, and the transport-specific address (`host:port` for http). */
-export const Address = Schema.Struct({
-  transport_type: Schema.String.pipe(Schema.minLength(1, { message: () => "transport_type must not be empty" })),
-  address: Schema.String
-})
-/** A peer address. */
-export type Address = typeof Address.Type
-
-/** The `transport_type` of http addresses. */
-export const HTTP_TRANSPORT_TYPE = "http"
-
-/**
- * The host and port of an http address, `host:port` or `[v6]:port` with a port from 1 to 65535;
- * undefined for anything else (a URL, a bare host, port 0).
- */
-export const httpAddressParts = (address: string): { readonly host: string; readonly port: number } | undefined => {
-  const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s/?#@]+):(\d{1,5})$/.exec(address)
-  const port = match ? Number(match[2]) : NaN
-  return match && port > 0 && port <= 65535 ? { host: match[1]!, port } : undefined
-}
-
-/** The `transport_type` of iroh addresses. */
-export const IROH_TRANSPORT_TYPE = "iroh"
-
-/**
- * Whether a string has the form of an iroh endpoint ticket: `endpoint`, then lowercase base32 of at
- * least the 32-byte endpoint id and its header (55 characters); as the iroh transport reads it,
- * spaces around and an `iroh:` prefix (as `getServerAddress` gives it) are taken. The form only:
- * whether the bytes read as a ticket is for the iroh transport to say, when it is enabled.
- */
-export const isIrohTicketForm = (address: string): boolean =>
-  /^endpoint[a-z2-7]{55,}$/.test(address.trim().replace(/^iroh:/i, ""))
-
-/** An address shortened for a message. */
-const quoted = (address: string) => JSON.stringify(address.length > 80 ? `${address.slice(0, 80)}…` : address)
-
-/**
- * Why an address cannot be used by its transport, or undefined: an http address that is not
- * `host:port`, an iroh address without a ticket's form. Other transports' addresses are theirs to read.
- */
-export const addressProblem = (a: Address): string | undefined => {
-  if (a.transport_type === HTTP_TRANSPORT_TYPE && httpAddressParts(a.address) === undefined) {
-    return `${quoted(a.address)} is not an http address: expected host:port, such as "127.0.0.1:3000" or "[::1]:3000"`
-  }
-  if (a.transport_type === IROH_TRANSPORT_TYPE && !isIrohTicketForm(a.address)) {
-    return `${quoted(a.address)} is not an iroh address: expected an endpoint ticket ("endpoint…", as an iroh server's address gives it)`
-  }
-  return undefined
-}
+/** A peer address (the messages carry them; its module also knows each transport's address form). */
+export { Address } from "./Address.js"
 
 /**
  * Whether a string is standard padded base64 in form: a multiple of 4 characters from the base64

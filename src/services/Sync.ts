@@ -28,7 +28,8 @@ import type {
   BootstrapPending
 } from "../schema/Errors.js"
 import type { Permission } from "../schema/Permission.js"
-import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
+import type { Address } from "../schema/Address.js"
+import type { SyncRequest, SyncResponse } from "../schema/Protocol.js"
 import type { RequestContext, TransportShape } from "./Transport.js"
 
 /** What one `syncWithPeer` moved. */

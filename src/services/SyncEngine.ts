@@ -5,8 +5,8 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
+import type { Address } from "../schema/Address.js"
 import type { InvalidAddress, MailboxFull, StorageError } from "../schema/Errors.js"
-import type { Address } from "../schema/Protocol.js"
 
 /** A peer to keep one database in sync with. */
 export interface SyncPeerInfo {

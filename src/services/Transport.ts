@@ -15,7 +15,8 @@ import type {
   TransportError
 } from "../schema/Errors.js"
 import { NoTransportEnabled, NoTransportForAddress } from "../schema/Errors.js"
-import type { Address, SyncRequest, SyncResponse } from "../schema/Protocol.js"
+import type { Address } from "../schema/Address.js"
+import type { SyncRequest, SyncResponse } from "../schema/Protocol.js"
 
 /** What a server knows about the connection a request came in on. */
 export interface RequestContext {

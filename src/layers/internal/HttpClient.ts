@@ -6,7 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Http from "node:http"
 import { PayloadTooLarge, TransportError } from "../../schema/Errors.js"
-import { httpAddressParts } from "../../schema/Protocol.js"
+import { httpAddressParts } from "../../schema/Address.js"
 import { API_PATH, describeCause, timerMs } from "./HttpWire.js"
 
 /** A transport's client: its connection pool, limits, timeouts, headers and parsed addresses. */

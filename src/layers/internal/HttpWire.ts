@@ -3,7 +3,7 @@
  * header, node timer delays and readable causes.
  */
 import * as Duration from "effect/Duration"
-import { HTTP_TRANSPORT_TYPE } from "../../schema/Protocol.js"
+import { HTTP_TRANSPORT_TYPE } from "../../schema/Address.js"
 
 /** The `transport_type` of HTTP addresses. */
 export const TRANSPORT_TYPE = HTTP_TRANSPORT_TYPE

@@ -10,7 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { ServerAlreadyRunning, type TransportError } from "../../schema/Errors.js"
-import type { Address } from "../../schema/Protocol.js"
+import type { Address } from "../../schema/Address.js"
 
 /** Where a transport's one server is: none, binding, or serving at an address. */
 type ServerState =
