@@ -295,11 +295,6 @@ export const make = (options: Options = {}): Effect.Effect<
     // saved (or deleted) out of order with the in-memory change it follows
     const registry = yield* Effect.makeSemaphore(1)
 
-    /**
-     * A handle may outlive its registration (an app keeps showing it): it then reads a detached idle
-     * status, waits for nothing and changes nothing, and never touches the peer's actor, which
-     * would bring the database back (and start a new actor for a peer unregistered altogether).
-     */
     /** Fails with the first address its transport cannot read: it could only ever fail to sync. */
     const readable = (addresses: ReadonlyArray<Address>): Effect.Effect<void, InvalidAddress> => {
       for (const a of addresses) {
@@ -309,6 +304,11 @@ export const make = (options: Options = {}): Effect.Effect<
       return Effect.void
     }
 
+    /**
+     * A handle may outlive its registration (an app keeps showing it): it then reads a detached idle
+     * status, waits for nothing and changes nothing, and never touches the peer's actor, which
+     * would bring the database back (and start a new actor for a peer unregistered altogether).
+     */
     const handleOf = (peer: string, treeId: string): SyncHandle => {
       const actor = Effect.suspend(() => registered(peer, treeId) ? Effect.asSome(peers.get(peer)) : Effect.succeedNone)
       return {

@@ -318,8 +318,9 @@ const checkAddress = (a: PeerAddressOptions): Address => {
   if (typeof a !== "object" || a === null) throw new InvalidArgument("an address is { transportType, address }")
   const transport_type = checkString(a.transportType, "an address needs a transportType such as \"http\"")
   const address = checkString(a.address, "an address needs an address such as \"127.0.0.1:3000\"")
-  // an http address the client cannot read would only ever show as the peer's lastError (the engine
-  // refuses it too, as InvalidAddress; here it is the facade's InvalidArgument)
+  // an address its transport cannot read (an http one not host:port, an iroh one without a ticket's
+  // form) would only ever show as the peer's lastError; the engine refuses it too, as InvalidAddress,
+  // and here it is the facade's InvalidArgument
   const problem = addressProblem({ transport_type, address })
   if (problem !== undefined) throw new InvalidArgument(problem)
   return { transport_type, address }
