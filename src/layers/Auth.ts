@@ -51,24 +51,32 @@ const sodiumOnce = () => (sodium === null ? (sodium = loadSodium()) : sodium)
 export const nativeEngine = (): EngineName => (sodiumOnce() === undefined ? "node:crypto" : "libsodium")
 
 /**
- * A native Auth service on the named engine, with a verification pool (on the same engine) that
+ * A native Auth service on `engine`, with a verification pool (its workers on the same engine) that
  * lives as long as the enclosing scope: started on the first large batch, terminated on close.
  */
-const makeNative = (
-  engine: EngineName,
+const makeNative = <Pub, Priv>(
+  engine: Ed25519Engine<Pub, Priv>,
   newSeed: Effect.Effect<Uint8Array>,
   randomBytes: (n: number) => Effect.Effect<Uint8Array>,
   ahead: boolean
 ): Effect.Effect<AuthShape, never, Scope.Scope> =>
   Effect.map(
-    Effect.acquireRelease(Effect.sync(() => makePool(poolSize, engine)), (pool) => pool.close),
-    (pool) => {
-      const lib = engine === "libsodium" ? sodiumOnce() : undefined
-      return lib !== undefined
-        ? makeNativeWith(sodiumEngine(lib), newSeed, randomBytes, pool, ahead)
-        : makeNativeWith(opensslEngine, newSeed, randomBytes, pool, ahead)
-    }
+    Effect.acquireRelease(Effect.sync(() => makePool(poolSize, engine.name)), (pool) => pool.close),
+    (pool) => makeNativeWith(engine, newSeed, randomBytes, pool, ahead)
   )
+
+/** `makeNative` on libsodium where sodium-native loads, else on OpenSSL. */
+const makeOnNativeEngine = (
+  newSeed: Effect.Effect<Uint8Array>,
+  randomBytes: (n: number) => Effect.Effect<Uint8Array>,
+  ahead: boolean
+): Effect.Effect<AuthShape, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    const lib = sodiumOnce()
+    return lib === undefined
+      ? makeNative(opensslEngine, newSeed, randomBytes, ahead)
+      : makeNative(sodiumEngine(lib), newSeed, randomBytes, ahead)
+  })
 
 const systemSeed = Effect.sync(() => crypto.randomFillSync(new Uint8Array(32)))
 const systemBytes = (n: number) => Effect.sync(() => nodeRandomBytes(n))
@@ -77,9 +85,7 @@ const systemBytes = (n: number) => Effect.sync(() => nodeRandomBytes(n))
  * Builds the native Auth service; each call has its own key caches and its own verification pool
  * (started on the first large batch, terminated when the scope closes).
  */
-export const makeNode: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.suspend(() =>
-  makeNative(nativeEngine(), systemSeed, systemBytes, true)
-)
+export const makeNode: Effect.Effect<AuthShape, never, Scope.Scope> = makeOnNativeEngine(systemSeed, systemBytes, true)
 
 /**
  * Native Auth: ed25519 on libsodium (sodium-native's prebuilt addon) where it loads, else on
@@ -91,7 +97,7 @@ export const layerNode: Layer.Layer<Auth> = Layer.scoped(Auth, makeNode)
 /** As `layerNode`, on node:crypto's OpenSSL alone (about half libsodium's speed; no addon). */
 export const layerNodeCrypto: Layer.Layer<Auth> = Layer.scoped(
   Auth,
-  makeNative("node:crypto", systemSeed, systemBytes, true)
+  makeNative(opensslEngine, systemSeed, systemBytes, true)
 )
 
 /** Builds the @noble/ed25519 Auth service (sync API, SHA-512 from @noble/hashes). */
@@ -149,7 +155,7 @@ export const layerNoble: Layer.Layer<Auth> = Layer.effect(Auth, makeNoble)
  */
 export const makeSeeded: Effect.Effect<AuthShape, never, Scope.Scope> = Effect.suspend(() =>
   // no `verifyAhead`: background verification lands at times a simulation's clock cannot see
-  makeNative(nativeEngine(), seededBytes(32), seededBytes, false)
+  makeOnNativeEngine(seededBytes(32), seededBytes, false)
 )
 
 /**

@@ -31,7 +31,7 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 export const MAX_MESSAGE_DEPTH = 64
 
 /** A peer address (the messages carry them; its module also knows each transport's address form). */
-export { Address } from "./Address.js"
+export { Address }
 
 /**
  * Whether a string is standard padded base64 in form: a multiple of 4 characters from the base64

@@ -25,10 +25,9 @@ const concat = (...parts: Array<Uint8Array>) => Uint8Array.from(Buffer.concat(pa
 
 /** An ed25519 signature with a chosen R, made with the real secret scalar: S = r + h·a for R = r·B. */
 const signWithR = (seed: Uint8Array, r: bigint, message: Uint8Array) => {
-  const { point, pointBytes, scalar } = ed.utils.getExtendedPublicKey(seed)
+  const { pointBytes, scalar } = ed.utils.getExtendedPublicKey(seed)
   const R = r === 0n ? le32(1n) /* the identity */ : ed.Point.BASE.multiply(r).toBytes()
   const h = fromLe(sha512(concat(R, pointBytes, message))) % L
-  void point
   return { publicKey: pointBytes, signature: concat(R, le32((r + h * scalar) % L)) }
 }
 

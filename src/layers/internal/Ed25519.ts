@@ -93,11 +93,11 @@ const SMALL_ORDER: ReadonlyArray<Uint8Array> = [
   "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
 ].map((hex) => Uint8Array.from(Buffer.from(hex, "hex")))
 
-/** Whether 32 bytes encode a point of small order (whatever their sign bit). */
-export const hasSmallOrder = (bytes: Uint8Array, offset = 0): boolean => {
+/** Whether the first 32 bytes encode a point of small order (whatever their sign bit). */
+const hasSmallOrder = (bytes: Uint8Array): boolean => {
   next: for (const point of SMALL_ORDER) {
-    for (let i = 0; i < 31; i++) if (bytes[offset + i] !== point[i]) continue next
-    if ((bytes[offset + 31]! & 0x7f) === point[31]) return true
+    for (let i = 0; i < 31; i++) if (bytes[i] !== point[i]) continue next
+    if ((bytes[31]! & 0x7f) === point[31]) return true
   }
   return false
 }
