@@ -17,6 +17,7 @@ import { compareIds, compareNames } from "../schema/Ids.js"
 import { blake3 } from "./internal/blake3.js"
 import { base32Multibase } from "./internal/Base32.js"
 import { Bounded } from "./internal/Bounded.js"
+import { readCanonical } from "./internal/CanonicalEntry.js"
 import { fastEntry, rememberSigEnd, stripUndefined } from "./internal/EntryBytes.js"
 import { decodeWatched, knownCanonical, Link, rememberLink, sameBytes, type Watched } from "./internal/EntryDecoding.js"
 
@@ -123,6 +124,9 @@ export const subtree = (entry: Entry, store: string): SubTreeNode | undefined =>
  * (or taking `idOfTheseBytes`, when the caller has just computed `idOfBytes(bytes)` itself).
  */
 export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Either<StoredEntry, string> => {
+  // the common entry, read straight from canonical bytes; anything else takes the general path
+  const direct = readCanonical(bytes)
+  if (direct !== undefined) return finish(direct.entry, bytes, idOfTheseBytes, direct.sigEnd, true)
   let watched: Watched
   try {
     watched = decodeWatched(bytes)
@@ -140,15 +144,26 @@ export const decode = (bytes: Uint8Array, idOfTheseBytes?: string): Either.Eithe
     if (Either.isLeft(decoded)) return Either.left(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
     entry = decoded.right
   }
+  return finish(entry, bytes, idOfTheseBytes, watched.sigEnd, known)
+}
+
+/** A decoded entry, validated and (unless known to be) checked canonical, then stored with its ID and where its `sig` map ends. */
+const finish = (
+  entry: Entry,
+  bytes: Uint8Array,
+  idOfTheseBytes: string | undefined,
+  sigEnd: number,
+  canonical: boolean
+): Either.Either<StoredEntry, string> => {
   const reason = validate(entry)
   if (reason !== undefined) return Either.left(reason)
   // One entry, one encoding: bytes that decode but are not what encoding the entry gives (map keys
   // out of order, non-minimal integers, defaults written out) would give the same signed content
   // a second ID. The common case is known canonical from decoding alone; any doubt re-encodes.
-  if (!known && !sameBytes(encode(entry), bytes))
+  if (!canonical && !sameBytes(encode(entry), bytes))
     return Either.left("not in canonical form: re-encoding the entry gives other bytes")
   const result = stored(entry, bytes, idOfTheseBytes)
-  rememberSigEnd(result, watched.sigEnd)
+  rememberSigEnd(result, sigEnd)
   return Either.right(result)
 }
 

@@ -18,6 +18,7 @@ import type { KeyHint, SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
 import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
 import { Bounded } from "./Bounded.js"
+import { readCanonical } from "./CanonicalEntry.js"
 import { CID_TAG, Link, plainView, sameBytes, WITH_LINKS } from "./EntryDecoding.js"
 
 /**
@@ -62,6 +63,11 @@ export const signingBytesOf = (e: StoredEntry): Uint8Array => {
  * schema check, no validation and no hashing (the caller supplies the ID it stored them under).
  */
 export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either<StoredEntry, string> => {
+  const direct = readCanonical(bytes)
+  if (direct !== undefined) {
+    const entry = direct.entry
+    return Either.right({ id: entryId, entry, bytes, treeId: entry.tree.root ?? entryId, height: height(entry) })
+  }
   let raw: unknown
   try {
     raw = cborg.decode(plainView(bytes), WITH_LINKS)

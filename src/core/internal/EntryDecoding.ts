@@ -70,29 +70,44 @@ export const LINK_CACHE_SIZE = 4_096
  */
 const links = new Bounded<number, Link>(LINK_CACHE_SIZE)
 
-/** FNV-1a over bytes[from..]: the key of a link's CID bytes in `links`. */
-const hashFrom = (bytes: Uint8Array, from: number): number => {
+/** FNV-1a over bytes[from..to): the key of a link's CID bytes in `links`. */
+const hashOf = (bytes: Uint8Array, from: number, to: number): number => {
   let h = 0x811c9dc5
-  for (let i = from; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
+  for (let i = from; i < to; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
   return h
 }
 
 /** Remember the ID string of CID bytes just made (an entry's own ID: soon a parent to decode). */
-export const rememberLink = (cidBytes: Uint8Array, text: string): void => links.set(hashFrom(cidBytes, 0), new Link(text, cidBytes))
+export const rememberLink = (cidBytes: Uint8Array, text: string): void => links.set(hashOf(cidBytes, 0, cidBytes.length), new Link(text, cidBytes))
 
-/** The content of tag 42 (0x00 then CID bytes) as a Link, or as a CID when it is not an entry ID. */
-const linkOfTagged = (tagged: unknown): Link | CID => {
-  // as @ipld/dag-cbor's own tag-42 decoder refuses
-  if (!(tagged instanceof Uint8Array) || tagged[0] !== 0) throw new Error("Invalid CID for CBOR tag 42; expected leading 0x00")
-  const h = hashFrom(tagged, 1)
+/** The CID in bytes[from..to) as a Link, or as a CID when it is not an entry ID; throws when it is no CID. */
+const linkAt = (bytes: Uint8Array, from: number, to: number): Link | CID => {
+  const h = hashOf(bytes, from, to)
   const hit = links.get(h)
-  if (hit !== undefined && sameAt(tagged, 1, hit.bytes)) return hit
-  const cid = CID.decode(tagged.subarray(1))
+  if (hit !== undefined && sameRange(bytes, from, to, hit.bytes)) return hit
+  const cid = CID.decode(bytes.subarray(from, to))
   if (cid.version !== 1 || cid.code !== dagCbor.code) return cid
   // a copy: a slice would keep the whole received message alive
   const link = new Link(base32Multibase(cid.bytes), cid.bytes.slice())
   links.set(h, link)
   return link
+}
+
+/** The content of tag 42 (0x00 then CID bytes) as a Link, or as a CID when it is not an entry ID. */
+const linkOfTagged = (tagged: unknown): Link | CID => {
+  // as @ipld/dag-cbor's own tag-42 decoder refuses
+  if (!(tagged instanceof Uint8Array) || tagged[0] !== 0) throw new Error("Invalid CID for CBOR tag 42; expected leading 0x00")
+  return linkAt(tagged, 1, tagged.length)
+}
+
+/** The entry ID whose CID bytes are bytes[from..to) as a Link; undefined when they are not an entry ID's CID. */
+export const entryLinkAt = (bytes: Uint8Array, from: number, to: number): Link | undefined => {
+  try {
+    const link = linkAt(bytes, from, to)
+    return link instanceof Link ? link : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** DAG-CBOR's decoding rules, tag-42 links decoded as `Link`s. */
@@ -167,6 +182,8 @@ class WatchingTokenizer implements DecodeTokenizer {
       return token // the tagged item that follows completes it
     } else if (major === MAJOR_STRING) {
       if ((token.value as string).includes("\uFFFD")) this.canonical = false
+      // cborg's UTF-8 decoder drops a leading byte order mark; the text keeps it
+      else if (startsWithBom(this.data, start)) token.value = faithful.decode(this.data.subarray(start + headLength(this.data[start]!), this.inner.pos()))
     } else if (major === MAJOR_SIMPLE && typeof token.value === "number") {
       this.canonical = false
     }
@@ -196,6 +213,21 @@ const MAJOR_MAP = 5
 const MAJOR_TAG = 6
 const MAJOR_SIMPLE = 7
 
+/** A UTF-8 decoder that keeps a leading byte order mark (invalid input becomes U+FFFD, as in cborg's). */
+const faithful = new TextDecoder("utf-8", { ignoreBOM: true })
+
+/** The length of an item's head from its first byte (strict decoding has refused indefinite lengths). */
+const headLength = (first: number): number => {
+  const info = first & 31
+  return info < 24 ? 1 : info === 24 ? 2 : info === 25 ? 3 : info === 26 ? 5 : 9
+}
+
+/** Whether the text item at `start` begins with the UTF-8 byte order mark (EF BB BF). */
+const startsWithBom = (data: Uint8Array, start: number): boolean => {
+  const at = start + headLength(data[start]!)
+  return data[at] === 0xef && data[at + 1] === 0xbb && data[at + 2] === 0xbf
+}
+
 /** DAG-CBOR's decoding rules, as the inner tokenizer reads them (strict widths, no indefinite lengths). */
 const DAG_CBOR_DECODE: cborg.DecodeOptions = dagCbor.decodeOptions
 
@@ -210,12 +242,12 @@ const keyBefore = (data: Uint8Array, a: number, aLength: number, b: number, bLen
   return false
 }
 
-/** Whether `bytes` holds exactly `part` from `at` to its end. */
-export const sameAt = (bytes: Uint8Array, at: number, part: Uint8Array): boolean => {
-  if (bytes.length - at !== part.length) return false
-  for (let i = 0; i < part.length; i++) if (bytes[at + i] !== part[i]) return false
+/** Whether bytes[from..to) is exactly `part`. */
+const sameRange = (bytes: Uint8Array, from: number, to: number, part: Uint8Array): boolean => {
+  if (to - from !== part.length) return false
+  for (let i = 0; i < part.length; i++) if (bytes[from + i] !== part[i]) return false
   return true
 }
 
 /** Whether two byte arrays are equal. */
-export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => sameAt(a, 0, b)
+export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => sameRange(a, 0, a.length, b)
