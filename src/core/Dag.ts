@@ -6,6 +6,7 @@
  */
 import { compareIds, compareNames } from "../schema/Ids.js"
 import type { StoredEntry } from "./Entry.js"
+import { MissingMemo } from "./internal/MissingMemo.js"
 
 /** A store an entry touches: the store name, the entry's store height and its store parents. */
 export interface StoreLink {
@@ -90,6 +91,7 @@ export class DagIndex {
     this.nodes.set(node.id, node)
     tree.nodes.push(node)
     tree.sample = undefined
+    tree.missingMemo = undefined
     if (node.id === node.treeId) tree.rootPresent = true
 
     // Tree tips: a child that arrived first left this ID in `pending`.
@@ -293,6 +295,22 @@ export class DagIndex {
     const tree = this.trees.get(treeId)
     if (tree === undefined) return []
     if (!tree.heightsOk) return this.missingByScan(tree, known)
+    // the next page of a paged pull follows from the last answer (see MissingMemo)
+    const held: Array<DagNode> = []
+    for (const id of known) {
+      const n = this.inTree(treeId, id)
+      if (n !== undefined) held.push(n)
+    }
+    const followed = tree.missingMemo?.next(held)
+    if (followed !== undefined) return followed
+    const out = this.missingByWalk(tree, known)
+    tree.missingMemo = new MissingMemo(out, held.map((n) => n.id))
+    return out.map((n) => n.id)
+  }
+
+  /** `missing` by walking down from the tips and the known IDs (heights in order), as nodes sorted by (height, ID). */
+  private missingByWalk(tree: TreeState, known: ReadonlyArray<string>): Array<DagNode> {
+    const treeId = tree.id
     const KNOWN = 1
     const CANDIDATE = 2
     const state = new Map<string, number>()
@@ -342,7 +360,7 @@ export class DagIndex {
         }
       }
     }
-    return out.sort(compareByHeight).map((n) => n.id)
+    return out.sort(compareByHeight)
   }
 
   /**
@@ -404,7 +422,8 @@ export class DagIndex {
         heightsOk: true,
         rootPresent: false,
         sample: undefined,
-        walk: undefined
+        walk: undefined,
+        missingMemo: undefined
       }
       this.trees.set(treeId, t)
     }
@@ -494,6 +513,8 @@ interface TreeState {
   sample: Array<string> | undefined
   /** The last first-parent walk of `sample` (end first) and each node's position on it. */
   walk: { readonly path: Array<DagNode>; readonly positions: Map<string, number> } | undefined
+  /** The last `missing` answer, to answer the next page of a pull from (dropped when an entry is added to the tree). */
+  missingMemo: MissingMemo | undefined
 }
 
 interface StoreState {

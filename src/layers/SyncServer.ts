@@ -317,7 +317,9 @@ export const makeHandler = (deps: ServerDeps): SyncShape["handle"] => {
         }
       }
       if (request.our_tips.length === 0) {
-        const all = yield* storage.ancestors(treeId, yield* storage.tips(treeId))
+        // everything, parents first (as `missing` for a requester holding nothing: the next pages'
+        // requests are then answered from this answer, without walking the tree again)
+        const all = yield* storage.missing(treeId, [])
         const root = yield* storage.get(treeId)
         if (Option.isNone(root)) return yield* notFound(treeId)
         const rootWire = toBase64(root.value.bytes)

@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
+import { vi } from "vitest"
 import { DagIndex, nodeOf } from "../../src/core/Dag.js"
 import * as Entry from "../../src/core/Entry.js"
 import type { StoredEntry } from "../../src/core/Entry.js"
+import { MissingMemo } from "../../src/core/internal/MissingMemo.js"
 import { compareIds } from "../../src/schema/Ids.js"
 
 import { child, KEY, root } from "../fixtures/Entries.js"
@@ -324,4 +326,92 @@ describe("DagIndex properties", () => {
     },
     { fastCheck: { numRuns: 150 } }
   )
+})
+
+// ---------------------------------------------------------------------------------------------
+// A paged pull: each request names what the requester holds after the last page. The index answers
+// such a request from its last answer (MissingMemo) instead of walking the tree again; every answer
+// must still be the brute-force one, whatever other requests and additions come in between.
+
+/** The tips of an ancestor-closed set of entries. */
+const tipsOf = (held: ReadonlyArray<StoredEntry>): Array<string> => {
+  const referenced = new Set(held.flatMap((e) => e.entry.tree.parents))
+  return held.map((e) => e.id).filter((id) => !referenced.has(id))
+}
+
+type PullStep =
+  | { readonly kind: "page"; readonly size: number }
+  | { readonly kind: "other"; readonly pick: ReadonlyArray<number> }
+  | { readonly kind: "add" }
+
+const stepArb: fc.Arbitrary<PullStep> = fc.oneof(
+  { weight: 6, arbitrary: fc.integer({ min: 1, max: 6 }).map((size) => ({ kind: "page" as const, size })) },
+  { weight: 1, arbitrary: fc.array(fc.nat(100), { maxLength: 3 }).map((pick) => ({ kind: "other" as const, pick })) },
+  { weight: 1, arbitrary: fc.constant({ kind: "add" as const }) }
+)
+
+describe("DagIndex.missing across the pages of a pull", () => {
+  it.prop(
+    "each page's answer is the brute-force one, with other requests and new entries in between",
+    [specArb, fc.array(fc.nat(1000), { minLength: 1, maxLength: 40 }), fc.nat(100), fc.array(fc.nat(100), { maxLength: 3 }), fc.array(stepArb, { maxLength: 14 })],
+    ([spec, keys, keep, samplePick, steps]) => {
+      const entries = build(spec)
+      const order = permute(entries, keys)
+      let count = 1 + (keep % entries.length)
+      const index = indexOf(order.slice(0, count))
+      const T = entries[0]!.id
+      const oracle = (known: ReadonlyArray<string>) => {
+        const present = order.slice(0, count)
+        const have = oracleAncestors(present, known)
+        return present.filter((e) => !have.has(e.id)).sort((x, y) => x.height - y.height || compareIds(x.id, y.id))
+      }
+      // the requester: what it holds (ancestor-closed), and a fixed sample it names every time
+      const sample = samplePick.map((i) => entries[i % entries.length]!.id)
+      let held: Array<StoredEntry> = [...oracleAncestors(entries, sample)].map((id) => entries.find((e) => e.id === id)!)
+      const request = () => [...tipsOf(held), ...sample]
+      for (const step of steps) {
+        if (step.kind === "add") {
+          if (count < order.length) index.add(nodeOf(order[count]!, ++count))
+          continue
+        }
+        const known = step.kind === "page" ? request() : step.pick.map((i) => entries[i % entries.length]!.id)
+        const answer = index.missing(T, known)
+        const expected = oracle(known)
+        expect(answer).toEqual(expected.map((e) => e.id))
+        // the requester stores a page (parents first, so what it holds stays ancestor-closed)
+        if (step.kind === "page") held = [...held, ...expected.slice(0, step.size)]
+      }
+    },
+    { fastCheck: { numRuns: 400 } }
+  )
+
+  it("a pull page by page is answered from the last answer after its first page, not by walking again", () => {
+    const r = root("paged", ["a"])
+    const chain: Array<StoredEntry> = [r]
+    for (let i = 1; i <= 300; i++) {
+      // two branches merging every tenth entry, so pages end on several tips
+      const parents = i % 10 === 0 && i > 10 ? [chain[i - 1]!, chain[i - 5]!] : [chain[i - 1]!]
+      chain.push(child(r, `p${i}`, parents))
+    }
+    const index = indexOf(chain)
+    const next = vi.spyOn(MissingMemo.prototype, "next")
+    try {
+      let held: Array<StoredEntry> = []
+      const sample = [r.id]
+      let pages = 0
+      for (;;) {
+        const answer = index.missing(r.id, [...tipsOf(held), ...sample])
+        if (answer.length === 0) break
+        const page = answer.slice(0, 25).map((id) => chain.find((e) => e.id === id)!)
+        held = [...held, ...page]
+        pages++
+      }
+      expect(pages).toBe(300 / 25)
+      // every request but the first (pages, then the last one answering nothing) was answered from the memo
+      const answered = next.mock.results.filter((x) => x.value !== undefined).length
+      expect(answered).toBe(pages)
+    } finally {
+      next.mockRestore()
+    }
+  })
 })
