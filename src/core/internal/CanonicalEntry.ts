@@ -76,7 +76,7 @@ const readHint = (r: Reader): KeyHint | undefined => {
     left--
   }
   if (left > 0 && r.key(K_PUBKEY)) {
-    if ((pubkey = r.text()) === undefined || !PUBKEY.test(pubkey)) return undefined
+    if ((pubkey = r.pubkey()) === undefined) return undefined
     left--
   }
   if (left > 0 && r.key(K_IS_GLOBAL)) {
@@ -162,10 +162,24 @@ const TRUE = 0xf5
 const LINK_TAG_0 = 0xd8
 const LINK_TAG_1 = 42
 
-/** Texts this short are read as ASCII when they are; longer or other ones go through the UTF-8 decoder. */
-const SHORT_TEXT = 128
+/** Texts this short are joined character by character when ASCII; longer or other ones go through the UTF-8 decoder. */
+const SHORT_TEXT = 16
 /** Valid UTF-8 only, a leading byte order mark kept as text (as the general path keeps it). */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/** Text of valid UTF-8 without U+FFFD (which the general path leaves to re-encoding), else undefined. */
+const decodeUtf8 = (b: Uint8Array, from: number, to: number): string | undefined => {
+  let text: string
+  try {
+    text = utf8.decode(b.subarray(from, to))
+  } catch {
+    return undefined
+  }
+  return text.includes("\uFFFD") ? undefined : text
+}
+
+/** The encoded text item of the last public key read, and its text. */
+let lastPubkey: { readonly bytes: Uint8Array; readonly text: string } | undefined
 
 class Reader {
   at = 0
@@ -235,33 +249,58 @@ class Reader {
     if (to > b.length) return undefined
     this.at = to
     if (length <= SHORT_TEXT) {
-      let ascii = true
+      // a few ASCII characters (a store name) are quicker joined than decoded
+      let text = ""
       for (let i = from; i < to; i++) {
-        if (b[i]! >= 0x80) {
-          ascii = false
+        const c = b[i]!
+        if (c >= 0x80) return decodeUtf8(b, from, to)
+        text += String.fromCharCode(c)
+      }
+      return text
+    }
+    return decodeUtf8(b, from, to)
+  }
+
+  /**
+   * A hint's public key (text of the form `fastEntry` takes). The signer of the last entry read is
+   * remembered: a database's entries are mostly signed by a few keys, so its text is taken again
+   * when the bytes are the same.
+   */
+  pubkey(): string | undefined {
+    const b = this.b
+    const start = this.at
+    const last = lastPubkey
+    if (last !== undefined && start + last.bytes.length <= b.length) {
+      let same = true
+      for (let i = 0; i < last.bytes.length; i++) {
+        if (b[start + i] !== last.bytes[i]) {
+          same = false
           break
         }
       }
-      if (ascii) return String.fromCharCode.apply(null, b.subarray(from, to) as unknown as Array<number>)
+      if (same) {
+        this.at = start + last.bytes.length
+        return last.text
+      }
     }
-    let text: string
-    try {
-      text = utf8.decode(b.subarray(from, to))
-    } catch {
-      return undefined
-    }
-    return text.includes("\uFFFD") ? undefined : text
+    const text = this.text()
+    if (text === undefined || !PUBKEY.test(text)) return undefined
+    lastPubkey = { bytes: b.slice(start, this.at), text }
+    return text
   }
 
-  /** A byte string, copied into a plain Uint8Array (as the general path's decoder gives it). */
+  /**
+   * A byte string, as a plain Uint8Array over the entry's own bytes: no copy (a copy of each store's
+   * data was a quarter of reading an entry), and nothing more kept alive than the entry's bytes,
+   * which its StoredEntry holds anyway. Like those bytes, nobody may modify it.
+   */
   bytes(): Uint8Array | undefined {
     const length = this.head(BYTES)
+    const b = this.b
     const from = this.at
-    if (length < 0 || from + length > this.b.length) return undefined
-    const out = new Uint8Array(length)
-    out.set(this.b.subarray(from, from + length))
+    if (length < 0 || from + length > b.length) return undefined
     this.at = from + length
-    return out
+    return new Uint8Array(b.buffer, b.byteOffset + from, length)
   }
 
   /** `true`. */
