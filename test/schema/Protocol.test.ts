@@ -3,7 +3,15 @@ import * as Either from "effect/Either"
 import * as fc from "effect/FastCheck"
 import * as Schema from "effect/Schema"
 import * as Entry from "../../src/core/Entry.js"
-import { decodeRequestEither, decodeResponseEither, MAX_MESSAGE_DEPTH, WireEntry } from "../../src/schema/Protocol.js"
+import {
+  BootstrapReply,
+  decodeRequestEither,
+  decodeResponseEither,
+  IncrementalReply,
+  MAX_MESSAGE_DEPTH,
+  SendEntriesMessage,
+  WireEntry
+} from "../../src/schema/Protocol.js"
 
 const treeId = Entry.idOfBytes(new TextEncoder().encode("a tree"))
 
@@ -111,5 +119,45 @@ describe("wire entries", () => {
       { numRuns: 5_000 }
     )
     for (const s of ["", "====", "A===", "AA==", "AAA=", "AAAA", "AA=A", "A\u0000==", "QUJD"]) expect(isWire(s)).toBe(byRegExp(s))
+  })
+})
+
+describe("messages carrying entries", () => {
+  // what the schemas alone make of a message (the decoders check the entries apart first)
+  const plain = <A, I>(schema: Schema.Schema<A, I>) => Schema.decodeUnknownEither(schema, { onExcessProperty: "ignore", errors: "first" })
+  const entryArb = fc.oneof(
+    fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => Buffer.from(b).toString("base64")),
+    fc.constantFrom("", "A", "AB=", "AA==", "QUJD", "not base64!", "QUJD\n"),
+    fc.integer(),
+    fc.constant(null)
+  )
+  const messages = fc.tuple(fc.array(entryArb, { maxLength: 30 }), fc.boolean()).map(([entries, extra]) => ({
+    Bootstrap: { tree_id: treeId, root_entry: "QUJD", all_entries: entries, key_approved: true, ...(extra ? { next: "more", later: 1 } : {}) }
+  }))
+
+  it.prop("decode to what the schema alone gives, the same entries in the same order, or fail as it fails", [messages], ([message]) => {
+    const ours = decodeResponseEither(message)
+    const schema = plain(BootstrapReply)(message)
+    expect(Either.isRight(ours)).toBe(Either.isRight(schema))
+    if (Either.isRight(ours) && Either.isRight(schema)) expect(ours.right).toStrictEqual(schema.right)
+    const incremental = { Incremental: { tree_id: treeId, their_tips: [treeId], missing_entries: message.Bootstrap.all_entries } }
+    const oursI = decodeResponseEither(incremental)
+    const schemaI = plain(IncrementalReply)(incremental)
+    expect(Either.isRight(oursI)).toBe(Either.isRight(schemaI))
+    if (Either.isRight(oursI) && Either.isRight(schemaI)) expect(oursI.right).toStrictEqual(schemaI.right)
+    const push = { SendEntries: message.Bootstrap.all_entries }
+    const oursP = decodeRequestEither(push)
+    const schemaP = plain(SendEntriesMessage)(push)
+    expect(Either.isRight(oursP)).toBe(Either.isRight(schemaP))
+    if (Either.isRight(oursP) && Either.isRight(schemaP)) expect(oursP.right).toStrictEqual(schemaP.right)
+  }, { fastCheck: { numRuns: 500 } })
+
+  it("one bad entry among many is named by its position", () => {
+    const entries = Array.from({ length: 1_000 }, (_, i) => Buffer.from(`entry ${i}`).toString("base64"))
+    entries[700] = "QUJD="
+    expect(detail(decodeResponseEither({ Incremental: { tree_id: treeId, their_tips: [], missing_entries: entries } }))).toMatch(
+      /Incremental\.missing_entries\[700\]: an entry must be the standard base64 of its DAG-CBOR bytes/
+    )
+    expect(detail(decodeRequestEither({ SendEntries: entries }))).toMatch(/SendEntries\[700\]: an entry must be/)
   })
 })
