@@ -142,11 +142,12 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
             if (fresh.length === 0) return []
             const nodes = fresh.map((e, i) => nodeOf(e, seq + 1 + i))
             const rows = fresh.map((e, i) => rowOf(e, nodes[i]!))
-            // one row (a local commit) takes a fixed statement: the hot path skips query building
+            // statements written out here, not built by the client's `sql.insert` (which compiled a
+            // chunk's text and parameters anew each time); one row is a local commit
             const write = rows.length === 1
-              ? db.queryHeld([INSERT_ONE, rowValues(rows[0]!)])
+              ? db.queryHeld([insertRows(1), rowValues(rows[0]!)])
               : db.transactionHeld(
-                Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => db.queryHeld(sql`INSERT INTO entries ${sql.insert(chunk)}`), {
+                Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => db.queryHeld([insertRows(chunk.length), chunk.flatMap(rowValues)]), {
                   discard: true
                 })
               )
@@ -398,7 +399,11 @@ const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
 /** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
 const WAL_CHECKPOINT_PAGES = 10_000
 
-const INSERT_ONE = "INSERT INTO entries (seq, id, tree_id, height, is_root, parents, stores, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+/** The INSERT of `n` entry rows (the client prepares each text once and keeps it). */
+const insertRows = (n: number): string => n === INSERT_CHUNK ? INSERT_FULL_CHUNK : insertText(n)
+const insertText = (n: number): string =>
+  `INSERT INTO entries (seq, id, tree_id, height, is_root, parents, stores, bytes) VALUES ${new Array<string>(n).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`
+const INSERT_FULL_CHUNK = insertText(INSERT_CHUNK)
 
 const rowValues = (r: ReturnType<typeof rowOf>) => [r.seq, r.id, r.tree_id, r.height, r.is_root, r.parents, r.stores, r.bytes]
 
