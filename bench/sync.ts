@@ -40,6 +40,7 @@ import { Sync } from "../src/services/Sync.js"
 import type { TransportShape } from "../src/services/Transport.js"
 import * as WriteEvents from "../src/services/WriteEvents.js"
 import { type ServerProcess, startServerProcess } from "../test/fixtures/SyncServerProcess.js"
+import * as Threads from "./prof/threads.js"
 import { median, report } from "./report.js"
 
 const ENTRIES = 10_000
@@ -102,13 +103,19 @@ const bootstrapAndPull = (prefix: string, server: ServerProcess) =>
   Effect.gen(function*() {
     const sync = yield* Sync
     const { address, dbId } = server.info
+    const threads = Threads.snapshot()
+    const serverBefore = Threads.processMs(server.child.pid!)
     const start = performance.now()
     const boot = yield* sync.syncWithPeer(address, dbId)
     const seconds = (performance.now() - start) / 1000
+    const cpu = Threads.since(threads)
     if (boot.received !== server.info.count) {
       throw new Error(`${prefix} bootstrap received ${boot.received} of ${server.info.count} entries`)
     }
-    console.error(`sync bench: ${prefix} bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips`)
+    console.error(
+      `sync bench: ${prefix} bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips;`,
+      `CPU ms: client main ${cpu.main}, verification workers ${cpu.workers}, V8's threads ${cpu.rest}, server ${Threads.processMs(server.child.pid!) - serverBefore}`
+    )
     report(`${prefix}bootstrap_entries_per_s`, boot.received / seconds, "entries/s")
     yield* coldAndSteady(`${prefix}incremental`, (i) =>
       Effect.gen(function*() {

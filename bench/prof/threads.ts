@@ -1,5 +1,6 @@
 // CPU time per thread of this process (Linux /proc), and of another process, for telling apart the
-// main thread, the verification workers and V8's own threads (GC, compilation) in a profiling run.
+// main thread, the verification workers and V8's own threads (GC, compilation) in a profiling run
+// and in the sync benchmark's bootstrap.
 import { readdirSync, readFileSync } from "node:fs"
 
 /** Clock ticks (utime + stime) of one /proc stat file, and the thread's name. */
@@ -16,7 +17,13 @@ const ticksOf = (path: string): { readonly name: string; readonly ticks: number 
 /** Ticks per thread of this process, by thread id. */
 export const snapshot = (): Map<string, number> => {
   const out = new Map<string, number>()
-  for (const tid of readdirSync("/proc/self/task")) {
+  let tids: Array<string>
+  try {
+    tids = readdirSync("/proc/self/task")
+  } catch {
+    return out // not Linux: every figure reads 0
+  }
+  for (const tid of tids) {
     const t = ticksOf(`/proc/self/task/${tid}/stat`)
     if (t !== undefined) out.set(tid, t.ticks)
   }
