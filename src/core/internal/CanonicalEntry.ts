@@ -33,7 +33,7 @@ export const readCanonical = (bytes: Uint8Array): CanonicalEntry | undefined => 
   if (!r.key(K_TREE)) return undefined
   const tree = readTree(r)
   if (tree === undefined || !r.key(K_SUBTREES)) return undefined
-  const count = r.head(ARRAY)
+  const count = r.count()
   if (count < 0) return undefined
   const subtrees = new Array<SubTreeNode>(count)
   for (let i = 0; i < count; i++) {
@@ -224,6 +224,12 @@ class Reader {
     return value
   }
 
+  /** The length of an array, at most the bytes left (each item takes one at least): a claimed length is never allocated blindly. */
+  count(): number {
+    const n = this.head(ARRAY)
+    return n <= this.b.length - this.at ? n : -1
+  }
+
   /** An unsigned integer. */
   uint(): number {
     return this.head(UINT)
@@ -324,7 +330,7 @@ class Reader {
 
   /** An array of ID links. */
   links(): Array<string> | undefined {
-    const count = this.head(ARRAY)
+    const count = this.count()
     if (count < 0) return undefined
     const out = new Array<string>(count)
     for (let i = 0; i < count; i++) {
