@@ -399,10 +399,11 @@ const migrate = (sql: SqlClient.SqlClient): Effect.Effect<void, StorageError> =>
 /** WAL pages between automatic checkpoints (SQLite's default is 1,000). */
 const WAL_CHECKPOINT_PAGES = 10_000
 
-/** The INSERT of `n` entry rows (the client prepares each text once and keeps it). */
-const insertRows = (n: number): string => n === INSERT_CHUNK ? INSERT_FULL_CHUNK : insertText(n)
+/** The INSERT of `n` entry rows (the client prepares each text once and keeps it); a commit's one row and a full chunk's are written once. */
+const insertRows = (n: number): string => n === 1 ? INSERT_ONE : n === INSERT_CHUNK ? INSERT_FULL_CHUNK : insertText(n)
 const insertText = (n: number): string =>
   `INSERT INTO entries (seq, id, tree_id, height, is_root, parents, stores, bytes) VALUES ${new Array<string>(n).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`
+const INSERT_ONE = insertText(1)
 const INSERT_FULL_CHUNK = insertText(INSERT_CHUNK)
 
 const rowValues = (r: ReturnType<typeof rowOf>) => [r.seq, r.id, r.tree_id, r.height, r.is_root, r.parents, r.stores, r.bytes]
