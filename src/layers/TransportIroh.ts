@@ -51,7 +51,7 @@ import { parseJson } from "./internal/SyncWire.js"
 
 export { describeIrohError } from "./internal/IrohBinding.js"
 
-/** The `transport_type` of iroh addresses (schema's, re-exported: the facade reads it there). */
+/** The `transport_type` of iroh addresses (defined with the address forms in schema/Address.ts). */
 export { IROH_TRANSPORT_TYPE }
 
 /** The ALPN of the sync protocol. */

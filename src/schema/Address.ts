@@ -29,14 +29,16 @@ export const httpAddressParts = (address: string): { readonly host: string; read
 /** The `transport_type` of iroh addresses. */
 export const IROH_TRANSPORT_TYPE = "iroh"
 
+/** The ticket an iroh address holds: spaces around and an `iroh:` prefix (as `getServerAddress` gives it) taken off. */
+export const irohTicketText = (address: string): string => address.trim().replace(/^iroh:/i, "")
+
 /**
  * Whether a string has the form of an iroh endpoint ticket: `endpoint`, then lowercase base32 of at
  * least the 32-byte endpoint id and its header (55 characters); as the iroh transport reads it,
  * spaces around and an `iroh:` prefix (as `getServerAddress` gives it) are taken. The form only:
  * whether the bytes read as a ticket is for the iroh transport to say, when it is enabled.
  */
-export const isIrohTicketForm = (address: string): boolean =>
-  /^endpoint[a-z2-7]{55,}$/.test(address.trim().replace(/^iroh:/i, ""))
+export const isIrohTicketForm = (address: string): boolean => /^endpoint[a-z2-7]{55,}$/.test(irohTicketText(address))
 
 /** An address shortened for a message. */
 const quoted = (address: string) => JSON.stringify(address.length > 80 ? `${address.slice(0, 80)}…` : address)

@@ -147,7 +147,7 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
   }
 }
 
-/** An address its transport cannot read (an http address that is not `host:port`); nothing was saved. */
+/** An address its transport cannot read (an http address that is not `host:port`, an iroh one without a ticket's form); nothing was saved. */
 export class InvalidAddress extends Schema.TaggedError<InvalidAddress>()("InvalidAddress", {
   address: Schema.String,
   reason: Schema.String

@@ -10,9 +10,12 @@ export const EntryId = Schema.String.pipe(
 /** An entry ID as a plain string (IDs cross many boundaries; branding buys little here). */
 export type EntryId = string
 
+/** The form of a public key string, `ed25519:<base64 of 32 bytes>` (for hot paths that test it without the schema). */
+export const PUBKEY_PATTERN = /^ed25519:[A-Za-z0-9+/]{43}=$/
+
 /** A public key string, `ed25519:<base64 of 32 bytes>`. */
 export const PubKey = Schema.String.pipe(
-  Schema.pattern(/^ed25519:[A-Za-z0-9+/]{43}=$/, {
+  Schema.pattern(PUBKEY_PATTERN, {
     message: () => "a public key must look like ed25519:<base64 of 32 bytes>"
   })
 )

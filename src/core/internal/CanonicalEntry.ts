@@ -10,6 +10,7 @@
  */
 import type { KeyHint } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
+import { PUBKEY_PATTERN } from "../../schema/Ids.js"
 import { entryLinkAt } from "./EntryDecoding.js"
 
 /** An entry read from its canonical bytes, and the offset just past its `sig` map. */
@@ -290,7 +291,7 @@ class Reader {
       }
     }
     const text = this.text()
-    if (text === undefined || !PUBKEY.test(text)) return undefined
+    if (text === undefined || !PUBKEY_PATTERN.test(text)) return undefined
     lastPubkey = { bytes: b.slice(start, this.at), text }
     return text
   }
@@ -365,5 +366,3 @@ const K_PARENTS = encodedKey("parents")
 const K_METADATA = encodedKey("metadata")
 const K_DATA = encodedKey("data")
 
-/** A hint's public key, as `fastEntry` takes it. */
-const PUBKEY = /^ed25519:[A-Za-z0-9+/]{43}=$/

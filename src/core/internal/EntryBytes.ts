@@ -16,6 +16,7 @@ import * as Either from "effect/Either"
 import { CID } from "multiformats/cid"
 import type { KeyHint, SigKey } from "../../schema/Auth.js"
 import type { Entry, SubTreeNode } from "../../schema/Entry.js"
+import { PUBKEY_PATTERN } from "../../schema/Ids.js"
 import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
 import { Bounded } from "./Bounded.js"
 import { readCanonical } from "./CanonicalEntry.js"
@@ -162,7 +163,7 @@ export const fastEntry = (raw: unknown): Entry | undefined => {
   if (!isMapOf(h, HINT_KEYS)) return undefined
   const hint: { pubkey?: string; name?: string; is_global?: true } = {}
   if ("pubkey" in h) {
-    if (typeof h.pubkey !== "string" || !PUBKEY.test(h.pubkey)) return undefined
+    if (typeof h.pubkey !== "string" || !PUBKEY_PATTERN.test(h.pubkey)) return undefined
     hint.pubkey = h.pubkey
   }
   if ("name" in h) {
@@ -366,4 +367,3 @@ const SIG_KEYS = new Set(["sig", "key"])
 const DIRECT_KEYS = new Set(["Direct"])
 const HINT_WRAPPER_KEYS = new Set(["hint"])
 const HINT_KEYS = new Set(["pubkey", "name", "is_global"])
-const PUBKEY = /^ed25519:[A-Za-z0-9+/]{43}=$/

@@ -15,8 +15,9 @@
  * and that prefix, and what it lacks is the rest of `list`. Any other request (another peer's,
  * a peer that also holds entries from elsewhere) is left to the walk.
  */
-import { compareIds } from "../../schema/Ids.js"
-import type { DagNode } from "../Dag.js"
+// Dag.ts imports this module back (the memo's class): a cycle that is safe because neither module
+// touches the other at load time, only inside functions.
+import { type DagNode, firstAfter } from "../Dag.js"
 
 /** The nodes of a tree a requester lacks, and the prefix of them it is known to hold since. */
 export class MissingMemo {
@@ -67,15 +68,6 @@ export class MissingMemo {
 
 /** The index of `node` in a list sorted by (height, ID), or -1 when it is not there. */
 const positionIn = (list: ReadonlyArray<DagNode>, node: DagNode): number => {
-  let lo = 0
-  let hi = list.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    const m = list[mid]!
-    const order = m.height - node.height || compareIds(m.id, node.id)
-    if (order === 0) return m === node ? mid : -1
-    if (order < 0) lo = mid + 1
-    else hi = mid
-  }
-  return -1
+  const at = firstAfter(list, node) - 1
+  return at >= 0 && list[at] === node ? at : -1
 }

@@ -11,6 +11,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import { irohTicketText } from "../../schema/Address.js"
 import { TransportError } from "../../schema/Errors.js"
 
 /** The binding's module. */
@@ -173,8 +174,7 @@ export const closeEndpoint = (endpoint: Promise<Iroh.Endpoint>): Effect.Effect<v
 /** The endpoint address an iroh ticket names, or undefined for text that is not one. */
 export const ticketAddress = (iroh: IrohModule, text: string): Iroh.EndpointAddr | undefined => {
   try {
-    // "iroh:endpoint…", as `getServerAddress` gives it, is taken too
-    return iroh.EndpointTicket.fromString(text.trim().replace(/^iroh:/i, "")).endpointAddr()
+    return iroh.EndpointTicket.fromString(irohTicketText(text)).endpointAddr()
   } catch {
     return undefined
   }
