@@ -526,6 +526,28 @@ describe("Ingest rejects bad entries and stores nothing", () => {
       expect(now._tag === "Present" && now.auth.keys[attacker.publicKey]).toBe(undefined)
     }).pipe(Effect.provide(env())))
 
+  it.effect("an entry pinning as settings an entry that does not touch _settings is refused; the rest of its batch goes on", () =>
+    Effect.gen(function* () {
+      const { admin, db } = yield* setup
+      // D: an ordinary data entry of this database (height 1)
+      const d = yield* write(db, admin, "data", "k", "v")
+      const pinning = (parent: string, height: number, tips: ReadonlyArray<string>, value: number) =>
+        forge(admin, {
+          ...base(db, parent, Doc.from({ value })),
+          height,
+          metadata: Entry.encodeMetadata({ settings_tips: [...tips], entropy: null })
+        })
+      // its settings are not cached for [D]: folding them finds D has no _settings
+      const bad = yield* pinning(d, 2, [d], 1)
+      const good = yield* pinning(d, 2, [db.rootId], 2)
+      const after = yield* pinning(good.id, 3, [db.rootId], 3)
+      const report = yield* ingestPartial([after, bad, good], "remote")
+      expect(report.rejected.map((r) => [r.entryId, r.reason])).toEqual([
+        [bad.id, `pinned settings tip ${d} does not touch _settings`]
+      ])
+      expect([...report.stored].sort()).toEqual([good.id, after.id].sort())
+    }).pipe(Effect.provide(env())))
+
   it.effect("an entry that depends on another entry of its batch is refused when that one's signature fails", () =>
     Effect.gen(function* () {
       const { admin, db, auth } = yield* setup
