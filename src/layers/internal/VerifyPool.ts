@@ -172,7 +172,9 @@ export const makePool = (size: number, engine: EngineName): VerifyPool => {
 /**
  * Verify a batch across the pool, calling `done` with one boolean per item: items whose verdict is
  * known or in flight are not sent again; items whose key or signature is malformed never leave this
- * thread. Returns at once (`done` may be called before it returns).
+ * thread. Returns at once (`done` may be called before it returns). Its loops are functions of their
+ * own (`sort`, `pack`, `settleChunk`), each compiled once it is hot with all its feedback, instead of
+ * one large function the optimiser compiled early (mid-loop, the later loops never run) and again.
  */
 export const verifyInPool = (
   pool: VerifyPool,
@@ -183,25 +185,7 @@ export const verifyInPool = (
   done: (results: ReadonlyArray<boolean>) => void
 ): void => {
   const results = new Array<boolean>(items.length).fill(false)
-  const rawKeys = new Map<string, Uint8Array | undefined>()
-  const sendable: Array<{ index: number; key: Uint8Array; sig: Uint8Array; verdict: Verdict }> = []
-  const waiting: Array<{ index: number; verdict: Verdict }> = []
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]!
-    const known = verdicts.get(item)
-    if (known !== undefined) {
-      if (known.ok !== undefined) results[i] = known.ok
-      else waiting.push({ index: i, verdict: known })
-      continue
-    }
-    let key = rawKeys.get(item.publicKey)
-    if (key === undefined && !rawKeys.has(item.publicKey)) {
-      key = raw.publicKey(item.publicKey)
-      rawKeys.set(item.publicKey, key)
-    }
-    const sig = key && raw.signature(item.signature)
-    if (key !== undefined && sig !== undefined) sendable.push({ index: i, key, sig, verdict: verdicts.start(item) })
-  }
+  const { sendable, waiting } = sort(items, raw, verdicts, results)
   // two chunks per worker, so a worker slowed by other load does not hold the batch back
   const chunkCount = Math.min(sendable.length, pool.size * 2)
   const per = Math.ceil(sendable.length / Math.max(1, chunkCount))
@@ -220,30 +204,85 @@ export const verifyInPool = (
   }
   for (let from = 0; from < sendable.length; from += per) {
     const chunk = sendable.slice(from, from + per)
-    let total = 0
-    for (const s of chunk) total += ITEM_HEADER + items[s.index]!.message.length
-    const buffer = new ArrayBuffer(total)
-    const bytes = new Uint8Array(buffer)
-    const view = new DataView(buffer)
-    let at = 0
-    for (const s of chunk) {
-      const message = items[s.index]!.message
-      view.setUint32(at, message.length, true)
-      bytes.set(s.key, at + 4)
-      bytes.set(s.sig, at + 36)
-      bytes.set(message, at + ITEM_HEADER)
-      at += ITEM_HEADER + message.length
-    }
-    pool.submit(buffer, (answers) => {
-      for (let j = 0; j < chunk.length; j++) {
-        const { index, verdict } = chunk[j]!
-        const item = items[index]!
-        // a failed pool answers undefined: verify this chunk here instead
-        const ok = answers === undefined ? verifyOne(item.publicKey, item.signature, item.message) : answers[j] === 1
-        results[index] = ok
-        settle(verdict, ok)
-      }
+    pool.submit(pack(chunk, items), (answers) => {
+      settleChunk(chunk, items, answers, verifyOne, results)
       landed()
     })
+  }
+}
+
+/** An item to send to the pool: its index in the batch, raw key and signature, and its new verdict. */
+interface Sendable {
+  readonly index: number
+  readonly key: Uint8Array
+  readonly sig: Uint8Array
+  readonly verdict: Verdict
+}
+
+/**
+ * Sort a batch's items: a known verdict goes into `results`, one in flight is waited for, a
+ * malformed key or signature stays false, the rest are sent (their verdicts started).
+ */
+const sort = (
+  items: ReadonlyArray<VerifyItem>,
+  raw: RawDecoders,
+  verdicts: Verdicts,
+  results: Array<boolean>
+): { sendable: Array<Sendable>; waiting: Array<{ index: number; verdict: Verdict }> } => {
+  const rawKeys = new Map<string, Uint8Array | undefined>()
+  const sendable: Array<Sendable> = []
+  const waiting: Array<{ index: number; verdict: Verdict }> = []
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!
+    const known = verdicts.get(item)
+    if (known !== undefined) {
+      if (known.ok !== undefined) results[i] = known.ok
+      else waiting.push({ index: i, verdict: known })
+      continue
+    }
+    let key = rawKeys.get(item.publicKey)
+    if (key === undefined && !rawKeys.has(item.publicKey)) {
+      key = raw.publicKey(item.publicKey)
+      rawKeys.set(item.publicKey, key)
+    }
+    const sig = key && raw.signature(item.signature)
+    if (key !== undefined && sig !== undefined) sendable.push({ index: i, key, sig, verdict: verdicts.start(item) })
+  }
+  return { sendable, waiting }
+}
+
+/** A chunk packed for a worker: `[u32 LE message length][32-byte key][64-byte signature][message]` per item. */
+const pack = (chunk: ReadonlyArray<Sendable>, items: ReadonlyArray<VerifyItem>): ArrayBuffer => {
+  let total = 0
+  for (const s of chunk) total += ITEM_HEADER + items[s.index]!.message.length
+  const buffer = new ArrayBuffer(total)
+  const bytes = new Uint8Array(buffer)
+  const view = new DataView(buffer)
+  let at = 0
+  for (const s of chunk) {
+    const message = items[s.index]!.message
+    view.setUint32(at, message.length, true)
+    bytes.set(s.key, at + 4)
+    bytes.set(s.sig, at + 36)
+    bytes.set(message, at + ITEM_HEADER)
+    at += ITEM_HEADER + message.length
+  }
+  return buffer
+}
+
+/** A chunk's answers into `results` and its verdicts (a failed pool answers undefined: the chunk is verified here instead). */
+const settleChunk = (
+  chunk: ReadonlyArray<Sendable>,
+  items: ReadonlyArray<VerifyItem>,
+  answers: Uint8Array | undefined,
+  verifyOne: (publicKey: string, signature: string, message: Uint8Array) => boolean,
+  results: Array<boolean>
+): void => {
+  for (let j = 0; j < chunk.length; j++) {
+    const { index, verdict } = chunk[j]!
+    const item = items[index]!
+    const ok = answers === undefined ? verifyOne(item.publicKey, item.signature, item.message) : answers[j] === 1
+    results[index] = ok
+    settle(verdict, ok)
   }
 }
