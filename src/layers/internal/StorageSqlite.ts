@@ -129,37 +129,52 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
         const bad = checkBatch(batch)
         if (bad !== undefined) return Effect.fail(new StorageError({ operation: "put", cause: new Error(bad) }))
         if (batch.length === 0) return Effect.succeed([])
+        // (the loops are in plain functions: a generator's optimised code carries its resume points,
+        // and compiling this one with its loops inside took ~50 ms of a cold bootstrap)
         return db.locked(
           Effect.gen(function*() {
             for (const treeId of new Set(batch.map((e) => e.treeId))) yield* ensureLoaded(treeId)
-            const fresh: Array<StoredEntry> = []
-            const inBatch = new Set<string>()
-            for (const e of batch) {
-              if (index.has(e.id) || inBatch.has(e.id)) continue
-              inBatch.add(e.id)
-              fresh.push(e)
-            }
+            const fresh = freshOf(batch)
             if (fresh.length === 0) return []
             const nodes = fresh.map((e, i) => nodeOf(e, seq + 1 + i))
-            const rows = fresh.map((e, i) => rowOf(e, nodes[i]!))
-            // statements written out here, not built by the client's `sql.insert` (which compiled a
-            // chunk's text and parameters anew each time); one row is a local commit
-            const write = rows.length === 1
-              ? db.queryHeld([insertRows(1), rowValues(rows[0]!)])
-              : db.transactionHeld(
-                Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => db.queryHeld([insertRows(chunk.length), chunk.flatMap(rowValues)]), {
-                  discard: true
-                })
-              )
-            yield* fromSql("put", write)
-            // Committed: the index and the counter follow, with no suspension in between.
-            for (const n of nodes) index.add(n)
-            seq += nodes.length
-            for (const e of fresh) remember(e)
-            return fresh.map((e) => e.id)
+            yield* fromSql("put", writeRows(fresh.map((e, i) => rowOf(e, nodes[i]!))))
+            return committed(fresh, nodes)
           }).pipe(Effect.uninterruptible)
         )
       })
+
+    /** The entries of a batch not stored yet, each once. */
+    const freshOf = (batch: ReadonlyArray<StoredEntry>): Array<StoredEntry> => {
+      const fresh: Array<StoredEntry> = []
+      const inBatch = new Set<string>()
+      for (const e of batch) {
+        if (index.has(e.id) || inBatch.has(e.id)) continue
+        inBatch.add(e.id)
+        fresh.push(e)
+      }
+      return fresh
+    }
+
+    /**
+     * The INSERT of these rows: statements written out here, not built by the client's `sql.insert`
+     * (which compiled a chunk's text and parameters anew each time); one row is a local commit.
+     */
+    const writeRows = (rows: ReadonlyArray<Row>) =>
+      rows.length === 1
+        ? db.queryHeld([insertRows(1), rows[0]!])
+        : db.transactionHeld(
+          Effect.forEach(chunks(rows, INSERT_CHUNK), (chunk) => db.queryHeld([insertRows(chunk.length), chunk.flat()]), {
+            discard: true
+          })
+        )
+
+    /** Committed: the index, the counter and the recent entries follow, with no suspension in between; the IDs stored. */
+    const committed = (fresh: ReadonlyArray<StoredEntry>, nodes: ReadonlyArray<DagNode>): Array<string> => {
+      for (const n of nodes) index.add(n)
+      seq += nodes.length
+      for (const e of fresh) remember(e)
+      return fresh.map((e) => e.id)
+    }
 
     /** The stored bytes of these IDs not in the recent cache, read in chunked `IN` queries. */
     const selectBytes = (ids: ReadonlyArray<string>) =>
@@ -406,18 +421,28 @@ const insertText = (n: number): string =>
 const INSERT_ONE = insertText(1)
 const INSERT_FULL_CHUNK = insertText(INSERT_CHUNK)
 
-const rowValues = (r: ReturnType<typeof rowOf>) => [r.seq, r.id, r.tree_id, r.height, r.is_root, r.parents, r.stores, r.bytes]
+/** An entry's row: the parameters of one `(?, ?, ?, ?, ?, ?, ?, ?)` of the INSERT, in its column order. */
+type Row = readonly [
+  seq: number,
+  id: string,
+  treeId: string,
+  height: number,
+  isRoot: number,
+  parents: string,
+  stores: string,
+  bytes: Uint8Array
+]
 
-const rowOf = (e: StoredEntry, n: DagNode) => ({
-  seq: n.seq,
-  id: e.id,
-  tree_id: e.treeId,
-  height: e.height,
-  is_root: e.id === e.treeId ? 1 : 0,
-  parents: JSON.stringify(n.parents),
-  stores: JSON.stringify(n.stores.map((s) => [s.name, s.height, s.parents])),
-  bytes: e.bytes
-})
+const rowOf = (e: StoredEntry, n: DagNode): Row => [
+  n.seq,
+  e.id,
+  e.treeId,
+  e.height,
+  e.id === e.treeId ? 1 : 0,
+  JSON.stringify(n.parents),
+  JSON.stringify(n.stores.map((s) => [s.name, s.height, s.parents])),
+  e.bytes
+]
 
 const nodeOfRow = (treeId: string, row: IndexRow): DagNode => {
   const parents = JSON.parse(row.parents) as Array<string>
