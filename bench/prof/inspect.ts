@@ -1,11 +1,13 @@
 // Profile only a region: `await start()` … `await stop(name)` writes /tmp/prof/<name>.cpuprofile
 // (when PROF=1), or /tmp/prof/<name>.heapprofile (when HEAP=1: every allocation sampled, the
-// collected ones included, so `top.py --heap` shows where the garbage is made).
+// collected ones included, so `top.py --heap` shows where the garbage is made; HEAP=live: only
+// what is still alive at the end, so it shows what the region left held).
 import { mkdirSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 const session = new Session()
 const cpu = process.env.PROF === "1"
-const heap = process.env.HEAP === "1"
+const heap = process.env.HEAP === "1" || process.env.HEAP === "live"
+const collected = process.env.HEAP === "1"
 /** Start the profiler. */
 export const start = async (): Promise<void> => {
   if (!cpu && !heap) return
@@ -14,8 +16,8 @@ export const start = async (): Promise<void> => {
     await session.post("HeapProfiler.enable")
     await session.post("HeapProfiler.startSampling", {
       samplingInterval: 4096,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true
+      includeObjectsCollectedByMajorGC: collected,
+      includeObjectsCollectedByMinorGC: collected
     })
     return
   }
