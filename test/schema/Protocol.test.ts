@@ -108,10 +108,10 @@ describe("Protocol permissions", () => {
 
 describe("wire entries", () => {
   it("are exactly the non-empty strings of standard padded base64 form", () => {
-    // the definition the table-driven check replaced
+    // the anchored definition, which the faster search for a misplaced character must agree with
     const byRegExp = (s: string) => s.length > 0 && s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s)
     const isWire = Schema.is(WireEntry)
-    const unit = fc.constantFrom(..."AZaz09+/=-_ \u00e9\u0100\u{1F600}".split(""), "A", "b", "=")
+    const unit = fc.constantFrom(..."AZaz09+/=-_ \n\u00e9\u0100\u0141\u{1F600}".split(""), "A", "b", "=", "==")
     fc.assert(
       fc.property(fc.array(unit, { maxLength: 14 }).map((cs) => cs.join("")), (s) => {
         expect(isWire(s)).toBe(byRegExp(s))
