@@ -147,8 +147,7 @@ const check = (
   Effect.gen(function* () {
     const storage = yield* Storage
     const auth = yield* Auth
-    const unique = new Map<string, StoredEntry>()
-    for (const e of input) unique.set(e.id, e)
+    const unique = byId(input)
     const batch = sortBatch(unique, yield* storage.has([...unique.keys()]))
     const outside = outsideOf(batch)
     const known = new Map<string, StoredEntry>()
@@ -179,6 +178,13 @@ const check = (
       : undefined
     return verdictsOf(pass.pending, pass.rejected, answers)
   })
+
+/** A batch's entries by ID, each once. */
+const byId = (input: ReadonlyArray<StoredEntry>): Map<string, StoredEntry> => {
+  const unique = new Map<string, StoredEntry>()
+  for (const e of input) unique.set(e.id, e)
+  return unique
+}
 
 /** The entries of a batch not stored already, parents first (by height, then ID), with their metadata. */
 interface SortedBatch {
