@@ -303,7 +303,10 @@ export class DagIndex {
     }
     const followed = tree.missingMemo?.next(held)
     if (followed !== undefined) return followed
-    const out = this.missingByWalk(tree, known)
+    // holding nothing of the tree (a bootstrap), every entry is missing: every one reaches a tip
+    // along children, so the walk would visit them all; the tree's own list, nearly sorted already
+    // (entries are added parents first), sorts in about linear time
+    const out = held.length === 0 ? tree.nodes.slice().sort(compareByHeight) : this.missingByWalk(tree, known)
     tree.missingMemo = new MissingMemo(out, held.map((n) => n.id))
     return out.map((n) => n.id)
   }
