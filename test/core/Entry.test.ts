@@ -54,6 +54,19 @@ describe("Entry", () => {
     expect(cid.multihash.size).toBe(32)
   })
 
+  it("an ID is the string multiformats gives for the CIDv1 of the bytes' BLAKE3 digest", async () => {
+    const { blake3 } = await import("hash-wasm")
+    const Digest = await import("multiformats/hashes/digest")
+    const hexToBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"))
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 600 }), async (bytes) => {
+        const expected = CID.createV1(0x71, Digest.create(0x1e, hexToBytes(await blake3(bytes, 256)))).toString()
+        expect(Entry.idOfBytes(bytes)).toBe(expected)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
   it("builds canonically: parents sorted and de-duplicated, subtrees sorted, defaults omitted", () => {
     const a = Entry.stored(child([root.id], "a", "1")).id
     const b = Entry.stored(child([root.id], "b", "1")).id
