@@ -1,6 +1,9 @@
-// The HTTP bootstrap figure alone: a child server with 10,000 entries, one fresh client bootstrapping
-// it over loopback; prints the time and where the CPU went (client main thread, its verification
-// workers, V8's other threads; the server process).
+// The HTTP bootstrap figure alone: a child server with 10,000 entries, a fresh client database
+// bootstrapping it over loopback, ROUNDS times in this one process (default 1). Round 0 is cold (its
+// code compiled on the way, its verification workers started); later rounds are warm, so the
+// difference is what compiling costs. Prints each round's time and where the CPU went (client main
+// thread, its verification workers, V8's other threads; the server process); PROF=1 / HEAP=1
+// profile the last round (see inspect.ts).
 import * as Effect from "effect/Effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,26 +16,29 @@ import * as Prof from "./inspect.js"
 import * as Threads from "./threads.js"
 
 const dir = mkdtempSync(join(tmpdir(), "eidetica-prof-boot-"))
-// the sync benchmark's own client, so the figures are the figure's
-const client = clientLayer(join(dir, "client.db"))
 const server = await startServerProcess({ entries: 10_000, valueBytes: 200, timeoutMs: 600_000 })
 try {
-  await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const sync = yield* Sync
-    yield* sync.enableHttpTransport()
-    yield* Effect.promise(() => Prof.start())
-    const threads = Threads.snapshot()
-    const serverBefore = Threads.processMs(server.child.pid!)
-    const start = performance.now()
-    const boot = yield* sync.syncWithPeer(server.info.address, server.info.dbId)
-    const ms = performance.now() - start
-    const cpu = Threads.since(threads)
-    yield* Effect.promise(() => Prof.stop("bootstrap"))
-    console.log(
-      `bootstrap ${boot.received} entries in ${ms.toFixed(0)} ms (${Math.round(boot.received / (ms / 1000))}/s); CPU ms: client main ${cpu.main},`,
-      `workers ${cpu.workers}, V8 threads ${cpu.rest}; server ${Threads.processMs(server.child.pid!) - serverBefore}`
-    )
-  }).pipe(Effect.provide(client))))
+  const rounds = Number(process.env.ROUNDS ?? 1)
+  for (let round = 0; round < rounds; round++) {
+    const last = round === rounds - 1
+    // the sync benchmark's own client, so the figures are the figure's
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const sync = yield* Sync
+      yield* sync.enableHttpTransport()
+      if (last) yield* Effect.promise(() => Prof.start())
+      const threads = Threads.snapshot()
+      const serverBefore = Threads.processMs(server.child.pid!)
+      const start = performance.now()
+      const boot = yield* sync.syncWithPeer(server.info.address, server.info.dbId)
+      const ms = performance.now() - start
+      const cpu = Threads.since(threads)
+      if (last) yield* Effect.promise(() => Prof.stop("bootstrap"))
+      console.log(
+        `${rounds > 1 ? `round ${round}: ` : ""}bootstrap ${boot.received} entries in ${ms.toFixed(0)} ms (${Math.round(boot.received / (ms / 1000))}/s);`,
+        `CPU ms: client main ${cpu.main}, workers ${cpu.workers}, V8 threads ${cpu.rest}; server ${Threads.processMs(server.child.pid!) - serverBefore}`
+      )
+    }).pipe(Effect.provide(clientLayer(join(dir, `client${round}.db`))))))
+  }
 } finally {
   await server.kill()
   rmSync(dir, { recursive: true, force: true })
