@@ -173,7 +173,7 @@ export const makePool = (size: number, engine: EngineName): VerifyPool => {
  * Verify a batch across the pool, calling `done` with one boolean per item: items whose verdict is
  * known or in flight are not sent again; items whose key or signature is malformed never leave this
  * thread. Returns at once (`done` may be called before it returns). Its loops are functions of their
- * own (`sort`, `pack`, `settleChunk`), each compiled once it is hot with all its feedback, instead of
+ * own (`classify`, `pack`, `settleChunk`), each compiled once it is hot with all its feedback, instead of
  * one large function the optimiser compiled early (mid-loop, the later loops never run) and again.
  */
 export const verifyInPool = (
@@ -185,7 +185,7 @@ export const verifyInPool = (
   done: (results: ReadonlyArray<boolean>) => void
 ): void => {
   const results = new Array<boolean>(items.length).fill(false)
-  const { sendable, waiting } = sort(items, raw, verdicts, results)
+  const { sendable, waiting } = classify(items, raw, verdicts, results)
   // two chunks per worker, so a worker slowed by other load does not hold the batch back
   const chunkCount = Math.min(sendable.length, pool.size * 2)
   const per = Math.ceil(sendable.length / Math.max(1, chunkCount))
@@ -220,10 +220,10 @@ interface Sendable {
 }
 
 /**
- * Sort a batch's items: a known verdict goes into `results`, one in flight is waited for, a
+ * Classify a batch's items: a known verdict goes into `results`, one in flight is waited for, a
  * malformed key or signature stays false, the rest are sent (their verdicts started).
  */
-const sort = (
+const classify = (
   items: ReadonlyArray<VerifyItem>,
   raw: RawDecoders,
   verdicts: Verdicts,
