@@ -306,23 +306,22 @@ export class DagIndex {
     // holding nothing of the tree (a bootstrap), every entry is missing: every one reaches a tip
     // along children, so the walk would visit them all; the tree's own list, nearly sorted already
     // (entries are added parents first), sorts in about linear time
-    const out = held.length === 0 ? tree.nodes.slice().sort(compareByHeight) : this.missingByWalk(tree, known)
+    const out = held.length === 0 ? tree.nodes.slice().sort(compareByHeight) : this.missingByWalk(tree, held)
     tree.missingMemo = new MissingMemo(out, held.map((n) => n.id))
     return out.map((n) => n.id)
   }
 
-  /** `missing` by walking down from the tips and the known IDs (heights in order), as nodes sorted by (height, ID). */
-  private missingByWalk(tree: TreeState, known: ReadonlyArray<string>): Array<DagNode> {
+  /** `missing` by walking down from the tips and the known entries `held` (heights in order), as nodes sorted by (height, ID). */
+  private missingByWalk(tree: TreeState, held: ReadonlyArray<DagNode>): Array<DagNode> {
     const treeId = tree.id
     const KNOWN = 1
     const CANDIDATE = 2
     const state = new Map<string, number>()
     const heap = new NodeHeap()
     let candidates = 0
-    for (const id of known) {
-      const n = this.inTree(treeId, id)
-      if (n === undefined || state.has(id)) continue
-      state.set(id, KNOWN)
+    for (const n of held) {
+      if (state.has(n.id)) continue
+      state.set(n.id, KNOWN)
       heap.push(n)
     }
     for (const id of tree.tips) {

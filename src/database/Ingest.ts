@@ -164,7 +164,7 @@ const check = (
         continue
       }
       // the pinned settings are not cached: fold them
-      const folded = yield* Effect.either(settingsAt(stop.entry.treeId, stop.structure.tips, yield* lookupWith(pass.overlay)))
+      const folded = yield* Effect.either(settingsAt(stop.entry.treeId, stop.structure.tips, yield* lookupWith(batch.overlay)))
       if (folded._tag === "Left") {
         if (folded.left._tag !== "InvalidEntry") return yield* folded.left
         pass.reject(folded.left.reason)
@@ -233,7 +233,6 @@ type Stop =
 class AuthorisePass {
   readonly pending: Array<Pending> = []
   readonly rejected: Array<InvalidEntry> = []
-  readonly overlay: ReadonlyMap<string, StoredEntry>
   private readonly slices: Array<Array<VerifyItem>> = []
   private sliced = 0
   /** The index of the entry to check next. */
@@ -245,9 +244,7 @@ class AuthorisePass {
     private readonly parseDeltas: boolean,
     private readonly cache: Context.Tag.Service<StateCache>,
     private readonly ahead: boolean
-  ) {
-    this.overlay = batch.overlay
-  }
+  ) {}
 
   run(): Stop | undefined {
     const { entries, metas, overlay } = this.batch

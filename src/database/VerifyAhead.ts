@@ -74,11 +74,9 @@ export const decodeVerifyingAhead = (
     const out: Array<Either.Either<StoredEntry, string>> = []
     for (let from = 0; from < encoded.length; from += DECODE_SLICE) {
       const to = Math.min(encoded.length, from + DECODE_SLICE)
-      if (verifyAhead === undefined) {
-        decodeInto(encoded, from, to, out, undefined, treeId)
-        continue
-      }
-      const items = aheadItems(decodeInto(encoded, from, to, out, signers, treeId), signers)
+      const decoded = decodeInto(encoded, from, to, out, verifyAhead === undefined ? undefined : signers, treeId)
+      if (verifyAhead === undefined) continue
+      const items = aheadItems(decoded, signers)
       if (items.length >= AHEAD_MIN) yield* verifyAhead(items)
     }
     return out
