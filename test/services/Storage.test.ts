@@ -21,7 +21,7 @@ import { layerMemory, layerSqlite, Storage } from "../../src/layers/Storage.js"
 import type { StorageError } from "../../src/schema/Errors.js"
 import { compareIds } from "../../src/schema/Ids.js"
 
-import { child, root } from "../fixtures/Entries.js"
+import { child, KEY, root } from "../fixtures/Entries.js"
 
 /** A chain of `n` entries after `r`, each touching store "a". */
 const chain = (r: StoredEntry, n: number, label = "c"): Array<StoredEntry> => {
@@ -345,6 +345,31 @@ describe("Storage: sqlite only", () => {
         const s = yield* Storage
         expect(yield* s.tips(T)).toEqual([e3.id])
         expect(yield* s.missing(T, [e1.id])).toEqual([e2.id, e3.id])
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.scoped("a reopened file reads each store's data by its exact name, a leading U+FEFF included", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const layer = layerSqlite({ filename: path.join(dir, "mark.sqlite") })
+      const marked = Entry.stored(Entry.make({
+        parents: [],
+        height: 0,
+        subtrees: [
+          { name: "_root", parents: [], data: new TextEncoder().encode("\"\"") },
+          { name: "\uFEFFa", parents: [], data: Uint8Array.of(1) },
+          { name: "a", parents: [], data: Uint8Array.of(2) }
+        ],
+        key: KEY
+      }))
+      yield* Effect.provide(Effect.flatMap(Storage, (s) => s.put([marked])), layer)
+      yield* Effect.gen(function*() {
+        const s = yield* Storage
+        // a fresh open: read from the file's bytes, not from decoded entries
+        for (const store of ["\uFEFFa", "a"]) {
+          expect(yield* s.storeData([marked.id], store)).toEqual([{ id: marked.id, data: Entry.subtree(marked.entry, store)!.data }])
+        }
+        expect(yield* s.storeData([marked.id], "\uFEFF")).toEqual([{ id: marked.id, data: undefined }])
       }).pipe(Effect.provide(layer))
     }))
 

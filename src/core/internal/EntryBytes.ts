@@ -20,7 +20,7 @@ import { PUBKEY_PATTERN } from "../../schema/Ids.js"
 import { encode, height, signingBytes, type StoredEntry } from "../Entry.js"
 import { Bounded } from "./Bounded.js"
 import { readCanonical } from "./CanonicalEntry.js"
-import { CID_TAG, Link, plainView, sameBytes, WITH_LINKS } from "./EntryDecoding.js"
+import { CID_TAG, decodeFaithful, Link, sameBytes, WITH_LINKS } from "./EntryDecoding.js"
 
 /**
  * The encoding of a signed entry from the signing bytes of the same entry: CBOR is concatenative
@@ -71,7 +71,7 @@ export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either
   }
   let raw: unknown
   try {
-    raw = cborg.decode(plainView(bytes), WITH_LINKS)
+    raw = decodeFaithful(bytes, WITH_LINKS)
   } catch (e) {
     return Either.left(`not DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
   }
@@ -92,7 +92,7 @@ export const decodeTrusted = (bytes: Uint8Array, entryId: string): Either.Either
 export const storeDataOfBytes = (bytes: Uint8Array, store: string): Either.Either<Uint8Array | undefined, string> => {
   let raw: unknown
   try {
-    raw = cborg.decode(bytes, linksSkipped)
+    raw = decodeFaithful(bytes, linksSkipped)
   } catch (e) {
     return Either.left(`not DAG-CBOR: ${e instanceof Error ? e.message : String(e)}`)
   }

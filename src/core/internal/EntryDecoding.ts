@@ -4,7 +4,9 @@
  * `Entry.decode` knows the common entry is in canonical form without encoding it again
  * (`knownCanonical`) and where its `sig` map ends; and tag-42 ID links decode as their ID strings
  * (`Link`), found by a hash of their bytes among the IDs seen last, instead of being parsed and
- * base32-encoded each time. Used by `Entry.ts` and `EntryBytes.ts`; pure apart from those caches.
+ * base32-encoded each time. Every text is read as written, a leading byte order mark kept (cborg
+ * alone drops it; `decodeFaithful` for the paths that watch nothing). Used by `Entry.ts` and
+ * `EntryBytes.ts`; pure apart from those caches.
  */
 import * as dagCbor from "@ipld/dag-cbor"
 import * as cborg from "cborg"
@@ -182,8 +184,7 @@ class WatchingTokenizer implements DecodeTokenizer {
       return token // the tagged item that follows completes it
     } else if (major === MAJOR_STRING) {
       if ((token.value as string).includes("\uFFFD")) this.canonical = false
-      // cborg's UTF-8 decoder drops a leading byte order mark; the text keeps it
-      else if (startsWithBom(this.data, start)) token.value = faithful.decode(this.data.subarray(start + headLength(this.data[start]!), this.inner.pos()))
+      else keepMark(this.data, start, this.inner.pos(), token)
     } else if (major === MAJOR_SIMPLE && typeof token.value === "number") {
       this.canonical = false
     }
@@ -222,10 +223,55 @@ const headLength = (first: number): number => {
   return info < 24 ? 1 : info === 24 ? 2 : info === 25 ? 3 : info === 26 ? 5 : 9
 }
 
-/** Whether the text item at `start` begins with the UTF-8 byte order mark (EF BB BF). */
-const startsWithBom = (data: Uint8Array, start: number): boolean => {
+/**
+ * cborg's UTF-8 decoder drops a leading byte order mark; the text item data[start..end) keeps it:
+ * when its bytes begin with EF BB BF, the token's value is decoded again from them.
+ */
+const keepMark = (data: Uint8Array, start: number, end: number, token: cborg.Token): void => {
   const at = start + headLength(data[start]!)
-  return data[at] === 0xef && data[at + 1] === 0xbb && data[at + 2] === 0xbf
+  if (data[at] === 0xef && data[at + 1] === 0xbb && data[at + 2] === 0xbf) token.value = faithful.decode(data.subarray(at, end))
+}
+
+/** Whether the UTF-8 byte order mark (EF BB BF) is anywhere in the bytes. */
+const holdsMark = (bytes: Uint8Array): boolean => {
+  for (let i = bytes.indexOf(0xef); i >= 0 && i + 2 < bytes.length; i = bytes.indexOf(0xef, i + 1)) {
+    if (bytes[i + 1] === 0xbb && bytes[i + 2] === 0xbf) return true
+  }
+  return false
+}
+
+/** cborg's own tokens, each text keeping a leading byte order mark (`keepMark`). */
+class FaithfulTokenizer implements DecodeTokenizer {
+  private readonly inner: DecodeTokenizer
+  constructor(private readonly data: Uint8Array) {
+    this.inner = new cborg.Tokenizer(data, DAG_CBOR_DECODE)
+  }
+
+  done(): boolean {
+    return this.inner.done()
+  }
+
+  pos(): number {
+    return this.inner.pos()
+  }
+
+  next(): cborg.Token {
+    const start = this.inner.pos()
+    const token = this.inner.next()
+    if (token.type.major === MAJOR_STRING) keepMark(this.data, start, this.inner.pos(), token)
+    return token
+  }
+}
+
+/**
+ * DAG-CBOR-decode bytes with `options` (DAG-CBOR's rules, its tags as the caller wants them), every
+ * text as written: a leading byte order mark is kept, which cborg alone drops (then a store named
+ * "\uFEFFa" would read as "a"). Throws as `cborg.decode` does. The faithful tokenizer is used only
+ * when the mark's bytes occur at all.
+ */
+export const decodeFaithful = (bytes: Uint8Array, options: cborg.DecodeOptions): unknown => {
+  const view = plainView(bytes)
+  return holdsMark(view) ? cborg.decode(view, { ...options, tokenizer: new FaithfulTokenizer(view) }) : cborg.decode(view, options)
 }
 
 /** DAG-CBOR's decoding rules, as the inner tokenizer reads them (strict widths, no indefinite lengths). */

@@ -321,4 +321,23 @@ describe("the direct reader of canonical bytes", () => {
     expect((dagCbor.decode(bytes) as { subtrees: Array<{ name: string }> }).subtrees[0]!.name).toBe("store")
     expect(Either.getOrThrow(Entry.decode(bytes)).entry).toStrictEqual(entry)
   })
+
+  it("reading stored bytes keeps the mark too, where the direct reader does not take them (a delegated signer)", () => {
+    const delegated: SigKey = { Delegation: { path: [{ tree: "\uFEFFtree", tips: [] }], hint: { name: "\uFEFFn" } } }
+    const entry = one({
+      subtrees: [
+        { name: "\uFEFFa", parents: [], data: new Uint8Array([1]) },
+        { name: "a", parents: [], data: new Uint8Array([2]) }
+      ],
+      key: delegated
+    })
+    const bytes = Entry.encode(entry)
+    expect(readCanonical(bytes)).toBeUndefined()
+    expect(Either.getOrThrow(decodeTrusted(bytes, "x")).entry).toStrictEqual(Either.getOrThrow(Entry.decode(bytes)).entry)
+    expect(Either.getOrThrow(decodeTrusted(bytes, "x")).entry).toStrictEqual(entry)
+    // one store's data read from the bytes: each name its own, the mark told apart
+    expect(Either.getOrThrow(Entry.storeDataOfBytes(bytes, "\uFEFFa"))).toEqual(new Uint8Array([1]))
+    expect(Either.getOrThrow(Entry.storeDataOfBytes(bytes, "a"))).toEqual(new Uint8Array([2]))
+    expect(Either.getOrThrow(Entry.storeDataOfBytes(bytes, "\uFEFF"))).toBeUndefined()
+  })
 })
