@@ -207,11 +207,26 @@ export const validate = (entry: Entry): string | undefined => {
 export const encodeMetadata = (meta: EntryMetadata): Uint8Array =>
   textEncoder.encode(JSON.stringify({ settings_tips: sortedUnique(meta.settings_tips), entropy: meta.entropy }))
 
-/** Read an entry's metadata; an entry without metadata pins no settings. */
+/**
+ * Read an entry's metadata; an entry without metadata pins no settings. The entries of a batch are
+ * read one after another and nearly all pin the same settings tips: metadata of the same bytes as
+ * the last read gives the same (read-only) result without parsing it again.
+ */
 export const metadata = (entry: Entry): EntryMetadata | undefined => {
-  if (entry.tree.metadata === undefined) return undefined
+  const bytes = entry.tree.metadata
+  if (bytes === undefined) return undefined
+  if (lastMetadata !== undefined && sameBytes(bytes, lastMetadata.bytes)) return lastMetadata.read
+  const read = readMetadata(bytes)
+  lastMetadata = { bytes, read }
+  return read
+}
+
+/** The metadata bytes last read, and what they read as (the bytes are an entry's: nobody modifies them). */
+let lastMetadata: { readonly bytes: Uint8Array; readonly read: EntryMetadata | undefined } | undefined
+
+const readMetadata = (bytes: Uint8Array): EntryMetadata | undefined => {
   try {
-    const parsed = JSON.parse(textDecoder.decode(entry.tree.metadata)) as { settings_tips?: unknown; entropy?: unknown }
+    const parsed = JSON.parse(textDecoder.decode(bytes)) as { settings_tips?: unknown; entropy?: unknown }
     const tips = parsed.settings_tips ?? []
     // the IDs are strings, or the metadata is malformed (as the reference's serde reads it)
     if (!Array.isArray(tips) || !tips.every((t) => typeof t === "string")) return undefined

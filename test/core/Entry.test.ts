@@ -266,6 +266,25 @@ describe("Entry", () => {
   )
 })
 
+describe("metadata", () => {
+  it.prop(
+    "each read gives what its own bytes say, however reads of the same and other bytes follow one another",
+    [fc.array(fc.tuple(fc.subarray(["a", "b", "c"].map((c) => Entry.idOfBytes(new TextEncoder().encode(c)))), fc.option(fc.integer(), { nil: null }), fc.boolean()), { maxLength: 12 })],
+    ([reads]) => {
+      for (const [tips, entropy, copied] of reads) {
+        const bytes = Entry.encodeMetadata({ settings_tips: tips, entropy })
+        // equal bytes in another array, or the same array again
+        const entry = Entry.make({ root: root.id, parents: [root.id], height: 1, metadata: copied ? bytes.slice() : bytes, subtrees: [], key: KEY })
+        expect(Entry.metadata(entry)).toEqual({ settings_tips: [...tips].sort(compareIds), entropy })
+      }
+      const none = Entry.make({ root: root.id, parents: [root.id], height: 1, subtrees: [], key: KEY })
+      expect(Entry.metadata(none)).toBeUndefined()
+      const malformed = Entry.make({ root: root.id, parents: [root.id], height: 1, metadata: new TextEncoder().encode("{"), subtrees: [], key: KEY })
+      expect(Entry.metadata(malformed)).toBeUndefined()
+    }
+  )
+})
+
 describe("canonical bytes", () => {
   it("bytes that decode to a valid entry but are not its canonical encoding are refused (no second ID for one entry)", () => {
     const e = Entry.stored(child([root.id], "a", "1"))
