@@ -123,30 +123,12 @@ export const plainView = (bytes: Uint8Array): Uint8Array =>
   bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 // ---------------------------------------------------------------------------------------------
-// The watching tokenizer
+// The tokenizers
 
-/**
- * A cborg tokenizer that hands out the default tokenizer's tokens while checking what the decoded
- * value cannot show: that no number was a float (a height written as 3.0 decodes as 3), that no
- * text held U+FFFD (invalid UTF-8 decodes to it), and that each map's keys come in DAG-CBOR order
- * (shorter first, then bytewise); and noting where the top-level `sig` map's value ends. It follows
- * the nesting by counting items: a map of n entries holds 2n, an array n, a tag wraps the next item.
- */
-class WatchingTokenizer implements DecodeTokenizer {
-  canonical = true
-  sigEnd = -1
-  private readonly inner: DecodeTokenizer
-  /** Per open container (index 0 is the top level, never closed): items it holds, whether a map, items read, and the last key's span. */
-  private readonly size: Array<number> = [1]
-  private readonly isMap: Array<boolean> = [false]
-  private readonly read: Array<number> = [0]
-  private readonly keyStart: Array<number> = [0]
-  private readonly keyLength: Array<number> = [0]
-  private depth = 0
-  /** The item index, in the top-level map, of the `sig` key's value (-1 until that key is read). */
-  private sigValue = -1
-
-  constructor(private readonly data: Uint8Array) {
+/** cborg's own tokens, each text keeping a leading byte order mark (`keepMark`). */
+class FaithfulTokenizer implements DecodeTokenizer {
+  protected readonly inner: DecodeTokenizer
+  constructor(protected readonly data: Uint8Array) {
     this.inner = new cborg.Tokenizer(data, DAG_CBOR_DECODE)
   }
 
@@ -161,6 +143,34 @@ class WatchingTokenizer implements DecodeTokenizer {
   next(): cborg.Token {
     const start = this.inner.pos()
     const token = this.inner.next()
+    if (token.type.major === MAJOR_STRING) keepMark(this.data, start, this.inner.pos(), token)
+    return token
+  }
+}
+
+/**
+ * A cborg tokenizer that hands out the faithful tokenizer's tokens while checking what the decoded
+ * value cannot show: that no number was a float (a height written as 3.0 decodes as 3), that no
+ * text held U+FFFD (invalid UTF-8 decodes to it), and that each map's keys come in DAG-CBOR order
+ * (shorter first, then bytewise); and noting where the top-level `sig` map's value ends. It follows
+ * the nesting by counting items: a map of n entries holds 2n, an array n, a tag wraps the next item.
+ */
+class WatchingTokenizer extends FaithfulTokenizer {
+  canonical = true
+  sigEnd = -1
+  /** Per open container (index 0 is the top level, never closed): items it holds, whether a map, items read, and the last key's span. */
+  private readonly size: Array<number> = [1]
+  private readonly isMap: Array<boolean> = [false]
+  private readonly read: Array<number> = [0]
+  private readonly keyStart: Array<number> = [0]
+  private readonly keyLength: Array<number> = [0]
+  private depth = 0
+  /** The item index, in the top-level map, of the `sig` key's value (-1 until that key is read). */
+  private sigValue = -1
+
+  override next(): cborg.Token {
+    const start = this.inner.pos()
+    const token = super.next()
     const d = this.depth
     const major = token.type.major
     if (this.isMap[d] && (this.read[d]! & 1) === 0) {
@@ -184,7 +194,6 @@ class WatchingTokenizer implements DecodeTokenizer {
       return token // the tagged item that follows completes it
     } else if (major === MAJOR_STRING) {
       if ((token.value as string).includes("\uFFFD")) this.canonical = false
-      else keepMark(this.data, start, this.inner.pos(), token)
     } else if (major === MAJOR_SIMPLE && typeof token.value === "number") {
       this.canonical = false
     }
@@ -238,29 +247,6 @@ const holdsMark = (bytes: Uint8Array): boolean => {
     if (bytes[i + 1] === 0xbb && bytes[i + 2] === 0xbf) return true
   }
   return false
-}
-
-/** cborg's own tokens, each text keeping a leading byte order mark (`keepMark`). */
-class FaithfulTokenizer implements DecodeTokenizer {
-  private readonly inner: DecodeTokenizer
-  constructor(private readonly data: Uint8Array) {
-    this.inner = new cborg.Tokenizer(data, DAG_CBOR_DECODE)
-  }
-
-  done(): boolean {
-    return this.inner.done()
-  }
-
-  pos(): number {
-    return this.inner.pos()
-  }
-
-  next(): cborg.Token {
-    const start = this.inner.pos()
-    const token = this.inner.next()
-    if (token.type.major === MAJOR_STRING) keepMark(this.data, start, this.inner.pos(), token)
-    return token
-  }
 }
 
 /**
