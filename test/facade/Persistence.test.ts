@@ -15,6 +15,27 @@ describe("Promise facade: close and reopen", () => {
   })
   afterEach(() => cleanup(dir))
 
+  it("stores whose names differ only by a leading U+FEFF keep their own data after a reopen", async () => {
+    const file = Path.join(dir, "mark.db")
+    const first = await Instance.open(new Sqlite(file))
+    await first.createUser("alice")
+    const alice = await first.loginUser("alice")
+    const db = await alice.createDatabase(Doc.from({ name: "marks" }), await alice.getDefaultKey())
+    const txn = await db.newTransaction()
+    await (await txn.docStore("\uFEFFnotes")).set("title", "marked")
+    await (await txn.docStore("notes")).set("title", "plain")
+    await txn.commit()
+    await first.close()
+    const second = await Instance.open(new Sqlite(file))
+    try {
+      const again = await (await second.loginUser("alice")).openDatabase(db.rootId)
+      expect(await (await again.docStore("\uFEFFnotes")).get("title")).toBe("marked")
+      expect(await (await again.docStore("notes")).get("title")).toBe("plain")
+    } finally {
+      await second.close()
+    }
+  })
+
   it("a Sqlite file is created if absent and reopened with everything in it", async () => {
     const file = Path.join(dir, "data.db")
     expect(Fs.existsSync(file)).toBe(false)
