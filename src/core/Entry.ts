@@ -257,8 +257,9 @@ export const isCanonicalIdList = (ids: ReadonlyArray<string>): boolean => {
 
 /**
  * The CIDs of the IDs most recently encoded as links (parsed from their strings once): a tip is
- * soon a parent again, and a tree's root is named by every entry. Kept small, the least recently used dropped first (half at a time, see `Bounded`): a CID
- * holds ~2.3 KB here, and the 100,000 kept before grew a busy process's heap by ~230 MB before it was cleared.
+ * soon a parent again, and a tree's root is named by every entry. Kept small, the least recently
+ * used dropped first (half at a time, see `Bounded`): a CID holds ~2.3 KB here, and the 100,000
+ * kept before grew a busy process's heap by ~230 MB before it was cleared.
  */
 export const CID_CACHE_SIZE = 4_096
 const cidCache = new Bounded<string, CID>(CID_CACHE_SIZE)

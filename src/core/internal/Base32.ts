@@ -9,14 +9,16 @@ const CODES = Array.from(ALPHABET, (c) => c.charCodeAt(0))
 /** The multibase prefix of base32. */
 const PREFIX = "b".charCodeAt(0)
 
-/** The characters of an entry ID's string: an entry CID's 36 bytes in base32, and the prefix. */
-const ID_LENGTH = 1 + Math.ceil((36 * 8) / 5)
+/** The characters of the multibase base32 string of `n` bytes: the prefix, then 5 bits a character. */
+const encodedLength = (n: number): number => 1 + Math.ceil((n * 8) / 5)
+/** The characters of an entry ID's string: an entry CID's 36 bytes. */
+const ID_LENGTH = encodedLength(36)
 /** The character codes of the last ID written, reused (a new array was ~490 of an ID's ~900 bytes allocated); every call writes each slot. */
 const idCodes = new Array<number>(ID_LENGTH).fill(0)
 
 /** `base32.encode(bytes)` of multiformats, as one flat string. */
 export const base32Multibase = (bytes: Uint8Array): string => {
-  const length = 1 + Math.ceil((bytes.length * 8) / 5)
+  const length = encodedLength(bytes.length)
   const codes = length === ID_LENGTH ? idCodes : new Array<number>(length)
   codes[0] = PREFIX
   let n = 1

@@ -238,14 +238,15 @@ const headLength = (first: number): number => {
  */
 const keepMark = (data: Uint8Array, start: number, end: number, token: cborg.Token): void => {
   const at = start + headLength(data[start]!)
-  if (data[at] === 0xef && data[at + 1] === 0xbb && data[at + 2] === 0xbf) token.value = faithful.decode(data.subarray(at, end))
+  if (markAt(data, at)) token.value = faithful.decode(data.subarray(at, end))
 }
 
-/** Whether the UTF-8 byte order mark (EF BB BF) is anywhere in the bytes. */
+/** Whether the UTF-8 byte order mark (EF BB BF) starts at `at`. */
+const markAt = (bytes: Uint8Array, at: number): boolean => bytes[at] === 0xef && bytes[at + 1] === 0xbb && bytes[at + 2] === 0xbf
+
+/** Whether the UTF-8 byte order mark is anywhere in the bytes. */
 const holdsMark = (bytes: Uint8Array): boolean => {
-  for (let i = bytes.indexOf(0xef); i >= 0 && i + 2 < bytes.length; i = bytes.indexOf(0xef, i + 1)) {
-    if (bytes[i + 1] === 0xbb && bytes[i + 2] === 0xbf) return true
-  }
+  for (let i = bytes.indexOf(0xef); i >= 0; i = bytes.indexOf(0xef, i + 1)) if (markAt(bytes, i)) return true
   return false
 }
 
