@@ -2,7 +2,11 @@
  * Sync figures over loopback HTTP between TWO PROCESSES, SQLite on both sides (temp dirs): the
  * server is `test/fixtures/sync-server.ts` in a child process, the client runs here.
  *
- * - sync.bootstrap_entries_per_s: a fresh node bootstraps a 10,000-entry database (~200-byte values).
+ * - sync.bootstrap_entries_per_s: a fresh node bootstraps a 10,000-entry database (~200-byte values):
+ *   the first thing this process does after its calibration, so its code is compiled on the way.
+ * - sync.bootstrap_warm_entries_per_s: the same node, after all the HTTP figures below, bootstraps
+ *   a second 10,000-entry database from a second server: a node that has run a while and takes on
+ *   a new database. Beside the cold figure, it tells how much of it is the compiling of a cold process.
  * - sync.incremental_ms: the child commits one entry (through its stdin control, untimed), then one
  *   syncWithPeer from the client pulls it (timed); median of 50 in steady state, after 50 first ones
  *   (their median is sync.incremental_cold_ms) and 1,500 untimed ones: one sync runs each path
@@ -96,10 +100,10 @@ const coldAndSteady = <E, R>(name: string, step: (i: number) => Effect.Effect<nu
   })
 
 /**
- * `<prefix>bootstrap_entries_per_s`: a fresh node bootstraps the child's database; then
- * `<prefix>incremental_ms` (and `_cold_ms`): the child commits one entry, one sync pulls it.
+ * `<name>`: this node bootstraps the child's database, which it holds nothing of (the rate, and
+ * where the CPU went).
  */
-const bootstrapAndPull = (prefix: string, server: ServerProcess) =>
+const timedBootstrap = (name: string, server: ServerProcess) =>
   Effect.gen(function*() {
     const sync = yield* Sync
     const { address, dbId } = server.info
@@ -110,13 +114,24 @@ const bootstrapAndPull = (prefix: string, server: ServerProcess) =>
     const seconds = (performance.now() - start) / 1000
     const cpu = Threads.since(threads)
     if (boot.received !== server.info.count) {
-      throw new Error(`${prefix} bootstrap received ${boot.received} of ${server.info.count} entries`)
+      throw new Error(`${name}: the bootstrap received ${boot.received} of ${server.info.count} entries`)
     }
     console.error(
-      `sync bench: ${prefix} bootstrap ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips;`,
+      `sync bench: ${name}: ${boot.received} entries in ${seconds.toFixed(2)} s, ${boot.roundTrips} round trips;`,
       `CPU ms: client main ${cpu.main}, verification workers ${cpu.workers}, V8's threads ${cpu.rest}, server ${Threads.processMs(server.child.pid!) - serverBefore}`
     )
-    report(`${prefix}bootstrap_entries_per_s`, boot.received / seconds, "entries/s")
+    report(name, boot.received / seconds, "entries/s")
+  })
+
+/**
+ * `<prefix>bootstrap_entries_per_s`: a fresh node bootstraps the child's database; then
+ * `<prefix>incremental_ms` (and `_cold_ms`): the child commits one entry, one sync pulls it.
+ */
+const bootstrapAndPull = (prefix: string, server: ServerProcess) =>
+  Effect.gen(function*() {
+    const sync = yield* Sync
+    const { address, dbId } = server.info
+    yield* timedBootstrap(`${prefix}bootstrap_entries_per_s`, server)
     yield* coldAndSteady(`${prefix}incremental`, (i) =>
       Effect.gen(function*() {
         yield* Effect.promise(() => server.commit(1))
@@ -184,6 +199,14 @@ export async function run(): Promise<void> {
           const remote = yield* Effect.promise(() => server.state())
           const local = yield* storage.tips(dbId)
           if (JSON.stringify(remote.tips) !== JSON.stringify(local)) throw new Error("the two sides did not converge")
+
+          // the same node, warm, takes on a second database (its server started only now, so it
+          // did not share the cores with anything measured before)
+          const second = yield* Effect.acquireRelease(
+            Effect.promise(() => startServerProcess({ entries: ENTRIES, valueBytes: VALUE_BYTES, timeoutMs: 600_000 })),
+            (s) => Effect.promise(() => s.kill())
+          )
+          yield* timedBootstrap("sync.bootstrap_warm_entries_per_s", second)
         }).pipe(Effect.provide(clientLayer(join(dir, "client.db"))))
       )
     )
