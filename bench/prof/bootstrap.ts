@@ -25,6 +25,7 @@ try {
     await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const sync = yield* Sync
       yield* sync.enableHttpTransport()
+      yield* Effect.promise(() => Threads.idle(server.child.pid!))
       if (last) yield* Effect.promise(() => Prof.start())
       const threads = Threads.snapshot()
       const serverBefore = Threads.processMs(server.child.pid!)

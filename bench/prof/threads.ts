@@ -2,6 +2,7 @@
 // main thread, the verification workers and V8's own threads (GC, compilation) in a profiling run
 // and in the sync benchmark's bootstrap.
 import { readdirSync, readFileSync } from "node:fs"
+import { performance } from "node:perf_hooks"
 
 /** Clock ticks (utime + stime) of one /proc stat file, and the thread's name. */
 const ticksOf = (path: string): { readonly name: string; readonly ticks: number } | undefined => {
@@ -44,3 +45,20 @@ export const since = (before: Map<string, number>): { main: number; workers: num
 
 /** Milliseconds of CPU of a whole process so far (all its threads). */
 export const processMs = (pid: number): number => (ticksOf(`/proc/${pid}/stat`)?.ticks ?? 0) * 10
+
+/**
+ * Resolves once a process has used no CPU for `quietMs` (one clock tick's resolution), or after
+ * `maxMs` at most: a server that has just built its database keeps the cores busy for a moment
+ * after it says it is ready (measured: 0-110 ms of CPU in the next 250 ms), which a figure of what
+ * a client does must not count. Not Linux (no figures): resolves after one quiet period.
+ */
+export const idle = async (pid: number, quietMs = 100, maxMs = 3_000): Promise<void> => {
+  const until = performance.now() + maxMs
+  let before = processMs(pid)
+  while (performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, quietMs))
+    const now = processMs(pid)
+    if (now === before) return
+    before = now
+  }
+}
