@@ -8,10 +8,10 @@
  *   the host; every run is printed. Before them this process bootstraps it (printed, not reported):
  *   the history the figures below build on, and the server's first serving, so the three find it
  *   as a node that serves others is, its serving code compiled.
- * - sync.bootstrap_warm_entries_per_s: after the HTTP figures below, a node that has bootstrapped
- *   one database (the first server's, in a fresh process of its own) bootstraps a second 10,000-entry
- *   database from a second server (which has served one fresh process before, as the first had).
- *   Beside the cold figure, it tells how much of that is a fresh process compiling its code.
+ * - sync.bootstrap_warm_entries_per_s: the same node, after all the HTTP figures below, bootstraps
+ *   a second 10,000-entry database from a second server (which has served one fresh process
+ *   before, as the first had): a node that has run a while and takes on a new database. Beside the
+ *   cold figure, it tells how much of that is a fresh process compiling its code.
  * - sync.incremental_ms: the child commits one entry (through its stdin control, untimed), then one
  *   syncWithPeer from the client pulls it (timed); median of 50 in steady state, after 50 first ones
  *   (their median is sync.incremental_cold_ms) and 1,500 untimed ones: one sync runs each path
@@ -156,11 +156,10 @@ const timedBootstrap = (name: string, server: ServerProcess) =>
     report(name, run.rate, "entries/s")
   })
 
-/** The bootstrap of `sync-cold.ts` in a process of its own, each time a fresh one (warmed by a first bootstrap of `warmUp`). */
-const coldBootstrap = (source: BootstrapSource, warmUp?: ServerProcess): Promise<BootstrapRun> =>
+/** The bootstrap of `sync-cold.ts` in a process of its own, each time a fresh one. */
+const coldBootstrap = (source: BootstrapSource): Promise<BootstrapRun> =>
   new Promise((resolve, reject) => {
     const args = [source.address, source.dbId, String(source.count), String(source.pid)]
-    if (warmUp !== undefined) args.push(warmUp.info.address, warmUp.info.dbId)
     execFile(process.execPath, [...siblingScript(import.meta.url, "sync-cold"), ...args], { timeout: 120_000 }, (error, stdout, stderr) => {
       if (error !== null) reject(new Error(`the cold bootstrap process failed: ${error.message}; stderr: ${stderr}`))
       else resolve(JSON.parse(stdout.trim().split("\n").at(-1)!) as BootstrapRun)
@@ -259,18 +258,15 @@ export async function run(): Promise<void> {
           const local = yield* storage.tips(dbId)
           if (JSON.stringify(remote.tips) !== JSON.stringify(local)) throw new Error("the two sides did not converge")
 
-          // a warm node takes on a new database: a fresh process bootstraps the first server's
-          // database, then (measured) a second server's (started only now, so it did not share the
-          // cores with anything measured before; it serves a fresh process first, as the first
-          // server did before the cold runs)
+          // the same node, warm, takes on a second database (its server started only now, so it
+          // did not share the cores with anything measured before; it serves a fresh process
+          // first, as the first server did before the cold runs)
           const second = yield* Effect.acquireRelease(
             Effect.promise(() => startServerProcess({ entries: ENTRIES, valueBytes: VALUE_BYTES, timeoutMs: 600_000 })),
             (s) => Effect.promise(() => s.kill())
           )
           describe("the second server's first bootstrap, a fresh process (not the figure)", yield* Effect.promise(() => coldBootstrap(sourceOf(second))))
-          const warm = yield* Effect.promise(() => coldBootstrap(sourceOf(second), server))
-          describe("sync.bootstrap_warm_entries_per_s, a process that bootstrapped the first database before", warm)
-          report("sync.bootstrap_warm_entries_per_s", warm.rate, "entries/s")
+          yield* timedBootstrap("sync.bootstrap_warm_entries_per_s", second)
         }).pipe(Effect.provide(clientLayer(join(dir, "client.db"))))
       )
     )
