@@ -121,16 +121,19 @@ export interface BootstrapRun {
   readonly cpu: { readonly main: number; readonly workers: number; readonly rest: number; readonly server: number }
 }
 
-const sourceOf = (server: ServerProcess): BootstrapSource => ({ ...server.info, pid: server.child.pid! })
+export const sourceOf = (server: ServerProcess): BootstrapSource => ({ ...server.info, pid: server.child.pid! })
 
 /**
  * This node bootstraps the server's database, which it holds nothing of, once the server has
  * finished building it (`Threads.idle`).
  */
 export const measureBootstrap = (source: BootstrapSource) =>
+  Effect.zipRight(Effect.promise(() => Threads.idle(source.pid)), timeBootstrap(source))
+
+/** This node bootstraps the server's database, timed from now (no wait for the server). */
+export const timeBootstrap = (source: BootstrapSource) =>
   Effect.gen(function*() {
     const sync = yield* Sync
-    yield* Effect.promise(() => Threads.idle(source.pid))
     const threads = Threads.snapshot()
     const serverBefore = Threads.processMs(source.pid)
     const start = performance.now()

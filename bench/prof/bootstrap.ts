@@ -8,10 +8,9 @@ import * as Effect from "effect/Effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { performance } from "node:perf_hooks"
 import { Sync } from "../../src/services/Sync.js"
 import { startServerProcess } from "../../test/fixtures/SyncServerProcess.js"
-import { clientLayer } from "../sync.js"
+import { clientLayer, sourceOf, timeBootstrap } from "../sync.js"
 import * as Prof from "./inspect.js"
 import * as Threads from "./threads.js"
 
@@ -23,20 +22,15 @@ try {
     const last = round === rounds - 1
     // the sync benchmark's own client, so the figures are the figure's
     await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const sync = yield* Sync
-      yield* sync.enableHttpTransport()
-      yield* Effect.promise(() => Threads.idle(server.child.pid!))
+      yield* (yield* Sync).enableHttpTransport()
+      const source = sourceOf(server)
+      yield* Effect.promise(() => Threads.idle(source.pid))
       if (last) yield* Effect.promise(() => Prof.start())
-      const threads = Threads.snapshot()
-      const serverBefore = Threads.processMs(server.child.pid!)
-      const start = performance.now()
-      const boot = yield* sync.syncWithPeer(server.info.address, server.info.dbId)
-      const ms = performance.now() - start
-      const cpu = Threads.since(threads)
+      const run = yield* timeBootstrap(source)
       if (last) yield* Effect.promise(() => Prof.stop("bootstrap"))
       console.log(
-        `${rounds > 1 ? `round ${round}: ` : ""}bootstrap ${boot.received} entries in ${ms.toFixed(0)} ms (${Math.round(boot.received / (ms / 1000))}/s);`,
-        `CPU ms: client main ${cpu.main}, workers ${cpu.workers}, V8 threads ${cpu.rest}; server ${Threads.processMs(server.child.pid!) - serverBefore}`
+        `${rounds > 1 ? `round ${round}: ` : ""}bootstrap ${source.count} entries in ${(run.seconds * 1000).toFixed(0)} ms (${Math.round(run.rate)}/s);`,
+        `CPU ms: client main ${run.cpu.main}, workers ${run.cpu.workers}, V8 threads ${run.cpu.rest}; server ${run.cpu.server}`
       )
     }).pipe(Effect.provide(clientLayer(join(dir, `client${round}.db`))))))
   }
