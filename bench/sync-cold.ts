@@ -1,8 +1,8 @@
 /**
  * One cold bootstrap in a process of its own, for `sync.bootstrap_entries_per_s` (bench/sync.ts):
- * a fresh node (this process: nothing compiled yet, no verification workers started, an empty
- * SQLite file) bootstraps the database a running sync server serves, and prints one JSON line, a
- * `BootstrapRun`.
+ * a fresh node (this process: nothing compiled yet, an empty SQLite file; enabling HTTP started its
+ * verification workers, as it does in any node) bootstraps the database a running sync server
+ * serves, and prints one JSON line, a `BootstrapRun`.
  *
  *   node .build/bench/sync-cold.js <address> <database id> <entry count> <server pid>
  */

@@ -3,9 +3,10 @@
  * server is `test/fixtures/sync-server.ts` in a child process, the client runs here.
  *
  * - sync.bootstrap_entries_per_s: a fresh node bootstraps a 10,000-entry database (~200-byte values):
- *   the median of three, each in a process of its own (`sync-cold.ts`: nothing compiled, no
- *   verification workers started, an empty SQLite file), since one cold run varies by ±15% with
- *   the host; every run is printed. Before them this process bootstraps it (printed, not reported):
+ *   the median of three, each in a process of its own (`sync-cold.ts`: nothing compiled, an empty
+ *   SQLite file; its verification workers started when it enabled HTTP, before the timer, as in any
+ *   node that enabled sync before its first bootstrap), since one cold run varies by ±15% with the
+ *   host; every run is printed. Before them this process bootstraps it (printed, not reported):
  *   the history the figures below build on, and the server's first serving, so the three find it
  *   as a node that serves others is, its serving code compiled.
  * - sync.bootstrap_warm_entries_per_s: the same node, after all the HTTP figures below, bootstraps

@@ -347,8 +347,11 @@ export const make = (options: SyncLayerOptions = {}) =>
     // ---------------------------------------------------------------------------------------
     // transports and server
 
+    // Entries come from peers from now on (a bootstrap, pushes, a peer's pages): the verifier (the
+    // node Auth layer's worker threads) starts now, not within the first large batch, whose pages
+    // would wait for it while its start takes the cores.
     const enableTransport: SyncShape["enableTransport"] = (transport) =>
-      SubscriptionRef.update(router, (r) => r.add(wrap(transport)))
+      Effect.zipRight(SubscriptionRef.update(router, (r) => r.add(wrap(transport))), auth.verifyAhead?.([]) ?? Effect.void)
 
     const enableHttpTransport: SyncShape["enableHttpTransport"] = (httpOptions) =>
       lifecycle.withPermits(1)(

@@ -38,8 +38,8 @@ export interface AuthShape {
    * Optional: start verifying items in the background (returns at once), so that a later
    * `verifyBatch` asking for exactly the same items takes the outcomes, or waits for them, instead of
    * verifying again. A hint for callers that know what they will verify soon (a sync client with the
-   * next page in hand); no items means "many are coming" (the layer may get ready). Layers without
-   * background verification leave it out.
+   * next page in hand); no items means "many may come" (the layer may get ready: Sync says so when it
+   * enables a transport). Layers without background verification leave it out.
    */
   readonly verifyAhead?: ((items: ReadonlyArray<VerifyItem>) => Effect.Effect<void>) | undefined
   /** Secure random bytes (entropy, nonces, challenges, salts). */

@@ -114,7 +114,11 @@ export interface SyncShape {
    * with TransportError where the native binding cannot load.
    */
   readonly enableIrohTransport: (options?: IrohOptions) => Effect.Effect<void, TransportError | StorageError>
-  /** Enable another transport (the simulated network, a custom one), tried after those already enabled. */
+  /**
+   * Enable another transport (the simulated network, a custom one), tried after those already enabled.
+   * Enabling any transport also tells Auth that entries may come (`verifyAhead([])`): the node layer
+   * starts its verification workers then, not within the first bootstrap.
+   */
   readonly enableTransport: (transport: TransportShape) => Effect.Effect<void>
   /**
    * How many transports are enabled: the current count, then every change. The background engine

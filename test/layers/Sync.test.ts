@@ -3,6 +3,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { Doc } from "../../src/core/Doc.js"
@@ -14,7 +15,12 @@ import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { DocStore } from "../../src/database/Stores.js"
-import { parseAddress } from "../../src/layers/Sync.js"
+import { layerCache } from "../../src/database/StoreState.js"
+import * as AuthLayers from "../../src/layers/Auth.js"
+import * as CipherLayers from "../../src/layers/Cipher.js"
+import * as InstanceLayers from "../../src/layers/Instance.js"
+import * as StorageLayers from "../../src/layers/Storage.js"
+import * as SyncLayers from "../../src/layers/Sync.js"
 import { Instance } from "../../src/services/Instance.js"
 import * as SimNetwork from "../../src/layers/TransportSim.js"
 import * as Server from "../../src/layers/SyncServer.js"
@@ -22,7 +28,10 @@ import { API_PATH } from "../../src/layers/TransportHttp.js"
 import * as Permission from "../../src/schema/Permission.js"
 import type { SyncRequest, SyncResponse } from "../../src/schema/Protocol.js"
 import { PROTOCOL_VERSION } from "../../src/schema/Protocol.js"
+import { Auth, type AuthShape } from "../../src/services/Auth.js"
 import type { StorageShape } from "../../src/services/Storage.js"
+import { Sync } from "../../src/services/Sync.js"
+import * as WriteEvents from "../../src/services/WriteEvents.js"
 import type { TransportShape } from "../../src/services/Transport.js"
 import {
   enableSync,
@@ -108,14 +117,14 @@ describe("SyncAuth", () => {
   it("addresses without a transport prefix are http", () =>
     Effect.runSync(
       Effect.gen(function*() {
-        expect(yield* parseAddress("127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
-        expect(yield* parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
+        expect(yield* SyncLayers.parseAddress("127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* SyncLayers.parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
+        expect(yield* SyncLayers.parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* SyncLayers.parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
         // a URL's form, as a user pastes it
-        expect(yield* parseAddress("http://127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* parseAddress("http://[::1]:3000/")).toEqual({ transport_type: "http", address: "[::1]:3000" })
-        expect(yield* parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
+        expect(yield* SyncLayers.parseAddress("http://127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* SyncLayers.parseAddress("http://[::1]:3000/")).toEqual({ transport_type: "http", address: "[::1]:3000" })
+        expect(yield* SyncLayers.parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
       })
     ))
 })
@@ -349,6 +358,30 @@ describe("Sync client", () => {
       expect(restarted).toMatch(/^127\.0\.0\.1:\d+$/)
       const unknown = yield* Effect.flip(a.sync.syncWithPeer("iroh:abc", fabricatedId))
       expect(unknown._tag).toBe("NoTransportForAddress")
+    }))
+
+  it.scoped("enabling a transport tells Auth that entries may come (the node layer starts its verifier then), once", () =>
+    Effect.gen(function*() {
+      const hints: Array<number> = []
+      // the node Auth layer, recording each hint to its background verifier
+      const spied = Layer.effect(
+        Auth,
+        Effect.map(Auth, (auth): AuthShape => ({
+          ...auth,
+          verifyAhead: (items) => {
+            hints.push(items.length)
+            return auth.verifyAhead!(items)
+          }
+        }))
+      ).pipe(Layer.provide(AuthLayers.layerNode))
+      const base = Layer.mergeAll(StorageLayers.layerMemory, spied, CipherLayers.layerNode, layerCache, WriteEvents.layer)
+      const layer = Layer.orDie(Layer.provideMerge(SyncLayers.layer, Layer.provideMerge(InstanceLayers.layer, base)))
+      const sync = yield* Effect.provide(Sync, layer)
+      expect(hints).toEqual([])
+      yield* sync.enableHttpTransport()
+      expect(hints).toEqual([0])
+      yield* sync.enableHttpTransport() // enabled already: nothing new may come
+      expect(hints).toEqual([0])
     }))
 
   it.scoped("25: a malformed ed25519 signer key fails with a clear error before anything is sent", () =>

@@ -160,8 +160,6 @@ export const syncAs = (
         })
       )
     queued.push(yield* Effect.forkScoped(fetch(tips)))
-    // a bootstrap has a whole database to verify: let the verifier get ready while the first page comes
-    if (ourTips.length === 0 && auth.verifyAhead !== undefined) yield* auth.verifyAhead([])
     // pull, page by page; every page is verified and stored on arrival, while the next are fetched
     while (true) {
       const { chained, decoded: prefetched, response, root: prefetchedRoot } = yield* Fiber.join(queued.shift()!)
