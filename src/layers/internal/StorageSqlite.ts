@@ -172,8 +172,12 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<StorageShape, 
     const committed = (fresh: ReadonlyArray<StoredEntry>, nodes: ReadonlyArray<DagNode>): Array<string> => {
       for (const n of nodes) index.add(n)
       seq += nodes.length
-      for (const e of fresh) remember(e)
-      return fresh.map((e) => e.id)
+      const ids: Array<string> = [] // not `map` (see `nodeOf`): the ingest reading them is hot
+      for (const e of fresh) {
+        remember(e)
+        ids.push(e.id)
+      }
+      return ids
     }
 
     /** The stored bytes of these IDs not in the recent cache, read in chunked `IN` queries. */
