@@ -1,9 +1,9 @@
 // The HTTP bootstrap figure alone: a child server with 10,000 entries, a fresh client database
 // bootstrapping it over loopback, ROUNDS times in this one process (default 1); each round's node
 // starts its verification workers when it enables HTTP, before the bootstrap. Round 0 is cold (its
-// code compiled on the way); later rounds are warm, so the difference is what compiling costs. Prints each round's time and where the CPU went (client main
-// thread, its verification workers, V8's other threads; the server process); PROF=1 / HEAP=1
-// profile the last round (see inspect.ts).
+// code compiled on the way); later rounds are warm, so the difference is what compiling costs.
+// Prints each round's time and where the CPU went (client main thread, its verification workers,
+// V8's other threads; the server process); PROF=1 / HEAP=1 profile the last round (see inspect.ts).
 import * as Effect from "effect/Effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"

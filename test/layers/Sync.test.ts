@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -20,7 +21,7 @@ import * as AuthLayers from "../../src/layers/Auth.js"
 import * as CipherLayers from "../../src/layers/Cipher.js"
 import * as InstanceLayers from "../../src/layers/Instance.js"
 import * as StorageLayers from "../../src/layers/Storage.js"
-import * as SyncLayers from "../../src/layers/Sync.js"
+import { layer as syncLayer, parseAddress } from "../../src/layers/Sync.js"
 import { Instance } from "../../src/services/Instance.js"
 import * as SimNetwork from "../../src/layers/TransportSim.js"
 import * as Server from "../../src/layers/SyncServer.js"
@@ -117,14 +118,14 @@ describe("SyncAuth", () => {
   it("addresses without a transport prefix are http", () =>
     Effect.runSync(
       Effect.gen(function*() {
-        expect(yield* SyncLayers.parseAddress("127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* SyncLayers.parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
-        expect(yield* SyncLayers.parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* SyncLayers.parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
+        expect(yield* parseAddress("127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("localhost:3000")).toEqual({ transport_type: "http", address: "localhost:3000" })
+        expect(yield* parseAddress("http:127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("sim:peer-1")).toEqual({ transport_type: "sim", address: "peer-1" })
         // a URL's form, as a user pastes it
-        expect(yield* SyncLayers.parseAddress("http://127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
-        expect(yield* SyncLayers.parseAddress("http://[::1]:3000/")).toEqual({ transport_type: "http", address: "[::1]:3000" })
-        expect(yield* SyncLayers.parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
+        expect(yield* parseAddress("http://127.0.0.1:3000")).toEqual({ transport_type: "http", address: "127.0.0.1:3000" })
+        expect(yield* parseAddress("http://[::1]:3000/")).toEqual({ transport_type: "http", address: "[::1]:3000" })
+        expect(yield* parseAddress({ transport_type: "iroh", address: "x" })).toEqual({ transport_type: "iroh", address: "x" })
       })
     ))
 })
@@ -375,8 +376,8 @@ describe("Sync client", () => {
         }))
       ).pipe(Layer.provide(AuthLayers.layerNode))
       const base = Layer.mergeAll(StorageLayers.layerMemory, spied, CipherLayers.layerNode, layerCache, WriteEvents.layer)
-      const layer = Layer.orDie(Layer.provideMerge(SyncLayers.layer, Layer.provideMerge(InstanceLayers.layer, base)))
-      const sync = yield* Effect.provide(Sync, layer)
+      const layer = Layer.orDie(Layer.provideMerge(syncLayer, Layer.provideMerge(InstanceLayers.layer, base)))
+      const sync = Context.get(yield* Layer.build(layer), Sync) // lives as long as the test's scope
       expect(hints).toEqual([])
       yield* sync.enableHttpTransport()
       expect(hints).toEqual([0])
