@@ -16,12 +16,8 @@ import { ingestPartial } from "../../src/database/Ingest.js"
 import * as Transaction from "../../src/database/Transaction.js"
 import { SettingsStore } from "../../src/database/SettingsStore.js"
 import { DocStore } from "../../src/database/Stores.js"
-import { layerCache } from "../../src/database/StoreState.js"
 import * as AuthLayers from "../../src/layers/Auth.js"
-import * as CipherLayers from "../../src/layers/Cipher.js"
-import * as InstanceLayers from "../../src/layers/Instance.js"
-import * as StorageLayers from "../../src/layers/Storage.js"
-import { layer as syncLayer, parseAddress } from "../../src/layers/Sync.js"
+import { parseAddress } from "../../src/layers/Sync.js"
 import { Instance } from "../../src/services/Instance.js"
 import * as SimNetwork from "../../src/layers/TransportSim.js"
 import * as Server from "../../src/layers/SyncServer.js"
@@ -32,13 +28,13 @@ import { PROTOCOL_VERSION } from "../../src/schema/Protocol.js"
 import { Auth, type AuthShape } from "../../src/services/Auth.js"
 import type { StorageShape } from "../../src/services/Storage.js"
 import { Sync } from "../../src/services/Sync.js"
-import * as WriteEvents from "../../src/services/WriteEvents.js"
 import type { TransportShape } from "../../src/services/Transport.js"
 import {
   enableSync,
   grant,
   makeNode,
   type Node,
+  nodeLayer,
   readData,
   setupDb,
   signProof,
@@ -375,9 +371,7 @@ describe("Sync client", () => {
           }
         }))
       ).pipe(Layer.provide(AuthLayers.layerNode))
-      const base = Layer.mergeAll(StorageLayers.layerMemory, spied, CipherLayers.layerNode, layerCache, WriteEvents.layer)
-      const layer = Layer.orDie(Layer.provideMerge(syncLayer, Layer.provideMerge(InstanceLayers.layer, base)))
-      const sync = Context.get(yield* Layer.build(layer), Sync) // lives as long as the test's scope
+      const sync = Context.get(yield* Layer.build(nodeLayer({}, spied)), Sync) // lives as long as the test's scope
       expect(hints).toEqual([])
       yield* sync.enableHttpTransport()
       expect(hints).toEqual([0])

@@ -42,11 +42,14 @@ export interface Node {
   readonly run: <A, E>(effect: Effect.Effect<A, E, NodeServices>) => Effect.Effect<A, E>
 }
 
-/** The layer of one complete in-memory engine. */
-export const nodeLayer = (options: SyncLayers.SyncLayerOptions = {}): Layer.Layer<NodeServices> => {
+/** The layer of one complete in-memory engine (on the node Auth layer unless another is given). */
+export const nodeLayer = (
+  options: SyncLayers.SyncLayerOptions = {},
+  auth: Layer.Layer<Auth> = AuthLayers.layerNode
+): Layer.Layer<NodeServices> => {
   const base = Layer.mergeAll(
     StorageLayers.layerMemory,
-    AuthLayers.layerNode,
+    auth,
     CipherLayers.layerNode,
     layerCache,
     WriteEvents.layer
